@@ -1,0 +1,90 @@
+//! Operations run from the CLI (and by tests) rather than through the tenant API.
+
+use cardplane_domain::api_key::{ApiKey, ApiSecret, Permission};
+use cardplane_domain::event::{Event, EventType};
+use cardplane_domain::ids::TenantId;
+use cardplane_domain::tenant::Tenant;
+use cardplane_domain::version::ApiVersion;
+use cardplane_domain::{Environment, Timestamp};
+use cardplane_store::StoreError;
+use cardplane_store::tenants::TenantStore;
+use serde::Serialize;
+
+use crate::views::ApiKeyView;
+
+#[derive(Debug, Serialize)]
+pub struct IssuedKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// What `cardplane tenant create --json` prints.
+#[derive(Debug, Serialize)]
+pub struct ProvisionedTenant {
+    pub tenant_id: String,
+    pub name: String,
+    pub sandbox_key: IssuedKey,
+    pub live_key: IssuedKey,
+}
+
+fn issued(key: &ApiKey, secret: &ApiSecret) -> IssuedKey {
+    IssuedKey {
+        id: key.id.to_string(),
+        secret: secret.expose().to_owned(),
+    }
+}
+
+/// Creates a tenant with one sandbox and one live key. The secrets are returned once.
+pub async fn create_tenant(
+    store: &dyn TenantStore,
+    pepper: &[u8],
+    name: &str,
+    permissions: &[Permission],
+) -> Result<ProvisionedTenant, StoreError> {
+    let now = Timestamp::now();
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name: name.to_owned(),
+        api_version: ApiVersion::current(),
+        created_at: now,
+    };
+    let (sandbox, sandbox_secret) = ApiKey::issue(
+        &tenant.id,
+        Environment::Sandbox,
+        "Default sandbox key".into(),
+        permissions.to_vec(),
+        pepper,
+        now,
+    );
+    let (live, live_secret) = ApiKey::issue(
+        &tenant.id,
+        Environment::Live,
+        "Default live key".into(),
+        permissions.to_vec(),
+        pepper,
+        now,
+    );
+    let events: Vec<Event> = [&sandbox, &live]
+        .iter()
+        .map(|k| {
+            let data = serde_json::to_value(ApiKeyView::from(*k)).unwrap_or_default();
+            Event::new(
+                &tenant.id,
+                k.environment,
+                EventType::ApiKeyCreated,
+                k.id.as_str(),
+                data,
+                now,
+            )
+        })
+        .collect();
+    store
+        .create_tenant(&tenant, &[sandbox.clone(), live.clone()], &events)
+        .await?;
+    Ok(ProvisionedTenant {
+        tenant_id: tenant.id.to_string(),
+        name: tenant.name,
+        sandbox_key: issued(&sandbox, &sandbox_secret),
+        live_key: issued(&live, &live_secret),
+    })
+}

@@ -1,0 +1,200 @@
+//! `Application::build(config)` binds (port 0 in tests) and exposes its address; `router(state)`
+//! is the whole HTTP surface.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cardplane_domain::Timestamp;
+use cardplane_store::{Db, DbOptions, SqlStore};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorType};
+use crate::middleware::{access_log, api_version, authenticate, idempotency};
+use crate::routes::{api_keys, cardholders, events, ops};
+use crate::secrets::{Secrets, open_vault};
+use crate::state::AppState;
+
+const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(600);
+
+async fn route_not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorType::NotFoundError,
+        "route_not_found",
+        "No such endpoint",
+    )
+    .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorType::InvalidRequestError,
+        "method_not_allowed",
+        "This endpoint does not support this HTTP method",
+    )
+    .into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("handler panicked").into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/cardholders",
+            get(cardholders::list_cardholders).post(cardholders::create_cardholder),
+        )
+        .route(
+            "/cardholders/{cardholder_id}",
+            get(cardholders::get_cardholder).post(cardholders::update_cardholder),
+        )
+        .route(
+            "/cardholders/{cardholder_id}/kyc_checks",
+            get(cardholders::list_kyc_checks),
+        )
+        .route(
+            "/cardholders/{cardholder_id}/card_orders",
+            get(cardholders::list_card_orders),
+        )
+        .route(
+            "/api_keys",
+            get(api_keys::list_api_keys).post(api_keys::create_api_key),
+        )
+        .route("/api_keys/{api_key_id}", get(api_keys::get_api_key))
+        .route(
+            "/api_keys/{api_key_id}/revoke",
+            post(api_keys::revoke_api_key),
+        )
+        .route("/events", get(events::list_events))
+        .route("/events/{event_id}", get(events::get_event))
+        // Layers run bottom-up: authenticate, then idempotency, then the handler.
+        .route_layer(from_fn_with_state(state.clone(), idempotency))
+        .route_layer(from_fn_with_state(state.clone(), authenticate));
+    let swagger = SwaggerUi::new("/docs")
+        .url("/openapi.json", crate::openapi::document())
+        .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
+    let request_id = HeaderName::from_static("request-id");
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(swagger)
+        .merge(api)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn(api_version))
+        .layer(from_fn(access_log))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(state.config.request_body_limit_bytes))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// One Prometheus recorder per process (tests run several servers in one process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .expect("static buckets are valid")
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+/// Connects, migrates and opens the vault: what `serve` and the CLI commands share.
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    let mut options = DbOptions::new(config.database_url.clone());
+    options.max_connections = config.database_max_connections;
+    let db = Db::connect(&options).await?;
+    db.migrate().await?;
+    let secrets = Secrets::load(&config)?;
+    let store = SqlStore::new(db.clone());
+    let vault = open_vault(&store, &secrets.kek).await?;
+    Ok(AppState::new(
+        config,
+        db,
+        vault,
+        secrets.pepper,
+        metrics_handle(),
+    )?)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let listen = config.listen;
+        let state = open_state(config).await?;
+        let listener = TcpListener::bind(listen).await?;
+        let address = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            address,
+            state,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the pools.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
+        let app = router(state.clone());
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        purge.abort();
+        state.db.close().await;
+        served
+    }
+}
+
+async fn purge_idempotency_keys(state: AppState) {
+    let mut tick = tokio::time::interval(IDEMPOTENCY_PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        match state.idempotency.purge_expired(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+            Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        }
+    }
+}

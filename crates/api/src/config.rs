@@ -1,0 +1,263 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `CARDPLANE_*` environment
+//! variables. Secrets (KEK, pepper) are never printed: `Debug` masks them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://cardplane.db` (embedded default) or `postgres://user@host/db`.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub listen: SocketAddr,
+    /// Where generated secrets live when none are configured (created on first start, mode 0600).
+    pub key_file: PathBuf,
+    /// Key-encryption key (32 bytes, base64 or hex). Overrides the key file.
+    pub kek: Option<String>,
+    /// Server pepper for API secret hashes. Overrides the key file.
+    pub api_key_pepper: Option<String>,
+    pub request_body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub log_format: LogFormat,
+    pub kyc: KycConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KycProviderKind {
+    /// Deterministic from the document number (sandbox environment only).
+    Sandbox,
+    /// Posts the applicant to `kyc.http_url`.
+    Http,
+    /// Records NOT_CHECKED.
+    None,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KycConfig {
+    pub minimum_age_years: u8,
+    pub sandbox_provider: KycProviderKind,
+    pub live_provider: KycProviderKind,
+    pub http_url: Option<String>,
+    pub http_timeout_ms: u64,
+    pub http_secret: Option<String>,
+}
+
+impl Default for KycConfig {
+    fn default() -> Self {
+        Self {
+            minimum_age_years: 18,
+            sandbox_provider: KycProviderKind::Sandbox,
+            live_provider: KycProviderKind::None,
+            http_url: None,
+            http_timeout_ms: 3000,
+            http_secret: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://cardplane.db".into(),
+            database_max_connections: 16,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            key_file: PathBuf::from("cardplane.keys"),
+            kek: None,
+            api_key_pepper: None,
+            request_body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 30_000,
+            log_format: LogFormat::Json,
+            kyc: KycConfig::default(),
+        }
+    }
+}
+
+fn masked(v: &Option<String>) -> &'static str {
+    if v.is_some() { "<set>" } else { "<unset>" }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("key_file", &self.key_file)
+            .field("kek", &masked(&self.kek))
+            .field("api_key_pepper", &masked(&self.api_key_pepper))
+            .field("request_body_limit_bytes", &self.request_body_limit_bytes)
+            .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
+            .field("kyc.live_provider", &self.kyc.live_provider)
+            .field("kyc.http_secret", &masked(&self.kyc.http_secret))
+            .finish()
+    }
+}
+
+/// Hides a password in `postgres://user:password@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}://{user}:***@{}", &url[..scheme_end], &url[at + 1..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name} is invalid: {message}")]
+    Env { name: String, message: String },
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &str, raw: String) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            raw.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                message: e.to_string(),
+            })
+        }
+        let provider = |name: &str, raw: String| match raw.as_str() {
+            "sandbox" => Ok(KycProviderKind::Sandbox),
+            "http" => Ok(KycProviderKind::Http),
+            "none" => Ok(KycProviderKind::None),
+            _ => Err(ConfigError::Env {
+                name: name.into(),
+                message: "expected sandbox, http or none".into(),
+            }),
+        };
+        if let Some(v) = get("CARDPLANE_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("CARDPLANE_DATABASE_MAX_CONNECTIONS") {
+            self.database_max_connections = parsed("CARDPLANE_DATABASE_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_LISTEN") {
+            self.listen = parsed("CARDPLANE_LISTEN", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_KEY_FILE") {
+            self.key_file = PathBuf::from(v);
+        }
+        if let Some(v) = get("CARDPLANE_KEK") {
+            self.kek = Some(v);
+        }
+        if let Some(v) = get("CARDPLANE_API_KEY_PEPPER") {
+            self.api_key_pepper = Some(v);
+        }
+        if let Some(v) = get("CARDPLANE_REQUEST_BODY_LIMIT_BYTES") {
+            self.request_body_limit_bytes = parsed("CARDPLANE_REQUEST_BODY_LIMIT_BYTES", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "CARDPLANE_LOG_FORMAT".into(),
+                        message: "expected json or pretty".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = get("CARDPLANE_KYC_MINIMUM_AGE_YEARS") {
+            self.kyc.minimum_age_years = parsed("CARDPLANE_KYC_MINIMUM_AGE_YEARS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_KYC_SANDBOX_PROVIDER") {
+            self.kyc.sandbox_provider = provider("CARDPLANE_KYC_SANDBOX_PROVIDER", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_KYC_LIVE_PROVIDER") {
+            self.kyc.live_provider = provider("CARDPLANE_KYC_LIVE_PROVIDER", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_KYC_HTTP_URL") {
+            self.kyc.http_url = Some(v);
+        }
+        if let Some(v) = get("CARDPLANE_KYC_HTTP_TIMEOUT_MS") {
+            self.kyc.http_timeout_ms = parsed("CARDPLANE_KYC_HTTP_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_KYC_HTTP_SECRET") {
+            self.kyc.http_secret = Some(v);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let mut c: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\n[kyc]\nminimum_age_years = 21\n").unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.kyc.minimum_age_years, 21);
+        assert_eq!(c.database_url, "sqlite://cardplane.db");
+        c.apply_env(|n| (n == "CARDPLANE_LISTEN").then(|| "127.0.0.1:9100".to_owned()))
+            .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert!(
+            c.apply_env(|n| (n == "CARDPLANE_LISTEN").then(|| "nope".to_owned()))
+                .is_err()
+        );
+        assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Config {
+            kek: Some("supersecretkek".into()),
+            database_url: "postgres://app:hunter2@db/cardplane".into(),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("supersecretkek"));
+        assert!(!shown.contains("hunter2"));
+    }
+}

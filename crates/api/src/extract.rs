@@ -1,0 +1,201 @@
+//! Extractors: the plumbing every handler shares. JSON and query rejections become API errors in
+//! the envelope; the authenticated context hands tenant + environment to every handler.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use cardplane_domain::Timestamp;
+use cardplane_domain::api_key::ApiKey;
+use cardplane_domain::page::PageRequest;
+use cardplane_domain::tenant::Tenant;
+use cardplane_domain::version::ApiVersion;
+use cardplane_store::{IdempotentResponse, Scope};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ErrorType};
+
+/// A JSON request body: `application/json` required, unknown fields refused, the body limit
+/// enforced (413), and parse errors named by their JSON path.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorType::InvalidRequestError,
+                "unsupported_media_type",
+                "Request bodies must be JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        ApiError::invalid("body_unreadable", "The request body could not be read")
+    }
+}
+
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorType::InvalidRequestError,
+        "body_too_large",
+        "The request body exceeds the size limit",
+    )
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::invalid(
+                "json_invalid",
+                format!("The body is not valid JSON: {message}"),
+            );
+        }
+        let (code, param) = if message.starts_with("unknown field") {
+            let field = message.split('`').nth(1).unwrap_or_default();
+            let param = if path == "." {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            ("parameter_unknown", param)
+        } else {
+            ("parameter_invalid", path)
+        };
+        let err = ApiError::invalid(code, message);
+        if param.is_empty() || param == "." {
+            err
+        } else {
+            err.with_param(param)
+        }
+    })
+}
+
+/// The authenticated request: which key, tenant, environment and API version. Inserted by the
+/// auth middleware; every store call takes `ctx.scope`.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub scope: Scope,
+    pub key: ApiKey,
+    pub tenant: Tenant,
+    pub version: ApiVersion,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// An idempotency key this request holds; its response must be stored with the effect.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub token: String,
+}
+
+impl Ctx {
+    pub fn livemode(&self) -> bool {
+        self.scope.environment.livemode()
+    }
+
+    /// The response to store with the effect, if this request holds an idempotency key.
+    pub fn idempotent_response(
+        &self,
+        status: StatusCode,
+        body: &str,
+    ) -> Option<IdempotentResponse> {
+        self.idempotency.as_ref().map(|c| IdempotentResponse {
+            key: c.key.clone(),
+            claim_token: c.token.clone(),
+            status: status.as_u16(),
+            body: body.to_owned(),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Ctx>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("route is missing the auth middleware"))
+    }
+}
+
+/// `limit`, `starting_after`, `ending_before` from the query string.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// 1 to 50, default 25.
+    pub limit: Option<String>,
+    /// An object ID: return the page of objects older than it.
+    pub starting_after: Option<String>,
+    /// An object ID: return the page of objects newer than it.
+    pub ending_before: Option<String>,
+}
+
+/// Parses the query string strictly: unknown parameters are 400s too.
+pub fn query_params<T: DeserializeOwned>(parts_query: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(parts_query.unwrap_or("")).map_err(|e| {
+        let message = e.to_string();
+        let err = ApiError::invalid(
+            "parameter_invalid",
+            format!("Invalid query string: {message}"),
+        );
+        match message.split('`').nth(1) {
+            Some(field) if message.starts_with("unknown field") => {
+                ApiError::invalid("parameter_unknown", message.clone()).with_param(field.to_owned())
+            }
+            _ => err,
+        }
+    })
+}
+
+/// Query parameters with strict parsing.
+pub struct StrictQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        query_params(parts.uri.query()).map(StrictQuery)
+    }
+}
+
+impl ListParams {
+    pub fn page(&self, id_ok: impl Fn(&str) -> bool) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(
+            self.limit.as_deref(),
+            self.starting_after.as_deref(),
+            self.ending_before.as_deref(),
+            id_ok,
+        )?)
+    }
+}

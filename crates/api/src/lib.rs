@@ -1,0 +1,19 @@
+//! Cardplane's HTTP API: thin handlers that parse requests into domain types, call the pure core
+//! and the stores, and render the documented JSON shapes.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod kyc;
+pub mod middleware;
+pub mod openapi;
+pub mod reply;
+pub mod routes;
+pub mod secrets;
+pub mod state;
+pub mod views;
+
+pub use app::{Application, open_state, router};
+pub use config::Config;

@@ -1,0 +1,64 @@
+//! The OpenAPI document, generated from the handlers and views (locked by a snapshot test).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{api_keys, cardholders, events, ops};
+
+struct BasicAuth;
+
+impl Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic_auth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("Username: API key id (`key_...`). Password: its secret (`sk_test_...` / `sk_live_...`)."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cardplane API",
+        description = "Self-hostable card issuing. Conventions (errors, idempotency, pagination, versioning via the \
+            `Cardplane-Version` header) are in docs/API.md.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        cardholders::create_cardholder,
+        cardholders::list_cardholders,
+        cardholders::get_cardholder,
+        cardholders::update_cardholder,
+        cardholders::list_kyc_checks,
+        cardholders::list_card_orders,
+        api_keys::list_api_keys,
+        api_keys::create_api_key,
+        api_keys::get_api_key,
+        api_keys::revoke_api_key,
+        events::list_events,
+        events::get_event,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+    ),
+    modifiers(&BasicAuth),
+    tags(
+        (name = "Cardholders", description = "People who hold cards, with their KYC status"),
+        (name = "API keys", description = "Credentials of your tenant, per environment"),
+        (name = "Events", description = "Every state change, in order"),
+        (name = "Operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}

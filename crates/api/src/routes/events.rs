@@ -1,0 +1,57 @@
+//! `/events`: the log of every state change, newest first.
+
+use axum::extract::{Path, State};
+use cardplane_domain::ids::EventId;
+use cardplane_store::StoreError;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Ctx, ListParams, StrictQuery};
+use crate::reply::Reply;
+use crate::state::AppState;
+use crate::views::{EventEnvelope, EventList, page_items};
+
+#[utoipa::path(
+    get, path = "/events", tag = "Events",
+    params(ListParams),
+    responses((status = 200, body = EventList), (status = 400, body = crate::error::ErrorEnvelope)),
+    security(("basic_auth" = []))
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    StrictQuery(params): StrictQuery<ListParams>,
+) -> ApiResult<Reply> {
+    let page = params.page(|id| EventId::parse(id).is_ok())?;
+    let page = state.events.list_events(&ctx.scope, &page).await?;
+    let (events, has_more, total) = page_items(&page, |e| EventEnvelope { event: e.into() });
+    Reply::ok(&EventList {
+        events,
+        has_more,
+        total,
+    })
+}
+
+#[utoipa::path(
+    get, path = "/events/{event_id}", tag = "Events",
+    params(("event_id" = String, Path)),
+    responses((status = 200, body = EventEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    security(("basic_auth" = []))
+)]
+pub async fn get_event(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Reply> {
+    let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
+    let event = state
+        .events
+        .get_event(&ctx.scope, &id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("event"),
+            other => other.into(),
+        })?;
+    Reply::ok(&EventEnvelope {
+        event: (&event).into(),
+    })
+}

@@ -1,0 +1,4 @@
+pub mod api_keys;
+pub mod cardholders;
+pub mod events;
+pub mod ops;

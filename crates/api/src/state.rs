@@ -1,0 +1,109 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use cardplane_domain::vault::Vault;
+use cardplane_store::SqlStore;
+use cardplane_store::api_keys::ApiKeyStore;
+use cardplane_store::cardholders::CardholderStore;
+use cardplane_store::events::EventStore;
+use cardplane_store::idempotency::IdempotencyStore;
+use cardplane_store::tenants::TenantStore;
+use cardplane_store::{Backend, Db};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::{Config, KycProviderKind};
+use crate::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
+use crate::middleware::LastUsed;
+use cardplane_domain::Environment;
+
+/// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub tenants: Arc<dyn TenantStore>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    pub cardholders: Arc<dyn CardholderStore>,
+    pub events: Arc<dyn EventStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub vault: Arc<Vault>,
+    pub pepper: Arc<[u8]>,
+    pub kyc_sandbox: Arc<dyn KycProvider>,
+    pub kyc_live: Arc<dyn KycProvider>,
+    pub metrics: PrometheusHandle,
+    pub last_used: Arc<LastUsed>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KycConfigError {
+    #[error("kyc provider `http` needs kyc.http_url (CARDPLANE_KYC_HTTP_URL)")]
+    MissingUrl,
+    #[error("the sandbox KYC provider may not be used for live mode")]
+    SandboxInLive,
+}
+
+fn provider(
+    kind: KycProviderKind,
+    config: &Config,
+    env: Environment,
+) -> Result<Arc<dyn KycProvider>, KycConfigError> {
+    Ok(match kind {
+        KycProviderKind::Sandbox if env == Environment::Live => {
+            return Err(KycConfigError::SandboxInLive);
+        }
+        KycProviderKind::Sandbox => Arc::new(SandboxKyc),
+        KycProviderKind::None => Arc::new(NoKyc),
+        KycProviderKind::Http => {
+            let url = config
+                .kyc
+                .http_url
+                .clone()
+                .ok_or(KycConfigError::MissingUrl)?;
+            Arc::new(HttpKyc::new(
+                url,
+                Duration::from_millis(config.kyc.http_timeout_ms),
+                config.kyc.http_secret.clone(),
+            ))
+        }
+    })
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        db: Db,
+        vault: Vault,
+        pepper: Vec<u8>,
+        metrics: PrometheusHandle,
+    ) -> Result<Self, KycConfigError> {
+        let store = Arc::new(SqlStore::new(db.clone()));
+        let kyc_sandbox = provider(config.kyc.sandbox_provider, &config, Environment::Sandbox)?;
+        let kyc_live = provider(config.kyc.live_provider, &config, Environment::Live)?;
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            tenants: store.clone(),
+            api_keys: store.clone(),
+            cardholders: store.clone(),
+            events: store.clone(),
+            idempotency: store,
+            vault: Arc::new(vault),
+            pepper: pepper.into(),
+            kyc_sandbox,
+            kyc_live,
+            metrics,
+            last_used: Arc::default(),
+        })
+    }
+
+    pub fn kyc(&self, env: Environment) -> &dyn KycProvider {
+        match env {
+            Environment::Sandbox => self.kyc_sandbox.as_ref(),
+            Environment::Live => self.kyc_live.as_ref(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+}

@@ -1,0 +1,141 @@
+//! The `cardplane` binary: one process, several subcommands. Thin: everything real lives in the
+//! library crates so tests can drive it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cardplane_api::config::{Config, LogFormat};
+use cardplane_api::{Application, open_state};
+use cardplane_domain::api_key::Permission;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "cardplane",
+    version,
+    about = "Self-hostable card issuing platform"
+)]
+struct Cli {
+    /// TOML config file; CARDPLANE_* environment variables override it.
+    #[arg(long, global = true, env = "CARDPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage tenants (custodians).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with one sandbox and one live API key; prints the secrets once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print JSON: {"tenant_id", "sandbox_key": {"id", "secret"}, "live_key": {...}}.
+        #[arg(long)]
+        json: bool,
+        /// Extra permissions for both keys (e.g. `reveal`).
+        #[arg(long = "permission", value_parser = parse_permission)]
+        permissions: Vec<Permission>,
+    },
+}
+
+fn parse_permission(raw: &str) -> Result<Permission, String> {
+    Permission::parse(raw).ok_or_else(|| format!("unknown permission `{raw}`"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    init_logging(config.log_format);
+    match cli.command {
+        Command::Serve => {
+            tracing::info!(config = ?config, "starting");
+            let app = Application::build(config).await?;
+            tracing::info!(address = %app.address(), backend = app.state().backend().name(), "listening");
+            app.run_until(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let state = open_state(config).await?;
+            tracing::info!(backend = state.backend().name(), "migrations applied");
+            state.db.close().await;
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    json,
+                    permissions,
+                },
+        } => {
+            let state = open_state(config).await?;
+            let tenant = cardplane_api::admin::create_tenant(
+                state.tenants.as_ref(),
+                &state.pepper,
+                &name,
+                &permissions,
+            )
+            .await?;
+            state.db.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenant)?);
+            } else {
+                println!("tenant   {} ({})", tenant.tenant_id, tenant.name);
+                println!(
+                    "sandbox  {}:{}",
+                    tenant.sandbox_key.id, tenant.sandbox_key.secret
+                );
+                println!("live     {}:{}", tenant.live_key.id, tenant.live_key.secret);
+                println!(
+                    "The secrets are shown once. Use them as HTTP basic auth (key id as user, secret as password)."
+                );
+            }
+        }
+    }
+    Ok(())
+}

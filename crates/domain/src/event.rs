@@ -1,0 +1,49 @@
+//! The event log: every state change appends one event in the same transaction as the change.
+//! Webhook delivery reads this log.
+
+use crate::environment::Environment;
+use crate::ids::{EventId, TenantId};
+use crate::time::Timestamp;
+
+crate::wire_enum!(EventType {
+    CardholderCreated => "cardholder.created",
+    CardholderUpdated => "cardholder.updated",
+    CardholderKycUpdated => "cardholder.kyc_updated",
+    CardOrderCreated => "card_order.created",
+    CardOrderUpdated => "card_order.updated",
+    ApiKeyCreated => "api_key.created",
+    ApiKeyRevoked => "api_key.revoked",
+});
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub environment: Environment,
+    pub event_type: EventType,
+    pub object_id: String,
+    /// A snapshot of the object after the change, as the API renders it.
+    pub data: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+impl Event {
+    pub fn new(
+        tenant_id: &TenantId,
+        environment: Environment,
+        event_type: EventType,
+        object_id: impl Into<String>,
+        data: serde_json::Value,
+        created_at: Timestamp,
+    ) -> Self {
+        Self {
+            id: EventId::generate(),
+            tenant_id: tenant_id.clone(),
+            environment,
+            event_type,
+            object_id: object_id.into(),
+            data,
+            created_at,
+        }
+    }
+}

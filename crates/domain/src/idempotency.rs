@@ -1,0 +1,54 @@
+//! Idempotency keys (IETF draft "Idempotency-Key"; Stripe): the fingerprint of a request and the
+//! rules for what a second request with the same key gets.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::FieldError;
+
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Keys are kept at least 24 h (DOMAIN.md); we keep them 48 h.
+pub const IDEMPOTENCY_TTL_SECS: i64 = 48 * 3600;
+/// A claim not completed in this time belongs to a request that died (crash, kill -9): the key
+/// may be taken over instead of answering 409 forever.
+pub const IDEMPOTENCY_CLAIM_STALE_SECS: i64 = 60;
+
+pub fn parse_key(raw: &str) -> Result<String, FieldError> {
+    if raw.is_empty()
+        || raw.len() > IDEMPOTENCY_KEY_LEN_MAX
+        || !raw.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    {
+        return Err(FieldError::new(
+            "idempotency_key",
+            "idempotency_key_invalid",
+            format!("must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// SHA-256 over method, path and the canonical JSON of the body (object keys sorted, whitespace
+/// dropped), so a re-serialised but equal request still matches.
+pub fn fingerprint(method: &str, path: &str, canonical_body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(canonical_body);
+    crate::api_key::hex(&h.finalize())
+}
+
+/// What the store found for a key when a request tried to claim it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is ours: run the request.
+    Acquired { token: String },
+    /// Finished before: replay this response.
+    Completed {
+        fingerprint: String,
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// Another request with this key is still running.
+    InFlight { fingerprint: String },
+}

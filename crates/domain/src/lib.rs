@@ -1,0 +1,26 @@
+//! Cardplane's pure domain core: no tokio, sqlx or axum. Everything here is deterministic given
+//! its inputs (time and randomness are passed in or confined to ID/key generation).
+
+#[macro_use]
+mod wire_enum;
+
+pub mod api_key;
+pub mod card_order;
+pub mod cardholder;
+pub mod country;
+pub mod environment;
+pub mod error;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod kyc;
+pub mod money;
+pub mod page;
+pub mod tenant;
+pub mod time;
+pub mod vault;
+pub mod version;
+
+pub use environment::Environment;
+pub use error::FieldError;
+pub use time::Timestamp;

@@ -1,0 +1,155 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, SqlSafeStr};
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl DbOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connection pools. PostgreSQL uses one pool for everything. SQLite allows one writer at a time,
+/// so writes go through a single-connection pool (no SQLITE_BUSY between our own writers) while
+/// reads use a pool of WAL readers.
+#[derive(Clone)]
+pub struct Db {
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "foundation".into(),
+        MigrationType::Simple,
+        sqlx::AssertSqlSafe(include_str!("../migrations/0001_foundation.sql")).into_sql_str(),
+        false,
+    )])
+}
+
+fn pool_options(max: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+impl Db {
+    pub async fn connect(options: &DbOptions) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if options.url.starts_with("sqlite:") {
+            let url = if options.url.contains("mode=") {
+                options.url.clone()
+            } else if options.url.contains('?') {
+                format!("{}&mode=rwc", options.url)
+            } else {
+                format!("{}?mode=rwc", options.url)
+            };
+            (Backend::Sqlite, url)
+        } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
+            (Backend::Postgres, options.url.clone())
+        } else {
+            return Err(StoreError::corrupt(
+                "database URL must start with sqlite: or postgres:",
+            ));
+        };
+        let connect = AnyConnectOptions::from_str(&url)?;
+        let db = match backend {
+            Backend::Sqlite => {
+                let writer = pool_options(1, options.acquire_timeout)
+                    .connect_with(connect.clone())
+                    .await?;
+                let reader = pool_options(options.max_connections.max(2), options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Db {
+                    backend,
+                    writer,
+                    reader,
+                }
+            }
+            Backend::Postgres => {
+                let pool = pool_options(options.max_connections, options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Db {
+                    backend,
+                    writer: pool.clone(),
+                    reader: pool,
+                }
+            }
+        };
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator()
+            .run(&self.writer)
+            .await
+            .map_err(StoreError::other)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}

@@ -1,0 +1,69 @@
+use async_trait::async_trait;
+use cardplane_domain::Environment;
+use cardplane_domain::event::{Event, EventType};
+use cardplane_domain::ids::{EventId, TenantId};
+use cardplane_domain::page::{Page, PageRequest};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::rows::{ListSpec, list_page, ts};
+use crate::{Scope, SqlStore, StoreError};
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError>;
+    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Event, StoreError>;
+}
+
+const COLUMNS: &str = "id, tenant_id, environment, type, object_id, data, created_at";
+
+fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+    let env: String = row.try_get("environment")?;
+    let ty: String = row.try_get("type")?;
+    let data: String = row.try_get("data")?;
+    Ok(Event {
+        id: EventId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+            .map_err(StoreError::other)?,
+        environment: Environment::parse(&env)
+            .ok_or_else(|| StoreError::corrupt("event environment"))?,
+        event_type: EventType::parse(&ty).ok_or_else(|| StoreError::corrupt("event type"))?,
+        object_id: row.try_get("object_id")?,
+        data: serde_json::from_str(&data).map_err(StoreError::other)?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqlStore {
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let spec = ListSpec {
+            table: "events",
+            columns: COLUMNS,
+            filter: None,
+        };
+        list_page(self.db.reader(), spec, scope, page, event_from_row).await
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Event, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, environment, type, object_id, data, created_at FROM events \
+             WHERE tenant_id = $1 AND environment = $2 AND id = $3",
+        )
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(id.as_str())
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        event_from_row(&row)
+    }
+}

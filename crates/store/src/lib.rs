@@ -1,0 +1,55 @@
+//! Cardplane storage: one runtime-query implementation over sqlx `Any`, so the same SQL runs on
+//! the embedded SQLite default and on PostgreSQL. Each aggregate has a narrow trait; an operation
+//! that must be atomic (state change + its events + the idempotent response) is one method that
+//! owns its transaction.
+
+mod db;
+mod error;
+mod rows;
+
+pub mod api_keys;
+pub mod cardholders;
+pub mod events;
+pub mod idempotency;
+pub mod tenants;
+pub mod vault;
+
+pub use db::{Backend, Db, DbOptions};
+pub use error::StoreError;
+
+use cardplane_domain::Environment;
+use cardplane_domain::ids::TenantId;
+
+/// The tenant and environment every scoped query runs in. Handlers get it from the API key, so
+/// an unscoped query is hard to write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub tenant_id: TenantId,
+    pub environment: Environment,
+}
+
+/// A response to store under an idempotency key in the same transaction as the effect.
+#[derive(Debug, Clone)]
+pub struct IdempotentResponse {
+    pub key: String,
+    /// The token of our claim: completing fails if the key was taken over since.
+    pub claim_token: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// The SQL store for every aggregate.
+#[derive(Clone)]
+pub struct SqlStore {
+    db: Db,
+}
+
+impl SqlStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
