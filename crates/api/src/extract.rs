@@ -74,17 +74,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("The body is not valid JSON: {message}"),
             );
         }
-        let (code, param) = if message.starts_with("unknown field") {
-            let field = message.split('`').nth(1).unwrap_or_default();
-            let param = if path == "." {
-                field.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-            ("parameter_unknown", param)
+        // serde_path_to_error's path already ends with the unknown field's name.
+        let code = if message.starts_with("unknown field") {
+            "parameter_unknown"
         } else {
-            ("parameter_invalid", path)
+            "parameter_invalid"
         };
+        let param = path;
         let err = ApiError::invalid(code, message);
         if param.is_empty() || param == "." {
             err

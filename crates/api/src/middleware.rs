@@ -262,10 +262,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     };
     // The handler sees the body without the idempotency field; the fingerprint uses canonical JSON.
     let (forwarded, canonical) = match &json {
-        Some(v) => {
-            let canonical = serde_json::to_vec(v).unwrap_or_default();
-            (canonical.clone(), canonical)
-        }
+        Some(v) => (
+            serde_json::to_vec(v).unwrap_or_default(),
+            idempotency::canonical_json(v),
+        ),
         None => (bytes.to_vec(), bytes.to_vec()),
     };
     let target = parts

@@ -52,3 +52,68 @@ pub enum Claim {
     /// Another request with this key is still running.
     InFlight { fingerprint: String },
 }
+
+/// JSON with object keys sorted at every level and no whitespace, whatever order the client (or
+/// `serde_json`'s map) used.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend(serde_json::to_vec(k).unwrap_or_default());
+                    out.push(b':');
+                    write(&map[k.as_str()], out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_ignores_key_order_and_whitespace() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#)
+                .unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&b),
+            br#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn keys_must_be_visible_ascii_up_to_255() {
+        assert!(parse_key("order-1").is_ok());
+        assert!(parse_key("").is_err());
+        assert!(parse_key("has space").is_err());
+        assert!(parse_key(&"x".repeat(256)).is_err());
+        assert!(parse_key(&"x".repeat(255)).is_ok());
+    }
+}

@@ -1,0 +1,206 @@
+use cardplane_testkit::{Backend, both_backends};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{TestApp, assert_error, seed_cardholder, send};
+
+async fn every_response_carries_a_request_id_and_the_version_used(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    let responses = [
+        app.request(Method::GET, "/cardholders", &t.sandbox)
+            .send()
+            .await
+            .unwrap(),
+        app.http.get(app.url("/cardholders")).send().await.unwrap(),
+        app.http
+            .get(app.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap(),
+        app.http.get(app.url("/healthz")).send().await.unwrap(),
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for r in &responses {
+        let id = r
+            .headers()
+            .get("request-id")
+            .expect("request-id")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(ids.insert(id), "request ids are unique");
+        assert_eq!(r.headers().get("cardplane-version").unwrap(), "2026-11-01");
+    }
+    // A request id the client sends is kept.
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .header("request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("request-id").unwrap(), "trace-me-123");
+
+    let r = app
+        .request(Method::GET, "/cardholders", &t.sandbox)
+        .header("Cardplane-Version", "2026-11-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("cardplane-version").unwrap(), "2026-11-01");
+    for bad in ["2019-01-01", "latest"] {
+        let req = app
+            .request(Method::POST, "/cardholders", &t.sandbox)
+            .header("Cardplane-Version", bad)
+            .json(&seed_cardholder("490940000", None));
+        let (status, err) = send(req).await;
+        assert_error(
+            status,
+            &err,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "api_version_invalid",
+        );
+    }
+    let (_, list) = app.get(&t.sandbox, "/cardholders").await;
+    assert_eq!(list["total"], 0, "a refused version changed nothing");
+}
+
+async fn unknown_routes_methods_and_oversize_bodies_use_the_envelope(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, |c| c.request_body_limit_bytes = 2048).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    let (status, err) = app.get(&t.sandbox, "/nothing-here").await;
+    assert_error(
+        status,
+        &err,
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        "route_not_found",
+    );
+    let (status, err) = send(app.request(Method::DELETE, "/cardholders", &t.sandbox)).await;
+    assert_error(
+        status,
+        &err,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+    );
+
+    let mut big = seed_cardholder("490940000", None);
+    big["first_name"] = json!("J".repeat(4096));
+    let (status, err) = app.post(&t.sandbox, "/cardholders", &big).await;
+    assert_error(
+        status,
+        &err,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "body_too_large",
+    );
+    let (status, err) = app.post_idem(&t.sandbox, "/cardholders", "big", &big).await;
+    assert_error(
+        status,
+        &err,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "body_too_large",
+    );
+    let (_, list) = app.get(&t.sandbox, "/cardholders").await;
+    assert_eq!(list["total"], 0);
+}
+
+async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    app.get(&t.sandbox, "/cardholders").await;
+    let (status, body) = send(app.http.get(app.url("/healthz"))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = send(app.http.get(app.url("/readyz"))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(
+        metrics.contains("route=\"/cardholders\""),
+        "requests are counted by route"
+    );
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket"),
+        "latency histogram"
+    );
+    let (status, doc) = send(app.http.get(app.url("/openapi.json"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/cardholders"]["post"].is_object());
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    let html = docs.text().await.unwrap();
+    assert!(
+        html.contains("swagger"),
+        "the interactive reference is served locally"
+    );
+    assert!(!html.contains("https://"), "no assets from the internet");
+}
+
+async fn a_database_outage_is_a_503_without_internal_text(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    app.state.db.close().await;
+    let r = app
+        .request(Method::GET, "/cardholders", &t.sandbox)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "api_error");
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    let text = body.to_string().to_lowercase();
+    for internal in ["pool", "sqlx", "closed", "sqlite", "postgres"] {
+        assert!(
+            !text.contains(internal),
+            "internal detail `{internal}` leaked: {text}"
+        );
+    }
+    let (status, _) = send(app.http.get(app.url("/readyz"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+both_backends!(
+    every_response_carries_a_request_id_and_the_version_used,
+    unknown_routes_methods_and_oversize_bodies_use_the_envelope,
+    health_readiness_metrics_and_docs_are_served,
+    a_database_outage_is_a_503_without_internal_text,
+);
+
+/// The OpenAPI document is locked: a change to the API shows up as a diff of `openapi.json`.
+/// Regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p cardplane-api openapi`.
+#[test]
+fn openapi_document_matches_the_snapshot() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let current = serde_json::to_string_pretty(&cardplane_api::openapi::document()).unwrap() + "\n";
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let locked = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        locked == current,
+        "openapi.json is out of date: rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+    );
+}

@@ -1,0 +1,298 @@
+//! A real server on 127.0.0.1:0 over a fresh database, driven over real HTTP.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cardplane_api::admin::{ProvisionedTenant, create_tenant};
+use cardplane_api::state::AppState;
+use cardplane_api::{Application, Config};
+use cardplane_domain::api_key::Permission;
+use cardplane_domain::vault::Kek;
+use cardplane_testkit::{Backend, TestDb};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Creds {
+    pub id: String,
+    pub secret: String,
+}
+
+pub struct TestTenant {
+    pub id: String,
+    pub sandbox: Creds,
+    pub live: Creds,
+}
+
+impl From<ProvisionedTenant> for TestTenant {
+    fn from(t: ProvisionedTenant) -> Self {
+        TestTenant {
+            id: t.tenant_id,
+            sandbox: Creds {
+                id: t.sandbox_key.id,
+                secret: t.sandbox_key.secret,
+            },
+            live: Creds {
+                id: t.live_key.id,
+                secret: t.live_key.secret,
+            },
+        }
+    }
+}
+
+/// Log lines of every server in this test process, for leak scans.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = BufWriter(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("trace,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info")
+            .with_writer(move || writer.clone())
+            .try_init();
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct BufWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for BufWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
+        log_buffer();
+        let db = TestDb::create(backend).await?;
+        let mut config = Config::default();
+        config.database_url = db.url.clone();
+        config.database_max_connections = 8;
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.kek = Some(Kek::generate().encode());
+        config.api_key_pepper = Some("test-pepper".into());
+        configure(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
+        let base = format!("http://{}", app.address());
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Some(TestApp {
+            base,
+            http: reqwest::Client::new(),
+            state,
+            db,
+            shutdown: Some(tx),
+        })
+    }
+
+    pub async fn tenant(&self) -> TestTenant {
+        self.tenant_with(&[]).await
+    }
+
+    pub async fn tenant_with(&self, permissions: &[Permission]) -> TestTenant {
+        create_tenant(
+            self.state.tenants.as_ref(),
+            &self.state.pepper,
+            "Test Tenant",
+            permissions,
+        )
+        .await
+        .unwrap()
+        .into()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, creds: &Creds) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .basic_auth(&creds.id, Some(&creds.secret))
+    }
+
+    pub async fn get(&self, creds: &Creds, path: &str) -> (StatusCode, Value) {
+        send(self.request(Method::GET, path, creds)).await
+    }
+
+    pub async fn post(&self, creds: &Creds, path: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.request(Method::POST, path, creds).json(body)).await
+    }
+
+    pub async fn post_idem(
+        &self,
+        creds: &Creds,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        send(
+            self.request(Method::POST, path, creds)
+                .header("Idempotency-Key", key)
+                .json(body),
+        )
+        .await
+    }
+
+    /// Creates a cardholder and returns its object.
+    pub async fn cardholder(&self, creds: &Creds, body: &Value) -> Value {
+        let (status, json) = self.post(creds, "/cardholders", body).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json["cardholder"].clone()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = req.send().await.expect("request sent");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+/// The seed's sample request, with a chosen SSN and custodian uid.
+pub fn seed_cardholder(ssn: &str, uid: Option<&str>) -> Value {
+    let mut body = json!({
+        "first_name": "Josh",
+        "last_name": "Wilson",
+        "email": "pat@wilson.com",
+        "phone_number": "+16508881111",
+        "date_of_birth": "1982-06-20",
+        "address": {
+            "street_one": "1800 Gates Ave",
+            "street_two": "2L",
+            "locality": "Ridgewood",
+            "region": "NY",
+            "postal_code": "11385",
+            "country": "USA"
+        },
+        "document": {"type": "ssn", "value": ssn}
+    });
+    if let Some(uid) = uid {
+        body["custodian_uid"] = json!(uid);
+    }
+    body
+}
+
+pub fn assert_error(
+    status: StatusCode,
+    body: &Value,
+    expected_status: StatusCode,
+    kind: &str,
+    code: &str,
+) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["type"], kind, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+/// A local stand-in for an identity-verification vendor: answers with a fixed behaviour and
+/// records what it received.
+pub struct FakeKyc {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+#[derive(Clone)]
+pub enum KycBehaviour {
+    Verdict(Value),
+    SlowVerdict(std::time::Duration, Value),
+    Status(u16),
+    Garbage,
+}
+
+impl FakeKyc {
+    pub async fn start(behaviour: KycBehaviour) -> FakeKyc {
+        use axum::http::HeaderMap;
+        let received: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        let log = received.clone();
+        let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            let behaviour = behaviour.clone();
+            async move {
+                let sig = headers
+                    .get("cardplane-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                log.lock().unwrap().push((sig, json));
+                match behaviour {
+                    KycBehaviour::Verdict(v) => (axum::http::StatusCode::OK, v.to_string()),
+                    KycBehaviour::SlowVerdict(d, v) => {
+                        tokio::time::sleep(d).await;
+                        (axum::http::StatusCode::OK, v.to_string())
+                    }
+                    KycBehaviour::Status(s) => (
+                        axum::http::StatusCode::from_u16(s).unwrap(),
+                        "{}".to_owned(),
+                    ),
+                    KycBehaviour::Garbage => {
+                        (axum::http::StatusCode::OK, "<html>not json".to_owned())
+                    }
+                }
+            }
+        };
+        let router = axum::Router::new().route("/verify", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/verify", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        FakeKyc {
+            url,
+            received,
+            _shutdown: tx,
+        }
+    }
+}
