@@ -320,7 +320,7 @@ async fn a_failed_write_stores_neither_effect_nor_response(backend: Backend) {
         cardholder: &dup,
         kyc_check: None,
         card_orders: &[],
-        events: &[event.clone()],
+        events: std::slice::from_ref(&event),
         response: Some(&response),
     };
     assert!(store.insert_cardholder(&scope, w, now).await.is_err());
@@ -422,7 +422,7 @@ async fn events_are_written_with_their_change_and_listed(backend: Backend) {
         cardholder: &c,
         kyc_check: None,
         card_orders: &[],
-        events: &[event.clone()],
+        events: std::slice::from_ref(&event),
         response: None,
     };
     store.insert_cardholder(&scope, w, now).await.unwrap();

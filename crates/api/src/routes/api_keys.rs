@@ -105,7 +105,7 @@ pub async fn create_api_key(
     JsonBody(req): JsonBody<CreateApiKeyRequest>,
 ) -> ApiResult<Reply> {
     let name = cardplane_domain::cardholder::parse_name("name", req.name.as_deref())
-        .map_err(|e| ApiError::from(e))
+        .map_err(ApiError::from)
         .and_then(|n| {
             if n.chars().count() > KEY_NAME_LEN_MAX {
                 Err(ApiError::invalid("parameter_invalid", "name is too long").with_param("name"))

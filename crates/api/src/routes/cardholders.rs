@@ -299,14 +299,13 @@ pub async fn create_cardholder(
 ) -> ApiResult<Reply> {
     let now = Timestamp::now();
     let input = parse_new(&req, now.date(), min_age(&state))?;
-    if let Some(uid) = &input.custodian_uid {
-        if let Some(existing) = state
+    if let Some(uid) = &input.custodian_uid
+        && let Some(existing) = state
             .cardholders
             .find_cardholder_by_custodian_uid(&ctx.scope, uid)
             .await?
-        {
-            return update(&state, &ctx, &existing.id, &req).await;
-        }
+    {
+        return update(&state, &ctx, &existing.id, &req).await;
     }
     let id = CardholderId::generate();
     let mut cardholder = Cardholder {

@@ -169,7 +169,8 @@ async fn each_validation_rule_rejects_with_its_param(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "parameter_missing",
             Box::new(|v| {

@@ -91,12 +91,14 @@ impl TestApp {
     ) -> Option<TestApp> {
         log_buffer();
         let db = TestDb::create(backend).await?;
-        let mut config = Config::default();
-        config.database_url = db.url.clone();
-        config.database_max_connections = 8;
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.kek = Some(Kek::generate().encode());
-        config.api_key_pepper = Some("test-pepper".into());
+        let mut config = Config {
+            database_url: db.url.clone(),
+            database_max_connections: 8,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kek: Some(Kek::generate().encode()),
+            api_key_pepper: Some("test-pepper".into()),
+            ..Config::default()
+        };
         configure(&mut config);
         let app = Application::build(config)
             .await
@@ -231,11 +233,14 @@ pub fn assert_error(
     );
 }
 
+/// What the fake vendor received: signature header and JSON body, per request.
+pub type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 /// A local stand-in for an identity-verification vendor: answers with a fixed behaviour and
 /// records what it received.
 pub struct FakeKyc {
     pub url: String,
-    pub received: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    pub received: Received,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -250,7 +255,7 @@ pub enum KycBehaviour {
 impl FakeKyc {
     pub async fn start(behaviour: KycBehaviour) -> FakeKyc {
         use axum::http::HeaderMap;
-        let received: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        let received: Received = Arc::default();
         let log = received.clone();
         let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
             let log = log.clone();
