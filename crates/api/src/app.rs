@@ -23,8 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorType};
 use crate::middleware::{access_log, api_version, authenticate, idempotency};
-use crate::routes::{api_keys, cardholders, events, ops};
-use crate::secrets::{Secrets, open_vault};
+use crate::routes::{api_keys, cardholders, cards, events, ops, programs, sandbox};
+use crate::secrets::{Secrets, card_keys, open_vault};
 use crate::state::AppState;
 
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(600);
@@ -71,15 +71,38 @@ pub fn router(state: AppState) -> Router {
             "/cardholders/{cardholder_id}/card_orders",
             get(cardholders::list_card_orders),
         )
-        .route(
-            "/api_keys",
-            get(api_keys::list_api_keys).post(api_keys::create_api_key),
-        )
+        .route("/api_keys", get(api_keys::list_api_keys).post(api_keys::create_api_key))
         .route("/api_keys/{api_key_id}", get(api_keys::get_api_key))
+        .route("/api_keys/{api_key_id}/revoke", post(api_keys::revoke_api_key))
         .route(
-            "/api_keys/{api_key_id}/revoke",
-            post(api_keys::revoke_api_key),
+            "/cardholders/{cardholder_id}/cards",
+            get(cards::list_cardholder_cards).post(cards::create_card),
         )
+        .route("/programs", get(programs::list_programs).post(programs::create_program))
+        .route(
+            "/programs/{program_id}",
+            get(programs::get_program).post(programs::update_program),
+        )
+        .route("/programs/{program_id}/funding", get(programs::get_program_funding))
+        .route("/cards", get(cards::list_cards))
+        .route("/cards/{card_id}", get(cards::get_card))
+        .route("/cards/{card_id}/activate", post(cards::activate_card))
+        .route("/cards/{card_id}/freeze", post(cards::freeze_card))
+        .route("/cards/{card_id}/unfreeze", post(cards::unfreeze_card))
+        .route("/cards/{card_id}/close", post(cards::close_card))
+        .route("/cards/{card_id}/replace", post(cards::replace_card))
+        .route("/cards/{card_id}/reveal", post(cards::reveal_card))
+        .route("/cards/{card_id}/balance", get(cards::get_balance))
+        .route(
+            "/cards/{card_id}/balance_adjustments",
+            post(cards::create_balance_adjustment),
+        )
+        .route("/cards/{card_id}/ledger_entries", get(cards::list_ledger_entries))
+        .route(
+            "/sandbox/cards/{card_id}/advance_shipping",
+            post(sandbox::advance_shipping),
+        )
+        .route("/sandbox/programs/{program_id}/fund", post(sandbox::fund_program))
         .route("/events", get(events::list_events))
         .route("/events/{event_id}", get(events::get_event))
         // Layers run bottom-up: authenticate, then idempotency, then the handler.
@@ -131,10 +154,12 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let secrets = Secrets::load(&config)?;
     let store = SqlStore::new(db.clone());
     let vault = open_vault(&store, &secrets.kek).await?;
+    let card_keys = card_keys(&store, &vault).await?;
     Ok(AppState::new(
         config,
         db,
         vault,
+        card_keys,
         secrets.pepper,
         metrics_handle(),
     )?)
@@ -168,19 +193,13 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the pools.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
         let app = router(state.clone());
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         purge.abort();
         state.db.close().await;
         served

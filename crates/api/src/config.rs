@@ -124,10 +124,7 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name} is invalid: {message}")]
@@ -234,8 +231,7 @@ mod tests {
 
     #[test]
     fn env_overrides_file_and_defaults() {
-        let mut c: Config =
-            toml::from_str("listen = \"127.0.0.1:9000\"\n[kyc]\nminimum_age_years = 21\n").unwrap();
+        let mut c: Config = toml::from_str("listen = \"127.0.0.1:9000\"\n[kyc]\nminimum_age_years = 21\n").unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.kyc.minimum_age_years, 21);
         assert_eq!(c.database_url, "sqlite://cardplane.db");

@@ -51,12 +51,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        kind: ErrorType,
-        code: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, kind: ErrorType, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status,
             body: ErrorBody {
@@ -77,30 +72,15 @@ impl ApiError {
     }
 
     pub fn invalid(code: &str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            ErrorType::InvalidRequestError,
-            code,
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError, code, message)
     }
 
     pub fn unauthenticated(code: &str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorType::AuthenticationError,
-            code,
-            message,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, ErrorType::AuthenticationError, code, message)
     }
 
     pub fn forbidden(code: &str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            ErrorType::PermissionError,
-            code,
-            message,
-        )
+        Self::new(StatusCode::FORBIDDEN, ErrorType::PermissionError, code, message)
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -113,12 +93,7 @@ impl ApiError {
     }
 
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            ErrorType::ConflictError,
-            code,
-            message,
-        )
+        Self::new(StatusCode::CONFLICT, ErrorType::ConflictError, code, message)
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -162,10 +137,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("object"),
             StoreError::Conflict { constraint } => {
-                let mut err = ApiError::conflict(
-                    "conflict",
-                    "The request conflicts with a concurrent change; retry it.",
-                );
+                let mut err =
+                    ApiError::conflict("conflict", "The request conflicts with a concurrent change; retry it.");
                 err.cause = Some(constraint);
                 err
             }
@@ -179,10 +152,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.envelope()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()

@@ -38,9 +38,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "Request bodies must be JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -69,10 +67,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let message = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::invalid(
-                "json_invalid",
-                format!("The body is not valid JSON: {message}"),
-            );
+            return ApiError::invalid("json_invalid", format!("The body is not valid JSON: {message}"));
         }
         // serde_path_to_error's path already ends with the unknown field's name.
         let code = if message.starts_with("unknown field") {
@@ -114,11 +109,7 @@ impl Ctx {
     }
 
     /// The response to store with the effect, if this request holds an idempotency key.
-    pub fn idempotent_response(
-        &self,
-        status: StatusCode,
-        body: &str,
-    ) -> Option<IdempotentResponse> {
+    pub fn idempotent_response(&self, status: StatusCode, body: &str) -> Option<IdempotentResponse> {
         self.idempotency.as_ref().map(|c| IdempotentResponse {
             key: c.key.clone(),
             claim_token: c.token.clone(),
@@ -161,10 +152,7 @@ pub struct ListParams {
 pub fn query_params<T: DeserializeOwned>(parts_query: Option<&str>) -> Result<T, ApiError> {
     serde_urlencoded::from_str(parts_query.unwrap_or("")).map_err(|e| {
         let message = e.to_string();
-        let err = ApiError::invalid(
-            "parameter_invalid",
-            format!("Invalid query string: {message}"),
-        );
+        let err = ApiError::invalid("parameter_invalid", format!("Invalid query string: {message}"));
         match message.split('`').nth(1) {
             Some(field) if message.starts_with("unknown field") => {
                 ApiError::invalid("parameter_unknown", message.clone()).with_param(field.to_owned())

@@ -104,17 +104,12 @@ impl HttpKyc {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("reqwest client builds with rustls");
-        Self {
-            client,
-            url,
-            secret,
-        }
+        Self { client, url, secret }
     }
 
     fn signature(&self, timestamp: i64, body: &[u8]) -> Option<String> {
         let secret = self.secret.as_ref()?;
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
@@ -148,10 +143,7 @@ impl HttpKyc {
             },
         };
         let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/json");
+        let mut request = self.client.post(&self.url).header("content-type", "application/json");
         if let Some(sig) = self.signature(Timestamp::now().unix_seconds(), &body) {
             request = request.header("cardplane-signature", sig);
         }
@@ -174,15 +166,13 @@ impl HttpKyc {
                 return Err("provider response too large".into());
             }
         }
-        let verdict: HttpVerdict =
-            serde_json::from_slice(&raw).map_err(|e| format!("malformed verdict: {e}"))?;
+        let verdict: HttpVerdict = serde_json::from_slice(&raw).map_err(|e| format!("malformed verdict: {e}"))?;
         parse_verdict(&verdict)
     }
 }
 
 fn parse_verdict(v: &HttpVerdict) -> Result<KycResult, String> {
-    let status =
-        KycStatus::parse(&v.status).ok_or_else(|| format!("unknown status {:?}", v.status))?;
+    let status = KycStatus::parse(&v.status).ok_or_else(|| format!("unknown status {:?}", v.status))?;
     let identity = v
         .identity_reason
         .as_deref()

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod issuing;
 pub mod kyc;
 pub mod middleware;
 pub mod openapi;

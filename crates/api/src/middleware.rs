@@ -20,7 +20,7 @@ use cardplane_store::{IdempotentResponse, Scope, StoreError};
 
 use crate::error::{ApiError, ErrorType, InternalCause};
 use crate::extract::{Ctx, IdempotencyClaim, too_large};
-use crate::reply::Committed;
+use crate::reply::{Committed, Sensitive};
 use crate::state::AppState;
 
 pub const VERSION_HEADER: &str = "cardplane-version";
@@ -50,10 +50,7 @@ pub async fn access_log(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    let cause = response
-        .extensions()
-        .get::<InternalCause>()
-        .map(|c| c.0.as_str());
+    let cause = response.extensions().get::<InternalCause>().map(|c| c.0.as_str());
     let ctx = response.extensions().get::<LogTenant>();
     let tenant = ctx.map(|t| t.0.as_str()).unwrap_or("");
     let latency_ms = latency.as_secs_f64() * 1000.0;
@@ -68,8 +65,7 @@ pub async fn access_log(req: Request, next: Next) -> Response {
         ("status", status.to_string()),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2])
-        .record(latency.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(latency.as_secs_f64());
     response
 }
 
@@ -100,10 +96,7 @@ pub async fn api_version(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestedVersion(requested));
     let mut response = next.run(req).await;
     if !response.headers().contains_key(VERSION_HEADER) {
-        set_version(
-            response.headers_mut(),
-            requested.unwrap_or_else(ApiVersion::current),
-        );
+        set_version(response.headers_mut(), requested.unwrap_or_else(ApiVersion::current));
     }
     response
 }
@@ -118,9 +111,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_owned(), pass.to_owned()))
@@ -191,9 +182,10 @@ fn touch_last_used(state: &AppState, id: &ApiKeyId) {
     let now = Timestamp::now();
     {
         let mut seen = state.last_used.lock().expect("last_used lock poisoned");
-        if seen.get(id).is_some_and(|t| {
-            now.as_micros() - t.as_micros() < LAST_USED_RESOLUTION_SECS * 1_000_000
-        }) {
+        if seen
+            .get(id)
+            .is_some_and(|t| now.as_micros() - t.as_micros() < LAST_USED_RESOLUTION_SECS * 1_000_000)
+        {
             return;
         }
         seen.insert(id.clone(), now);
@@ -233,9 +225,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .map(|v| v.to_str().map(str::to_owned));
     let key = match (header_key, body_key) {
         (None, None) => {
-            return next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
+            return next.run(Request::from_parts(parts, Body::from(bytes))).await;
         }
         (Some(Err(_)), _) => {
             return ApiError::from(idempotency::parse_key("").unwrap_err()).into_response();
@@ -268,27 +258,17 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         ),
         None => (bytes.to_vec(), bytes.to_vec()),
     };
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let fingerprint = idempotency::fingerprint(parts.method.as_str(), target, &canonical);
     let scope = ctx.scope.clone();
     let now = Timestamp::now();
-    let claim = match state
-        .idempotency
-        .claim(&scope, &key, &fingerprint, now)
-        .await
-    {
+    let claim = match state.idempotency.claim(&scope, &key, &fingerprint, now).await {
         Ok(c) => c,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let token = match claim {
         Claim::Acquired { token } => token,
-        Claim::Completed { fingerprint: f, .. } | Claim::InFlight { fingerprint: f }
-            if f != fingerprint =>
-        {
+        Claim::Completed { fingerprint: f, .. } | Claim::InFlight { fingerprint: f } if f != fingerprint => {
             return ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorType::IdempotencyError,
@@ -313,10 +293,8 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
                 body,
             )
                 .into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r.headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             return r;
@@ -328,10 +306,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     });
     parts.extensions.insert(ctx);
     parts.headers.remove(header::CONTENT_LENGTH);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(forwarded)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::from(forwarded))).await;
     if response.extensions().get::<Committed>().is_some() {
+        return response;
+    }
+    if response.extensions().get::<Sensitive>().is_some() {
+        let _ = state.idempotency.release(&scope, &key, &token).await;
         return response;
     }
     // No effect was committed (an error answer): store the answer on its own.
@@ -346,11 +326,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         status: resp_parts.status.as_u16(),
         body: String::from_utf8_lossy(&resp_bytes).into_owned(),
     };
-    if let Err(e) = state
-        .idempotency
-        .complete(&scope, &stored, Timestamp::now())
-        .await
-    {
+    if let Err(e) = state.idempotency.complete(&scope, &stored, Timestamp::now()).await {
         tracing::warn!(error = %e, "could not store idempotent error response; releasing key");
         let _ = state.idempotency.release(&scope, &key, &token).await;
     }

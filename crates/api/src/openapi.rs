@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, cardholders, events, ops};
+use crate::routes::{api_keys, cardholders, cards, events, ops, programs, sandbox};
 
 struct BasicAuth;
 
@@ -15,7 +15,9 @@ impl Modify for BasicAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Basic)
-                    .description(Some("Username: API key id (`key_...`). Password: its secret (`sk_test_...` / `sk_live_...`)."))
+                    .description(Some(
+                        "Username: API key id (`key_...`). Password: its secret (`sk_test_...` / `sk_live_...`).",
+                    ))
                     .build(),
             ),
         );
@@ -37,6 +39,26 @@ impl Modify for BasicAuth {
         cardholders::update_cardholder,
         cardholders::list_kyc_checks,
         cardholders::list_card_orders,
+        programs::create_program,
+        programs::list_programs,
+        programs::get_program,
+        programs::update_program,
+        programs::get_program_funding,
+        cards::create_card,
+        cards::list_cards,
+        cards::list_cardholder_cards,
+        cards::get_card,
+        cards::activate_card,
+        cards::freeze_card,
+        cards::unfreeze_card,
+        cards::close_card,
+        cards::replace_card,
+        cards::reveal_card,
+        cards::get_balance,
+        cards::create_balance_adjustment,
+        cards::list_ledger_entries,
+        sandbox::advance_shipping,
+        sandbox::fund_program,
         api_keys::list_api_keys,
         api_keys::create_api_key,
         api_keys::get_api_key,
@@ -50,6 +72,9 @@ impl Modify for BasicAuth {
     modifiers(&BasicAuth),
     tags(
         (name = "Cardholders", description = "People who hold cards, with their KYC status"),
+        (name = "Programs", description = "Card programs: network, BIN, currency, designs, funding, controls"),
+        (name = "Cards", description = "Cards, their lifecycle, PAN reveal, balances and ledger entries"),
+        (name = "Sandbox", description = "Sandbox-only helpers"),
         (name = "API keys", description = "Credentials of your tenant, per environment"),
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),

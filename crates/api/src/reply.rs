@@ -17,6 +17,11 @@ pub struct Reply {
 #[derive(Clone, Copy)]
 pub struct Committed;
 
+/// Marks a response holding card secrets: it is never stored for idempotent replay (that would
+/// put a PAN in a database column in clear); a retried request simply runs again.
+#[derive(Clone, Copy)]
+pub struct Sensitive;
+
 pub fn render<T: Serialize>(value: &T) -> Result<String, ApiError> {
     serde_json::to_string(value).map_err(ApiError::internal)
 }
@@ -42,10 +47,9 @@ impl Reply {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if self.committed {
             response.extensions_mut().insert(Committed);
         }

@@ -36,9 +36,7 @@ pub enum SecretsError {
     Kek(#[from] VaultError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    #[error(
-        "no stored data key opens with this KEK ({0}); is CARDPLANE_KEK the one this database was created with?"
-    )]
+    #[error("no stored data key opens with this KEK ({0}); is CARDPLANE_KEK the one this database was created with?")]
     WrongKek(String),
 }
 
@@ -105,17 +103,66 @@ pub async fn open_vault(store: &dyn VaultStore, kek: &Kek) -> Result<Vault, Secr
     let wrapped = store.list_data_keys().await?;
     if wrapped.is_empty() {
         let key = DataKey::generate();
-        store
-            .insert_data_key(&key.wrap(kek), Timestamp::now())
-            .await?;
+        store.insert_data_key(&key.wrap(kek), Timestamp::now()).await?;
         return Ok(Vault::new(key, []));
     }
     let mut keys = Vec::with_capacity(wrapped.len());
     for w in &wrapped {
-        keys.push(
-            DataKey::unwrap(w, kek).map_err(|_| SecretsError::WrongKek(kek.id().to_owned()))?,
-        );
+        keys.push(DataKey::unwrap(w, kek).map_err(|_| SecretsError::WrongKek(kek.id().to_owned()))?);
     }
     let active = keys.pop().expect("non-empty");
     Ok(Vault::new(active, keys))
+}
+
+/// Keys for card numbers, generated once per installation and kept sealed in the database: the
+/// PAN lookup-hash key and the CVV derivation key. They survive KEK rotation unchanged.
+pub struct CardKeys {
+    pub pan_lookup: Vec<u8>,
+    pub cvv: Vec<u8>,
+}
+
+impl std::fmt::Debug for CardKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardKeys(****)")
+    }
+}
+
+async fn vault_secret(store: &dyn VaultStore, vault: &Vault, name: &str) -> Result<Vec<u8>, SecretsError> {
+    let context = format!("vault_secret:{name}");
+    let sealed = match store.get_vault_secret(name).await? {
+        Some(s) => s,
+        None => {
+            let mut fresh = [0u8; 32];
+            rand::rng().fill_bytes(&mut fresh);
+            // Another process may win the race; then its secret is the one everyone uses.
+            store
+                .put_vault_secret(name, &vault.seal(&fresh, &context), Timestamp::now())
+                .await?
+        }
+    };
+    vault.open(&sealed, &context).map_err(SecretsError::Kek)
+}
+
+pub async fn card_keys(store: &dyn VaultStore, vault: &Vault) -> Result<CardKeys, SecretsError> {
+    Ok(CardKeys {
+        pan_lookup: vault_secret(store, vault, "pan_lookup").await?,
+        cvv: vault_secret(store, vault, "cvv").await?,
+    })
+}
+
+/// Re-wraps every data key under `new`, atomically. Nothing sealed changes, so every PAN and
+/// document stays readable; afterwards only `new` opens the vault.
+pub async fn rotate_kek(store: &dyn VaultStore, old: &Kek, new: &Kek) -> Result<usize, SecretsError> {
+    let wrapped = store.list_data_keys().await?;
+    let mut rewrapped = Vec::with_capacity(wrapped.len());
+    for w in &wrapped {
+        if w.kek_id == new.id() {
+            rewrapped.push(w.clone());
+            continue;
+        }
+        let key = DataKey::unwrap(w, old).map_err(|_| SecretsError::WrongKek(old.id().to_owned()))?;
+        rewrapped.push(key.wrap(new));
+    }
+    store.rewrap_data_keys(&rewrapped).await?;
+    Ok(rewrapped.len())
 }

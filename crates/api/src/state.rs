@@ -5,8 +5,11 @@ use cardplane_domain::vault::Vault;
 use cardplane_store::SqlStore;
 use cardplane_store::api_keys::ApiKeyStore;
 use cardplane_store::cardholders::CardholderStore;
+use cardplane_store::cards::CardStore;
 use cardplane_store::events::EventStore;
 use cardplane_store::idempotency::IdempotencyStore;
+use cardplane_store::ledger::LedgerStore;
+use cardplane_store::programs::ProgramStore;
 use cardplane_store::tenants::TenantStore;
 use cardplane_store::{Backend, Db};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -14,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::{Config, KycProviderKind};
 use crate::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
 use crate::middleware::LastUsed;
+use crate::secrets::CardKeys;
 use cardplane_domain::Environment;
 
 /// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL.
@@ -25,6 +29,10 @@ pub struct AppState {
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub cardholders: Arc<dyn CardholderStore>,
     pub events: Arc<dyn EventStore>,
+    pub programs: Arc<dyn ProgramStore>,
+    pub cards: Arc<dyn CardStore>,
+    pub ledger: Arc<dyn LedgerStore>,
+    pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub vault: Arc<Vault>,
     pub pepper: Arc<[u8]>,
@@ -42,11 +50,7 @@ pub enum KycConfigError {
     SandboxInLive,
 }
 
-fn provider(
-    kind: KycProviderKind,
-    config: &Config,
-    env: Environment,
-) -> Result<Arc<dyn KycProvider>, KycConfigError> {
+fn provider(kind: KycProviderKind, config: &Config, env: Environment) -> Result<Arc<dyn KycProvider>, KycConfigError> {
     Ok(match kind {
         KycProviderKind::Sandbox if env == Environment::Live => {
             return Err(KycConfigError::SandboxInLive);
@@ -54,11 +58,7 @@ fn provider(
         KycProviderKind::Sandbox => Arc::new(SandboxKyc),
         KycProviderKind::None => Arc::new(NoKyc),
         KycProviderKind::Http => {
-            let url = config
-                .kyc
-                .http_url
-                .clone()
-                .ok_or(KycConfigError::MissingUrl)?;
+            let url = config.kyc.http_url.clone().ok_or(KycConfigError::MissingUrl)?;
             Arc::new(HttpKyc::new(
                 url,
                 Duration::from_millis(config.kyc.http_timeout_ms),
@@ -73,6 +73,7 @@ impl AppState {
         config: Config,
         db: Db,
         vault: Vault,
+        card_keys: CardKeys,
         pepper: Vec<u8>,
         metrics: PrometheusHandle,
     ) -> Result<Self, KycConfigError> {
@@ -86,6 +87,10 @@ impl AppState {
             api_keys: store.clone(),
             cardholders: store.clone(),
             events: store.clone(),
+            programs: store.clone(),
+            cards: store.clone(),
+            ledger: store.clone(),
+            card_keys: Arc::new(card_keys),
             idempotency: store,
             vault: Arc::new(vault),
             pepper: pepper.into(),

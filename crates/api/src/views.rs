@@ -60,13 +60,26 @@ pub struct CardholderView {
     #[schema(example = "+16508881111")]
     pub phone_number: String,
     pub custodian_uid: Option<String>,
-    /// Issued cards (filled once the cardholder has cards).
-    pub cards: Vec<serde_json::Value>,
+    /// The cardholder's cards, oldest first.
+    pub cards: Vec<CardView>,
     pub date_of_birth: String,
     pub address: AddressView,
     pub document: DocumentView,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl CardholderView {
+    /// The cardholder with its cards (`cards` may hold other cardholders' cards: they are skipped).
+    pub fn with_cards(c: &Cardholder, cards: &[cardplane_domain::card::Card]) -> Self {
+        let mut view = CardholderView::from(c);
+        view.cards = cards
+            .iter()
+            .filter(|card| card.cardholder_id == c.id)
+            .map(CardView::from)
+            .collect();
+        view
+    }
 }
 
 impl From<&Cardholder> for CardholderView {
@@ -120,10 +133,10 @@ pub struct CardholderList {
     pub total: i64,
 }
 
-impl From<&Cardholder> for CardholderEnvelope {
-    fn from(c: &Cardholder) -> Self {
+impl CardholderEnvelope {
+    pub fn with_cards(c: &Cardholder, cards: &[cardplane_domain::card::Card]) -> Self {
         CardholderEnvelope {
-            cardholder: c.into(),
+            cardholder: CardholderView::with_cards(c, cards),
         }
     }
 }
@@ -147,11 +160,7 @@ impl From<&ApiKey> for ApiKeyView {
             id: k.id.to_string(),
             livemode: k.environment.livemode(),
             name: k.name.clone(),
-            permissions: k
-                .permissions
-                .iter()
-                .map(|p| p.as_str().to_owned())
-                .collect(),
+            permissions: k.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
             secret_last4: k.secret_last4.clone(),
             created_at: k.created_at.to_rfc3339(),
             revoked_at: k.revoked_at.map(|t| t.to_rfc3339()),
@@ -277,6 +286,10 @@ pub struct CardOrderView {
     pub initial_load: Option<MoneyView>,
     /// awaiting_kyc, pending, fulfilled or failed.
     pub status: String,
+    /// The card that fulfilled the order.
+    pub card_id: Option<String>,
+    /// Why the order failed (an error code).
+    pub failure_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -293,6 +306,8 @@ impl From<&CardOrder> for CardOrderView {
                 amount: m.minor(),
             }),
             status: o.status.as_str().to_owned(),
+            card_id: o.card_id.as_ref().map(ToString::to_string),
+            failure_reason: o.failure_reason.clone(),
             created_at: o.created_at.to_rfc3339(),
             updated_at: o.updated_at.to_rfc3339(),
         }
@@ -306,9 +321,277 @@ pub struct CardOrderList {
 
 /// Maps a page of domain objects to a list body.
 pub fn page_items<T, V>(page: &Page<T>, f: impl Fn(&T) -> V) -> (Vec<V>, bool, i64) {
-    (
-        page.items.iter().map(f).collect(),
-        page.has_more,
-        page.total,
-    )
+    (page.items.iter().map(f).collect(), page.has_more, page.total)
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SpendLimitView {
+    /// Minor units of the program currency.
+    pub amount_limit: Option<i64>,
+    pub count_limit: Option<i64>,
+    /// per_transaction, day, week, month, year, lifetime or trailing.
+    #[schema(example = "day")]
+    pub window: String,
+    /// For trailing windows: their length in seconds.
+    pub window_secs: Option<i64>,
+    /// Only these merchant category codes count; empty = all.
+    pub mccs: Vec<String>,
+}
+
+impl From<&cardplane_domain::controls::SpendLimit> for SpendLimitView {
+    fn from(c: &cardplane_domain::controls::SpendLimit) -> Self {
+        SpendLimitView {
+            amount_limit: c.amount_limit,
+            count_limit: c.count_limit,
+            window: c.window.as_str().to_owned(),
+            window_secs: c.window.trailing_secs(),
+            mccs: c.mccs.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramView {
+    /// Your identifier for the program.
+    #[schema(example = "Apto_GPR")]
+    pub program_id: String,
+    pub livemode: bool,
+    pub name: String,
+    #[schema(example = "VISA")]
+    pub network: String,
+    #[schema(example = "411111")]
+    pub bin: String,
+    #[schema(example = "USD")]
+    pub currency: String,
+    pub card_lifetime_years: u8,
+    pub form_factors: Vec<String>,
+    pub design_keys: Vec<String>,
+    /// stored_balance or custodian_authority.
+    pub funding_model: String,
+    pub spend_controls: Vec<SpendLimitView>,
+    pub minimum_cardholder_age: u8,
+    pub kyc_required: bool,
+    /// active or suspended.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&cardplane_domain::program::Program> for ProgramView {
+    fn from(p: &cardplane_domain::program::Program) -> Self {
+        ProgramView {
+            program_id: p.program_id.clone(),
+            livemode: p.environment.livemode(),
+            name: p.name.clone(),
+            network: p.network.as_str().to_owned(),
+            bin: p.bin.clone(),
+            currency: p.currency.code().to_owned(),
+            card_lifetime_years: p.card_lifetime_years,
+            form_factors: p.form_factors.iter().map(|f| f.as_str().to_owned()).collect(),
+            design_keys: p.design_keys.clone(),
+            funding_model: p.funding_model.as_str().to_owned(),
+            spend_controls: p.spend_controls.iter().map(SpendLimitView::from).collect(),
+            minimum_cardholder_age: p.minimum_cardholder_age,
+            kyc_required: p.kyc_required,
+            status: p.status.as_str().to_owned(),
+            created_at: p.created_at.to_rfc3339(),
+            updated_at: p.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramEnvelope {
+    pub program: ProgramView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramList {
+    pub programs: Vec<ProgramEnvelope>,
+    pub has_more: bool,
+    pub total: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CardView {
+    #[schema(example = "card_0193a0c4e8f07c3a9b1d2e4f5a6b7c8d")]
+    pub id: String,
+    pub livemode: bool,
+    pub cardholder_id: String,
+    pub program_id: String,
+    #[schema(example = "VISA")]
+    pub network: String,
+    /// virtual or physical.
+    pub form_factor: String,
+    pub design_key: String,
+    /// CREATED, ACTIVE, INACTIVE (frozen) or CANCELLED.
+    #[schema(example = "ACTIVE")]
+    pub state: String,
+    /// Physical cards: ordered, shipped or delivered.
+    pub shipping_status: Option<String>,
+    #[schema(example = "411111")]
+    pub bin: String,
+    #[schema(example = "4242")]
+    pub last4: String,
+    /// YYYY-MM.
+    #[schema(example = "2029-11")]
+    pub expiration: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+    pub currency: String,
+    pub replaces: Option<String>,
+    /// lost, stolen, damaged or expiring.
+    pub replacement_reason: Option<String>,
+    pub replaced_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&cardplane_domain::card::Card> for CardView {
+    fn from(c: &cardplane_domain::card::Card) -> Self {
+        CardView {
+            id: c.id.to_string(),
+            livemode: c.environment.livemode(),
+            cardholder_id: c.cardholder_id.to_string(),
+            program_id: c.program_ref.clone(),
+            network: c.network.as_str().to_owned(),
+            form_factor: c.form_factor.as_str().to_owned(),
+            design_key: c.design_key.clone(),
+            state: c.state.as_str().to_owned(),
+            shipping_status: c.shipping_status.map(|s| s.as_str().to_owned()),
+            bin: c.bin.clone(),
+            last4: c.last4.clone(),
+            expiration: c.expiration(),
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+            currency: c.currency.code().to_owned(),
+            replaces: c.replaces.as_ref().map(ToString::to_string),
+            replacement_reason: c.replacement_reason.map(|r| r.as_str().to_owned()),
+            replaced_by: c.replaced_by.as_ref().map(ToString::to_string),
+            created_at: c.created_at.to_rfc3339(),
+            updated_at: c.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CardEnvelope {
+    pub card: CardView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CardList {
+    pub cards: Vec<CardEnvelope>,
+    pub has_more: bool,
+    pub total: i64,
+}
+
+/// Apto's balance bucket: `spendable = balance - held`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalanceView {
+    pub card_id: String,
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// Posted balance, minor units.
+    pub balance: i64,
+    /// What can be spent now: balance minus holds.
+    pub spendable: i64,
+    /// Pending authorization holds.
+    pub held: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalanceEnvelope {
+    pub balance: BalanceView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalanceAdjustmentView {
+    pub id: String,
+    pub card_id: String,
+    /// credit or debit.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    pub description: String,
+    pub journal_id: String,
+    /// The card balance right after this adjustment.
+    pub balance: BalanceView,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalanceAdjustmentEnvelope {
+    pub balance_adjustment: BalanceAdjustmentView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LedgerEntryView {
+    pub id: String,
+    pub journal_id: String,
+    /// debit or credit (a credit raises the card balance).
+    pub direction: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The account balance right after this entry.
+    pub balance_after: i64,
+    pub description: String,
+    /// What posted the journal: balance_adjustment, program_funding, ...
+    pub journal_kind: String,
+    pub created_at: String,
+}
+
+impl From<&cardplane_store::ledger::PostedEntry> for LedgerEntryView {
+    fn from(e: &cardplane_store::ledger::PostedEntry) -> Self {
+        LedgerEntryView {
+            id: e.id.to_string(),
+            journal_id: e.journal_id.to_string(),
+            direction: e.direction.as_str().to_owned(),
+            amount: e.amount.minor(),
+            currency: e.amount.currency().code().to_owned(),
+            balance_after: e.balance_after,
+            description: e.description.clone(),
+            journal_kind: e.journal_kind.clone(),
+            created_at: e.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LedgerEntryEnvelope {
+    pub ledger_entry: LedgerEntryView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LedgerEntryList {
+    pub ledger_entries: Vec<LedgerEntryEnvelope>,
+    pub has_more: bool,
+    pub total: i64,
+}
+
+/// Returned by `POST /cards/{id}/reveal` only; never stored, logged or replayed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CardSecretsView {
+    pub card_id: String,
+    #[schema(example = "4111111111111111")]
+    pub pan: String,
+    #[schema(example = "123")]
+    pub cvv: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+    pub expiration: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramFundingView {
+    pub program_id: String,
+    pub currency: String,
+    /// Money available to load onto cards, minor units.
+    pub balance: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramFundingEnvelope {
+    pub funding: ProgramFundingView,
 }

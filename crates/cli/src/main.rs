@@ -11,11 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "cardplane",
-    version,
-    about = "Self-hostable card issuing platform"
-)]
+#[command(name = "cardplane", version, about = "Self-hostable card issuing platform")]
 struct Cli {
     /// TOML config file; CARDPLANE_* environment variables override it.
     #[arg(long, global = true, env = "CARDPLANE_CONFIG")]
@@ -57,8 +53,7 @@ fn parse_permission(raw: &str) -> Result<Permission, String> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -74,8 +69,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };
@@ -114,22 +108,14 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let state = open_state(config).await?;
-            let tenant = cardplane_api::admin::create_tenant(
-                state.tenants.as_ref(),
-                &state.pepper,
-                &name,
-                &permissions,
-            )
-            .await?;
+            let tenant =
+                cardplane_api::admin::create_tenant(state.tenants.as_ref(), &state.pepper, &name, &permissions).await?;
             state.db.close().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenant)?);
             } else {
                 println!("tenant   {} ({})", tenant.tenant_id, tenant.name);
-                println!(
-                    "sandbox  {}:{}",
-                    tenant.sandbox_key.id, tenant.sandbox_key.secret
-                );
+                println!("sandbox  {}:{}", tenant.sandbox_key.id, tenant.sandbox_key.secret);
                 println!("live     {}:{}", tenant.live_key.id, tenant.live_key.secret);
                 println!(
                     "The secrets are shown once. Use them as HTTP basic auth (key id as user, secret as password)."

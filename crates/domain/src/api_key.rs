@@ -59,17 +59,13 @@ impl ApiSecret {
 
     /// HMAC-SHA256(pepper, secret), hex. Fast (microseconds) yet useless without the pepper.
     pub fn hash(&self, pepper: &[u8]) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(pepper).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper).expect("HMAC takes any key length");
         mac.update(self.0.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
 
     pub fn verify(&self, pepper: &[u8], stored_hash: &str) -> bool {
-        self.hash(pepper)
-            .as_bytes()
-            .ct_eq(stored_hash.as_bytes())
-            .into()
+        self.hash(pepper).as_bytes().ct_eq(stored_hash.as_bytes()).into()
     }
 }
 

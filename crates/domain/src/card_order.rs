@@ -27,10 +27,7 @@ pub struct IllegalCardOrderTransition {
 }
 
 impl CardOrderStatus {
-    pub fn apply(
-        self,
-        event: CardOrderEvent,
-    ) -> Result<CardOrderStatus, IllegalCardOrderTransition> {
+    pub fn apply(self, event: CardOrderEvent) -> Result<CardOrderStatus, IllegalCardOrderTransition> {
         use CardOrderEvent as E;
         use CardOrderStatus as S;
         match (self, event) {
@@ -52,17 +49,16 @@ pub struct CardOrder {
     pub cardholder_id: CardholderId,
     pub request: CardOrderRequest,
     pub status: CardOrderStatus,
+    /// The card that fulfilled the order.
+    pub card_id: Option<crate::ids::CardId>,
+    /// Why the order failed (an error code), when it did.
+    pub failure_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl CardOrder {
-    pub fn place(
-        cardholder_id: &CardholderId,
-        request: CardOrderRequest,
-        kyc_passed: bool,
-        now: Timestamp,
-    ) -> Self {
+    pub fn place(cardholder_id: &CardholderId, request: CardOrderRequest, kyc_passed: bool, now: Timestamp) -> Self {
         let status = if kyc_passed {
             CardOrderStatus::Pending
         } else {
@@ -73,16 +69,14 @@ impl CardOrder {
             cardholder_id: cardholder_id.clone(),
             request,
             status,
+            card_id: None,
+            failure_reason: None,
             created_at: now,
             updated_at: now,
         }
     }
 
-    pub fn apply(
-        &self,
-        event: CardOrderEvent,
-        now: Timestamp,
-    ) -> Result<CardOrder, IllegalCardOrderTransition> {
+    pub fn apply(&self, event: CardOrderEvent, now: Timestamp) -> Result<CardOrder, IllegalCardOrderTransition> {
         Ok(CardOrder {
             status: self.status.apply(event)?,
             updated_at: now,

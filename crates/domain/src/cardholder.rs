@@ -28,19 +28,12 @@ fn required_text(param: &str, raw: Option<&str>, len_max: usize) -> Result<Strin
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError::invalid(
-            param,
-            "must not contain control characters",
-        ));
+        return Err(FieldError::invalid(param, "must not contain control characters"));
     }
     Ok(value.to_owned())
 }
 
-fn optional_text(
-    param: &str,
-    raw: Option<&str>,
-    len_max: usize,
-) -> Result<Option<String>, FieldError> {
+fn optional_text(param: &str, raw: Option<&str>, len_max: usize) -> Result<Option<String>, FieldError> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => required_text(param, Some(v), len_max).map(Some),
@@ -61,20 +54,15 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         let value = required_text("email", raw, EMAIL_LEN_MAX)?;
-        let invalid =
-            || FieldError::invalid("email", "must be an email address like pat@example.com");
+        let invalid = || FieldError::invalid("email", "must be an email address like pat@example.com");
         let (local, domain) = value.split_once('@').ok_or_else(invalid)?;
         let domain_ok = domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && domain.split('.').all(|label| {
-                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if local.is_empty()
-            || value.contains(char::is_whitespace)
-            || local.contains('@')
-            || !domain_ok
-        {
+            && domain
+                .split('.')
+                .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if local.is_empty() || value.contains(char::is_whitespace) || local.contains('@') || !domain_ok {
             return Err(invalid());
         }
         Ok(Email(value))
@@ -94,9 +82,9 @@ pub struct PhoneNumber {
 
 /// ITU calling codes are prefix-free: these are the one- and two-digit ones; all others have three.
 const SHORT_CALLING_CODES: &[&str] = &[
-    "1", "7", "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45",
-    "46", "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
-    "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    "1", "7", "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48",
+    "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84",
+    "86", "90", "91", "92", "93", "94", "95", "98",
 ];
 
 impl PhoneNumber {
@@ -110,10 +98,7 @@ impl PhoneNumber {
         };
         let rest = value.strip_prefix('+').ok_or_else(invalid)?;
         let digits: String = rest.chars().filter(|c| *c != ' ').collect();
-        if !(8..=15).contains(&digits.len())
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.starts_with('0')
-        {
+        if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
             return Err(invalid());
         }
         let country_code_len = (1..=2)
@@ -139,16 +124,11 @@ impl PhoneNumber {
 pub struct DateOfBirth(time::Date);
 
 impl DateOfBirth {
-    pub fn parse(
-        raw: Option<&str>,
-        today: time::Date,
-        minimum_age_years: u8,
-    ) -> Result<Self, FieldError> {
+    pub fn parse(raw: Option<&str>, today: time::Date, minimum_age_years: u8) -> Result<Self, FieldError> {
         let value = required_text("date_of_birth", raw, 10)?;
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
-        let date = time::Date::parse(&value, &fmt).map_err(|_| {
-            FieldError::invalid("date_of_birth", "must be a date formatted YYYY-MM-DD")
-        })?;
+        let date = time::Date::parse(&value, &fmt)
+            .map_err(|_| FieldError::invalid("date_of_birth", "must be a date formatted YYYY-MM-DD"))?;
         if date >= today {
             return Err(FieldError::invalid("date_of_birth", "must be in the past"));
         }
@@ -161,10 +141,7 @@ impl DateOfBirth {
             ));
         }
         if age > AGE_YEARS_MAX {
-            return Err(FieldError::invalid(
-                "date_of_birth",
-                "is implausibly far in the past",
-            ));
+            return Err(FieldError::invalid("date_of_birth", "is implausibly far in the past"));
         }
         Ok(DateOfBirth(date))
     }
@@ -184,8 +161,7 @@ impl DateOfBirth {
 }
 
 pub fn age_in_years(born: time::Date, today: time::Date) -> i32 {
-    let had_birthday =
-        (u8::from(today.month()), today.day()) >= (u8::from(born.month()), born.day());
+    let had_birthday = (u8::from(today.month()), today.day()) >= (u8::from(born.month()), born.day());
     today.year() - born.year() - i32::from(!had_birthday)
 }
 
@@ -240,12 +216,8 @@ impl Address {
             ));
         }
         let country_raw = required_text("address.country", input.country, 3)?;
-        let country = crate::country::normalize_country(&country_raw).ok_or_else(|| {
-            FieldError::invalid(
-                "address.country",
-                "must be an ISO 3166-1 country code, like USA",
-            )
-        })?;
+        let country = crate::country::normalize_country(&country_raw)
+            .ok_or_else(|| FieldError::invalid("address.country", "must be an ISO 3166-1 country code, like USA"))?;
         if country == "USA" && !is_us_zip(&postal_code) {
             return Err(FieldError::invalid(
                 "address.postal_code",
@@ -382,20 +354,12 @@ impl Document {
                     ));
                 }
                 if kind == DocumentType::Itin && !digits.starts_with('9') {
-                    return Err(FieldError::invalid(
-                        "document.value",
-                        "an itin starts with 9",
-                    ));
+                    return Err(FieldError::invalid("document.value", "an itin starts with 9"));
                 }
                 if kind == DocumentType::Ssn
-                    && (digits.starts_with("000")
-                        || digits.starts_with("666")
-                        || digits.starts_with('9'))
+                    && (digits.starts_with("000") || digits.starts_with("666") || digits.starts_with('9'))
                 {
-                    return Err(FieldError::invalid(
-                        "document.value",
-                        "is not a valid ssn area number",
-                    ));
+                    return Err(FieldError::invalid("document.value", "is not a valid ssn area number"));
                 }
                 digits
             }
@@ -405,9 +369,7 @@ impl Document {
                     .filter(|c| *c != ' ' && *c != '-')
                     .collect::<String>()
                     .to_ascii_uppercase();
-                if !(5..=20).contains(&cleaned.len())
-                    || !cleaned.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
+                if !(5..=20).contains(&cleaned.len()) || !cleaned.bytes().all(|b| b.is_ascii_alphanumeric()) {
                     return Err(FieldError::invalid(
                         "document.value",
                         "must be 5 to 20 letters and digits",
@@ -454,13 +416,9 @@ impl CardOrderRequest {
             Some((currency, amount)) => {
                 let currency_raw = required_text("card.initial_load.currency", currency, 3)?;
                 let currency = Currency::parse(&currency_raw).map_err(|_| {
-                    FieldError::invalid(
-                        "card.initial_load.currency",
-                        "must be a supported ISO 4217 currency",
-                    )
+                    FieldError::invalid("card.initial_load.currency", "must be a supported ISO 4217 currency")
                 })?;
-                let amount =
-                    amount.ok_or_else(|| FieldError::missing("card.initial_load.amount"))?;
+                let amount = amount.ok_or_else(|| FieldError::missing("card.initial_load.amount"))?;
                 Some(Money::positive(amount, currency).map_err(|_| {
                     FieldError::invalid(
                         "card.initial_load.amount",
@@ -512,24 +470,14 @@ mod tests {
         assert_eq!(p.e164(), "+16508881111");
         assert_eq!(p.national_number(), 6508881111);
         assert_eq!(
-            PhoneNumber::parse(Some("+442071838750"))
-                .unwrap()
-                .national_number(),
+            PhoneNumber::parse(Some("+442071838750")).unwrap().national_number(),
             2071838750
         );
         assert_eq!(
-            PhoneNumber::parse(Some("+35312345678"))
-                .unwrap()
-                .national_number(),
+            PhoneNumber::parse(Some("+35312345678")).unwrap().national_number(),
             12345678
         );
-        for bad in [
-            "6508881111",
-            "+0650888",
-            "+1650abc1111",
-            "+1234",
-            "+1234567890123456",
-        ] {
+        for bad in ["6508881111", "+0650888", "+1650abc1111", "+1234", "+1234567890123456"] {
             assert_eq!(
                 PhoneNumber::parse(Some(bad)).unwrap_err().param,
                 "phone_number",
@@ -543,9 +491,7 @@ mod tests {
         assert!(DateOfBirth::parse(Some("1982-06-20"), today(), 18).is_ok());
         assert!(DateOfBirth::parse(Some("2008-11-21"), today(), 18).is_ok());
         assert_eq!(
-            DateOfBirth::parse(Some("2008-11-22"), today(), 18)
-                .unwrap_err()
-                .code,
+            DateOfBirth::parse(Some("2008-11-22"), today(), 18).unwrap_err().code,
             "cardholder_too_young"
         );
         assert!(DateOfBirth::parse(Some("2030-01-01"), today(), 0).is_err());
@@ -607,18 +553,12 @@ mod tests {
             country: Some("ZZZ"),
             ..ok.clone()
         };
-        assert_eq!(
-            Address::parse(bad_country).unwrap_err().param,
-            "address.country"
-        );
+        assert_eq!(Address::parse(bad_country).unwrap_err().param, "address.country");
         let bad_zip = AddressInput {
             postal_code: Some("1138"),
             ..ok
         };
-        assert_eq!(
-            Address::parse(bad_zip).unwrap_err().param,
-            "address.postal_code"
-        );
+        assert_eq!(Address::parse(bad_zip).unwrap_err().param, "address.postal_code");
     }
 
     #[test]

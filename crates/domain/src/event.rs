@@ -11,6 +11,13 @@ crate::wire_enum!(EventType {
     CardholderKycUpdated => "cardholder.kyc_updated",
     CardOrderCreated => "card_order.created",
     CardOrderUpdated => "card_order.updated",
+    ProgramCreated => "program.created",
+    ProgramUpdated => "program.updated",
+    ProgramFunded => "program.funded",
+    CardCreated => "card.created",
+    CardUpdated => "card.updated",
+    CardRevealed => "card.revealed",
+    BalanceAdjustmentCreated => "balance_adjustment.created",
     ApiKeyCreated => "api_key.created",
     ApiKeyRevoked => "api_key.revoked",
 });

@@ -13,10 +13,7 @@ pub const IDEMPOTENCY_TTL_SECS: i64 = 48 * 3600;
 pub const IDEMPOTENCY_CLAIM_STALE_SECS: i64 = 60;
 
 pub fn parse_key(raw: &str) -> Result<String, FieldError> {
-    if raw.is_empty()
-        || raw.len() > IDEMPOTENCY_KEY_LEN_MAX
-        || !raw.bytes().all(|b| (0x21..=0x7e).contains(&b))
-    {
+    if raw.is_empty() || raw.len() > IDEMPOTENCY_KEY_LEN_MAX || !raw.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(FieldError::new(
             "idempotency_key",
             "idempotency_key_invalid",
@@ -97,10 +94,8 @@ mod tests {
     #[test]
     fn canonical_json_ignores_key_order_and_whitespace() {
         let a: serde_json::Value =
-            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#)
-                .unwrap();
-        let b: serde_json::Value =
-            serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap();
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
         assert_eq!(
             canonical_json(&b),

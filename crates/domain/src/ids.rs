@@ -18,11 +18,7 @@ fn parse_prefixed(raw: &str, prefix: &str, kind: &'static str) -> Result<(), IdP
         .strip_prefix(prefix)
         .and_then(|r| r.strip_prefix('_'))
         .ok_or(err.clone())?;
-    if rest.len() != HEX_LEN
-        || !rest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if rest.len() != HEX_LEN || !rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(err);
     }
     Ok(())
@@ -88,6 +84,13 @@ define_id!(KycCheckId, "kyc");
 define_id!(EventId, "evt");
 define_id!(CardOrderId, "cordr");
 define_id!(DataKeyId, "dk");
+define_id!(ProgramId, "prog");
+define_id!(CardId, "card");
+define_id!(AccountId, "acct");
+define_id!(JournalId, "jrnl");
+define_id!(LedgerEntryId, "entry");
+define_id!(BalanceAdjustmentId, "badj");
+define_id!(CardRevealId, "rvl");
 
 #[cfg(test)]
 mod tests {

@@ -55,8 +55,7 @@ impl KycResult {
         address_reason: Option<AddressReason>,
         file_reason: Option<FileReason>,
     ) -> Result<Self, KycError> {
-        let any_reason =
-            identity_reason.is_some() || address_reason.is_some() || file_reason.is_some();
+        let any_reason = identity_reason.is_some() || address_reason.is_some() || file_reason.is_some();
         if status == KycStatus::Passed && any_reason {
             return Err(KycError::ReasonOnPassed);
         }
@@ -175,8 +174,7 @@ pub fn sandbox_verdict(applicant: &KycApplicant) -> KycResult {
         "0013" => (S::NotChecked, None, None, None),
         _ => (S::Passed, None, None, None),
     };
-    KycResult::new(status, identity, address, file)
-        .expect("sandbox table never puts a reason on PASSED")
+    KycResult::new(status, identity, address, file).expect("sandbox table never puts a reason on PASSED")
 }
 
 #[cfg(test)]
@@ -186,23 +184,10 @@ mod tests {
     #[test]
     fn passed_cannot_carry_reasons() {
         assert_eq!(
-            KycResult::new(
-                KycStatus::Passed,
-                Some(IdentityReason::SsnInvalid),
-                None,
-                None
-            ),
+            KycResult::new(KycStatus::Passed, Some(IdentityReason::SsnInvalid), None, None),
             Err(KycError::ReasonOnPassed)
         );
-        assert!(
-            KycResult::new(
-                KycStatus::Rejected,
-                Some(IdentityReason::SsnInvalid),
-                None,
-                None
-            )
-            .is_ok()
-        );
+        assert!(KycResult::new(KycStatus::Rejected, Some(IdentityReason::SsnInvalid), None, None).is_ok());
     }
 
     #[test]
@@ -222,10 +207,7 @@ mod tests {
         for s in KycStatus::ALL {
             assert_eq!(KycStatus::parse(s.as_str()), Some(*s));
         }
-        assert_eq!(
-            serde_json::to_string(&FileReason::Blurry).unwrap(),
-            "\"BLURRY\""
-        );
+        assert_eq!(serde_json::to_string(&FileReason::Blurry).unwrap(), "\"BLURRY\"");
     }
 }
 

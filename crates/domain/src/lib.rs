@@ -5,8 +5,10 @@
 mod wire_enum;
 
 pub mod api_key;
+pub mod card;
 pub mod card_order;
 pub mod cardholder;
+pub mod controls;
 pub mod country;
 pub mod environment;
 pub mod error;
@@ -14,8 +16,11 @@ pub mod event;
 pub mod idempotency;
 pub mod ids;
 pub mod kyc;
+pub mod ledger;
 pub mod money;
 pub mod page;
+pub mod pan;
+pub mod program;
 pub mod tenant;
 pub mod time;
 pub mod vault;

@@ -132,10 +132,7 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor = self
-            .minor
-            .checked_add(other.minor)
-            .ok_or(MoneyError::Overflow)?;
+        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
         Ok(Money {
             minor,
             currency: self.currency,
@@ -144,10 +141,7 @@ impl Money {
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor = self
-            .minor
-            .checked_sub(other.minor)
-            .ok_or(MoneyError::Overflow)?;
+        let minor = self.minor.checked_sub(other.minor).ok_or(MoneyError::Overflow)?;
         Ok(Money {
             minor,
             currency: self.currency,
@@ -176,13 +170,7 @@ mod tests {
             Money::new(1, usd).checked_add(Money::new(1, eur)),
             Err(MoneyError::CurrencyMismatch)
         );
-        assert_eq!(
-            Money::new(5, usd)
-                .checked_sub(Money::new(7, usd))
-                .unwrap()
-                .minor(),
-            -2
-        );
+        assert_eq!(Money::new(5, usd).checked_sub(Money::new(7, usd)).unwrap().minor(), -2);
         assert_eq!(Currency::parse("JPY").unwrap().exponent(), 0);
         assert!(Currency::parse("XXX").is_err());
         assert!(Money::positive(0, usd).is_err());

@@ -36,21 +36,13 @@ impl PageRequest {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=PAGE_SIZE_MAX).contains(n))
-                .ok_or_else(|| {
-                    FieldError::invalid(
-                        "limit",
-                        format!("must be an integer from 1 to {PAGE_SIZE_MAX}"),
-                    )
-                })?,
+                .ok_or_else(|| FieldError::invalid("limit", format!("must be an integer from 1 to {PAGE_SIZE_MAX}")))?,
         };
         let check = |param: &str, id: &str| {
             if id_ok(id) {
                 Ok(id.to_owned())
             } else {
-                Err(FieldError::invalid(
-                    param,
-                    "must be the ID of an object in this list",
-                ))
+                Err(FieldError::invalid(param, "must be the ID of an object in this list"))
             }
         };
         let cursor = match (starting_after, ending_before) {
@@ -84,25 +76,16 @@ mod tests {
     fn limit_bounds_and_cursor_exclusivity() {
         let ok = |_: &str| true;
         assert_eq!(PageRequest::parse(None, None, None, ok).unwrap().limit, 25);
-        assert_eq!(
-            PageRequest::parse(Some("50"), None, None, ok)
-                .unwrap()
-                .limit,
-            50
-        );
+        assert_eq!(PageRequest::parse(Some("50"), None, None, ok).unwrap().limit, 50);
         for bad in ["0", "51", "-1", "ten", ""] {
             assert_eq!(
-                PageRequest::parse(Some(bad), None, None, ok)
-                    .unwrap_err()
-                    .param,
+                PageRequest::parse(Some(bad), None, None, ok).unwrap_err().param,
                 "limit"
             );
         }
         assert!(PageRequest::parse(None, Some("a"), Some("b"), ok).is_err());
         assert_eq!(
-            PageRequest::parse(None, Some("x"), None, |_| false)
-                .unwrap_err()
-                .param,
+            PageRequest::parse(None, Some("x"), None, |_| false).unwrap_err().param,
             "starting_after"
         );
     }

@@ -43,9 +43,8 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(self) -> String {
-        let fmt = time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
+        let fmt =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
         self.to_offset_date_time()
             .format(&fmt)
             .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())

@@ -50,16 +50,14 @@ impl Kek {
     /// Accepts 32 bytes as base64 (44 chars) or hex (64 chars).
     pub fn parse(encoded: &str) -> Result<Self, VaultError> {
         let encoded = encoded.trim();
-        let bytes =
-            if encoded.len() == 2 * KEY_LEN && encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
-                (0..KEY_LEN)
-                    .map(|i| u8::from_str_radix(&encoded[2 * i..2 * i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| VaultError::BadKeyMaterial)?
-            } else {
-                B64.decode(encoded)
-                    .map_err(|_| VaultError::BadKeyMaterial)?
-            };
+        let bytes = if encoded.len() == 2 * KEY_LEN && encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..KEY_LEN)
+                .map(|i| u8::from_str_radix(&encoded[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| VaultError::BadKeyMaterial)?
+        } else {
+            B64.decode(encoded).map_err(|_| VaultError::BadKeyMaterial)?
+        };
         let key: [u8; KEY_LEN] = bytes.try_into().map_err(|_| VaultError::BadKeyMaterial)?;
         Ok(Kek::from_bytes(key))
     }
@@ -90,13 +88,7 @@ fn seal_raw(key: &[u8; KEY_LEN], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption of in-memory data cannot fail");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
@@ -158,9 +150,7 @@ impl DataKey {
     }
 
     pub fn unwrap(stored: &WrappedDataKey, kek: &Kek) -> Result<Self, VaultError> {
-        let raw = B64
-            .decode(&stored.wrapped)
-            .map_err(|_| VaultError::Malformed)?;
+        let raw = B64.decode(&stored.wrapped).map_err(|_| VaultError::Malformed)?;
         let key = open_raw(&kek.key, &raw, stored.id.as_str().as_bytes())?;
         let key: [u8; KEY_LEN] = key.try_into().map_err(|_| VaultError::Malformed)?;
         Ok(DataKey {
@@ -226,11 +216,7 @@ mod tests {
         assert!(!sealed.contains("490940000"));
         assert_eq!(vault.open(&sealed, "doc:1").unwrap(), b"490940000");
         assert_eq!(vault.open(&sealed, "doc:2"), Err(VaultError::Tampered));
-        assert_ne!(
-            vault.seal(b"490940000", "doc:1"),
-            sealed,
-            "nonces are fresh"
-        );
+        assert_ne!(vault.seal(b"490940000", "doc:1"), sealed, "nonces are fresh");
     }
 
     #[test]

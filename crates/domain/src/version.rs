@@ -13,10 +13,7 @@ impl ApiVersion {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        SUPPORTED_VERSIONS
-            .iter()
-            .find(|v| **v == raw)
-            .map(|v| ApiVersion(v))
+        SUPPORTED_VERSIONS.iter().find(|v| **v == raw).map(|v| ApiVersion(v))
     }
 
     pub fn as_str(self) -> &'static str {

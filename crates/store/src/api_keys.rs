@@ -17,11 +17,7 @@ pub trait ApiKeyStore: Send + Sync {
     async fn find_api_key(&self, id: &ApiKeyId) -> Result<ApiKey, StoreError>;
     async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<(), StoreError>;
     async fn get_api_key(&self, scope: &Scope, id: &ApiKeyId) -> Result<ApiKey, StoreError>;
-    async fn list_api_keys(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<ApiKey>, StoreError>;
+    async fn list_api_keys(&self, scope: &Scope, page: &PageRequest) -> Result<Page<ApiKey>, StoreError>;
     async fn insert_api_key(
         &self,
         scope: &Scope,
@@ -41,7 +37,8 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-const COLUMNS: &str = "id, tenant_id, environment, name, secret_hash, secret_last4, permissions, created_at, revoked_at, last_used_at";
+const COLUMNS: &str =
+    "id, tenant_id, environment, name, secret_hash, secret_last4, permissions, created_at, revoked_at, last_used_at";
 
 fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
     let env: String = row.try_get("environment")?;
@@ -53,10 +50,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ApiKey {
         id: ApiKeyId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(StoreError::other)?,
-        environment: Environment::parse(&env)
-            .ok_or_else(|| StoreError::corrupt("api key environment"))?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
+        environment: Environment::parse(&env).ok_or_else(|| StoreError::corrupt("api key environment"))?,
         name: row.try_get("name")?,
         secret_hash: row.try_get("secret_hash")?,
         secret_last4: row.try_get("secret_last4")?,
@@ -67,10 +62,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
     })
 }
 
-pub(crate) async fn insert_api_key_row(
-    conn: &mut AnyConnection,
-    key: &ApiKey,
-) -> Result<(), StoreError> {
+pub(crate) async fn insert_api_key_row(conn: &mut AnyConnection, key: &ApiKey) -> Result<(), StoreError> {
     let permissions: Vec<&str> = key.permissions.iter().map(|p| p.as_str()).collect();
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, environment, name, secret_hash, secret_last4, permissions, created_at) \
@@ -120,11 +112,7 @@ impl ApiKeyStore for SqlStore {
         key_from_row(&row)
     }
 
-    async fn list_api_keys(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<ApiKey>, StoreError> {
+    async fn list_api_keys(&self, scope: &Scope, page: &PageRequest) -> Result<Page<ApiKey>, StoreError> {
         let spec = ListSpec {
             table: "api_keys",
             columns: COLUMNS,

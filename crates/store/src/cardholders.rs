@@ -6,15 +6,15 @@ use cardplane_domain::cardholder::{
     Address, CardOrderRequest, Cardholder, DateOfBirth, DocumentType, Email, Identity, PhoneNumber,
 };
 use cardplane_domain::event::Event;
-use cardplane_domain::ids::{CardOrderId, CardholderId, KycCheckId, TenantId};
-use cardplane_domain::kyc::{
-    AddressReason, FileReason, IdentityReason, KycCheck, KycResult, KycState, KycStatus,
-};
+use cardplane_domain::ids::{CardId, CardOrderId, CardholderId, KycCheckId, TenantId};
+use cardplane_domain::kyc::{AddressReason, FileReason, IdentityReason, KycCheck, KycResult, KycState, KycStatus};
 use cardplane_domain::money::{Currency, Money};
 use cardplane_domain::page::{Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::cards::{CardIssue, write_card_issues};
+use crate::ledger::PostError;
 use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, opt_ts, ts};
 use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
 
@@ -24,6 +24,8 @@ pub struct CardholderWrite<'a> {
     pub kyc_check: Option<&'a KycCheck>,
     /// New or changed card orders (upserted by id).
     pub card_orders: &'a [CardOrder],
+    /// Cards issued with this change (orders fulfilled).
+    pub card_issues: &'a [CardIssue],
     pub events: &'a [Event],
     pub response: Option<&'a IdempotentResponse>,
 }
@@ -36,7 +38,7 @@ pub trait CardholderStore: Send + Sync {
         scope: &Scope,
         write: CardholderWrite<'_>,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), PostError>;
     /// Optimistic: `Conflict` on `cardholders_version` when `expected_version` is stale.
     async fn update_cardholder(
         &self,
@@ -44,33 +46,21 @@ pub trait CardholderStore: Send + Sync {
         write: CardholderWrite<'_>,
         expected_version: i64,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
-    async fn get_cardholder(
-        &self,
-        scope: &Scope,
-        id: &CardholderId,
-    ) -> Result<Cardholder, StoreError>;
+    ) -> Result<(), PostError>;
+    async fn get_cardholder(&self, scope: &Scope, id: &CardholderId) -> Result<Cardholder, StoreError>;
     async fn find_cardholder_by_custodian_uid(
         &self,
         scope: &Scope,
         uid: &str,
     ) -> Result<Option<Cardholder>, StoreError>;
-    async fn list_cardholders(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Cardholder>, StoreError>;
+    async fn list_cardholders(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Cardholder>, StoreError>;
     async fn list_kyc_checks(
         &self,
         scope: &Scope,
         id: &CardholderId,
         page: &PageRequest,
     ) -> Result<Page<KycCheck>, StoreError>;
-    async fn list_card_orders(
-        &self,
-        scope: &Scope,
-        id: &CardholderId,
-    ) -> Result<Vec<CardOrder>, StoreError>;
+    async fn list_card_orders(&self, scope: &Scope, id: &CardholderId) -> Result<Vec<CardOrder>, StoreError>;
 }
 
 const COLUMNS: &str = "id, tenant_id, environment, custodian_uid, first_name, last_name, email, phone_number, \
@@ -89,8 +79,7 @@ fn kyc_result_from(
     address: &str,
     file: &str,
 ) -> Result<KycResult, StoreError> {
-    let status = KycStatus::parse(&row.try_get::<String, _>(status)?)
-        .ok_or_else(|| corrupt("kyc status"))?;
+    let status = KycStatus::parse(&row.try_get::<String, _>(status)?).ok_or_else(|| corrupt("kyc status"))?;
     let identity = row
         .try_get::<Option<String>, _>(identity)?
         .map(|r| IdentityReason::parse(&r).ok_or_else(|| corrupt("reason")))
@@ -115,8 +104,7 @@ fn cardholder_from_row(row: &AnyRow) -> Result<Cardholder, StoreError> {
     let document_type: String = row.try_get("document_type")?;
     Ok(Cardholder {
         id: CardholderId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(StoreError::other)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
         environment: Environment::parse(&env).ok_or_else(|| corrupt("environment"))?,
         custodian_uid: row.try_get("custodian_uid")?,
         email: Email::parse(Some(&email)).map_err(|_| corrupt("email"))?,
@@ -124,9 +112,7 @@ fn cardholder_from_row(row: &AnyRow) -> Result<Cardholder, StoreError> {
         identity: Identity {
             first_name: row.try_get("first_name")?,
             last_name: row.try_get("last_name")?,
-            date_of_birth: DateOfBirth::from_date(
-                time::Date::parse(&dob, &fmt).map_err(|_| corrupt("date of birth"))?,
-            ),
+            date_of_birth: DateOfBirth::from_date(time::Date::parse(&dob, &fmt).map_err(|_| corrupt("date of birth"))?),
             address: Address {
                 street_one: row.try_get("street_one")?,
                 street_two: row.try_get("street_two")?,
@@ -136,8 +122,7 @@ fn cardholder_from_row(row: &AnyRow) -> Result<Cardholder, StoreError> {
                 country: row.try_get("country")?,
             },
         },
-        document_type: DocumentType::parse(&document_type)
-            .ok_or_else(|| corrupt("document type"))?,
+        document_type: DocumentType::parse(&document_type).ok_or_else(|| corrupt("document type"))?,
         document_last4: row.try_get("document_last4")?,
         document_sealed: row.try_get("document_sealed")?,
         kyc: KycState {
@@ -161,7 +146,8 @@ async fn write_related(
     scope: &Scope,
     w: &CardholderWrite<'_>,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<(), PostError> {
+    write_card_issues(conn, scope, w.card_issues).await?;
     if let Some(check) = w.kyc_check {
         let r = &check.result;
         sqlx::query(
@@ -185,9 +171,10 @@ async fn write_related(
         let load = order.request.initial_load;
         sqlx::query(
             "INSERT INTO card_orders (id, tenant_id, environment, cardholder_id, program_id, design_key, \
-             initial_load_currency, initial_load_amount, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+             initial_load_currency, initial_load_amount, status, created_at, updated_at, card_id, failure_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, \
+             card_id = excluded.card_id, failure_reason = excluded.failure_reason",
         )
         .bind(order.id.as_str())
         .bind(scope.tenant_id.as_str())
@@ -200,11 +187,13 @@ async fn write_related(
         .bind(order.status.as_str())
         .bind(order.created_at.as_micros())
         .bind(order.updated_at.as_micros())
+        .bind(order.card_id.as_ref().map(|c| c.as_str()))
+        .bind(order.failure_reason.as_deref())
         .execute(&mut *conn)
         .await?;
     }
     insert_events(conn, w.events).await?;
-    complete_idempotency(conn, scope, w.response, now).await
+    Ok(complete_idempotency(conn, scope, w.response, now).await?)
 }
 
 fn bind_cardholder<'q>(
@@ -239,12 +228,7 @@ fn bind_cardholder<'q>(
 
 #[async_trait]
 impl CardholderStore for SqlStore {
-    async fn insert_cardholder(
-        &self,
-        scope: &Scope,
-        w: CardholderWrite<'_>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn insert_cardholder(&self, scope: &Scope, w: CardholderWrite<'_>, now: Timestamp) -> Result<(), PostError> {
         let c = w.cardholder;
         let mut tx = self.db.writer().begin().await?;
         let q = sqlx::query(
@@ -261,7 +245,8 @@ impl CardholderStore for SqlStore {
             .bind(scope.environment.as_str())
             .bind(c.created_at.as_micros())
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(StoreError::from)?;
         write_related(&mut tx, scope, &w, now).await?;
         tx.commit().await?;
         Ok(())
@@ -273,7 +258,7 @@ impl CardholderStore for SqlStore {
         w: CardholderWrite<'_>,
         expected_version: i64,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), PostError> {
         let c = w.cardholder;
         let mut tx = self.db.writer().begin().await?;
         let q = sqlx::query(
@@ -294,18 +279,15 @@ impl CardholderStore for SqlStore {
         if done.rows_affected() != 1 {
             return Err(StoreError::Conflict {
                 constraint: "cardholders_version".into(),
-            });
+            }
+            .into());
         }
         write_related(&mut tx, scope, &w, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn get_cardholder(
-        &self,
-        scope: &Scope,
-        id: &CardholderId,
-    ) -> Result<Cardholder, StoreError> {
+    async fn get_cardholder(&self, scope: &Scope, id: &CardholderId) -> Result<Cardholder, StoreError> {
         let sql = "SELECT id, tenant_id, environment, custodian_uid, first_name, last_name, email, phone_number, \
             date_of_birth, street_one, street_two, locality, region, postal_code, country, document_type, document_last4, \
             document_sealed, kyc_status, kyc_identity_reason, kyc_address_reason, kyc_file_reason, kyc_passed_at, \
@@ -339,11 +321,7 @@ impl CardholderStore for SqlStore {
         row.as_ref().map(cardholder_from_row).transpose()
     }
 
-    async fn list_cardholders(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Cardholder>, StoreError> {
+    async fn list_cardholders(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Cardholder>, StoreError> {
         let spec = ListSpec {
             table: "cardholders",
             columns: COLUMNS,
@@ -365,32 +343,21 @@ impl CardholderStore for SqlStore {
         };
         list_page(self.db.reader(), spec, scope, page, |row| {
             Ok(KycCheck {
-                id: KycCheckId::parse(&row.try_get::<String, _>("id")?)
-                    .map_err(StoreError::other)?,
+                id: KycCheckId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
                 cardholder_id: CardholderId::parse(&row.try_get::<String, _>("cardholder_id")?)
                     .map_err(StoreError::other)?,
                 provider: row.try_get("provider")?,
-                result: kyc_result_from(
-                    row,
-                    "status",
-                    "identity_reason",
-                    "address_reason",
-                    "file_reason",
-                )?,
+                result: kyc_result_from(row, "status", "identity_reason", "address_reason", "file_reason")?,
                 created_at: ts(row, "created_at")?,
             })
         })
         .await
     }
 
-    async fn list_card_orders(
-        &self,
-        scope: &Scope,
-        id: &CardholderId,
-    ) -> Result<Vec<CardOrder>, StoreError> {
+    async fn list_card_orders(&self, scope: &Scope, id: &CardholderId) -> Result<Vec<CardOrder>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, cardholder_id, program_id, design_key, initial_load_currency, initial_load_amount, status, \
-             created_at, updated_at FROM card_orders WHERE tenant_id = $1 AND environment = $2 AND cardholder_id = $3 \
+             card_id, failure_reason, created_at, updated_at FROM card_orders WHERE tenant_id = $1 AND environment = $2 AND cardholder_id = $3 \
              ORDER BY id",
         )
         .bind(scope.tenant_id.as_str())
@@ -403,16 +370,12 @@ impl CardholderStore for SqlStore {
                 let currency: Option<String> = row.try_get("initial_load_currency")?;
                 let amount: Option<i64> = row.try_get("initial_load_amount")?;
                 let initial_load = match (currency, amount) {
-                    (Some(c), Some(a)) => Some(Money::new(
-                        a,
-                        Currency::parse(&c).map_err(|_| corrupt("currency"))?,
-                    )),
+                    (Some(c), Some(a)) => Some(Money::new(a, Currency::parse(&c).map_err(|_| corrupt("currency"))?)),
                     _ => None,
                 };
                 let status: String = row.try_get("status")?;
                 Ok(CardOrder {
-                    id: CardOrderId::parse(&row.try_get::<String, _>("id")?)
-                        .map_err(StoreError::other)?,
+                    id: CardOrderId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
                     cardholder_id: CardholderId::parse(&row.try_get::<String, _>("cardholder_id")?)
                         .map_err(StoreError::other)?,
                     request: CardOrderRequest {
@@ -420,8 +383,12 @@ impl CardholderStore for SqlStore {
                         design_key: row.try_get("design_key")?,
                         initial_load,
                     },
-                    status: CardOrderStatus::parse(&status)
-                        .ok_or_else(|| corrupt("card order status"))?,
+                    status: CardOrderStatus::parse(&status).ok_or_else(|| corrupt("card order status"))?,
+                    card_id: row
+                        .try_get::<Option<String>, _>("card_id")?
+                        .map(|c| CardId::parse(&c).map_err(StoreError::other))
+                        .transpose()?,
+                    failure_reason: row.try_get("failure_reason")?,
                     created_at: ts(row, "created_at")?,
                     updated_at: ts(row, "updated_at")?,
                 })

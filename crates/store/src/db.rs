@@ -52,14 +52,27 @@ pub struct Db {
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
-fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "foundation".into(),
+fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        description.into(),
         MigrationType::Simple,
-        sqlx::AssertSqlSafe(include_str!("../migrations/0001_foundation.sql")).into_sql_str(),
+        sqlx::AssertSqlSafe(sql).into_sql_str(),
         false,
-    )])
+    )
+}
+
+/// Shared, portable migrations plus the few statements each backend spells its own way.
+fn migrator(backend: Backend) -> Migrator {
+    let immutable = match backend {
+        Backend::Sqlite => include_str!("../migrations/0003_immutable_ledger.sqlite.sql"),
+        Backend::Postgres => include_str!("../migrations/0003_immutable_ledger.postgres.sql"),
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "foundation", include_str!("../migrations/0001_foundation.sql")),
+        migration(2, "cards ledger", include_str!("../migrations/0002_cards_ledger.sql")),
+        migration(3, "immutable ledger", immutable),
+    ])
 }
 
 fn pool_options(max: u32, acquire_timeout: Duration) -> AnyPoolOptions {
@@ -91,9 +104,7 @@ impl Db {
         } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
             (Backend::Postgres, options.url.clone())
         } else {
-            return Err(StoreError::corrupt(
-                "database URL must start with sqlite: or postgres:",
-            ));
+            return Err(StoreError::corrupt("database URL must start with sqlite: or postgres:"));
         };
         let connect = AnyConnectOptions::from_str(&url)?;
         let db = match backend {
@@ -125,7 +136,7 @@ impl Db {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator()
+        migrator(self.backend)
             .run(&self.writer)
             .await
             .map_err(StoreError::other)

@@ -22,9 +22,7 @@ impl From<sqlx::Error> for StoreError {
                     .map(str::to_owned)
                     .unwrap_or_else(|| db.message().to_owned()),
             },
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(e),
             _ => StoreError::Other(Box::new(e)),
         }
     }

@@ -11,11 +11,7 @@ use crate::{Scope, SqlStore, StoreError};
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    async fn list_events(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError>;
+    async fn list_events(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Event>, StoreError>;
     async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Event, StoreError>;
 }
 
@@ -27,10 +23,8 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     let data: String = row.try_get("data")?;
     Ok(Event {
         id: EventId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(StoreError::other)?,
-        environment: Environment::parse(&env)
-            .ok_or_else(|| StoreError::corrupt("event environment"))?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
+        environment: Environment::parse(&env).ok_or_else(|| StoreError::corrupt("event environment"))?,
         event_type: EventType::parse(&ty).ok_or_else(|| StoreError::corrupt("event type"))?,
         object_id: row.try_get("object_id")?,
         data: serde_json::from_str(&data).map_err(StoreError::other)?,
@@ -40,11 +34,7 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
 
 #[async_trait]
 impl EventStore for SqlStore {
-    async fn list_events(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
+    async fn list_events(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Event>, StoreError> {
         let spec = ListSpec {
             table: "events",
             columns: COLUMNS,

@@ -9,20 +9,9 @@ use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `key` for a request with this fingerprint, or reports what holds it.
-    async fn claim(
-        &self,
-        scope: &Scope,
-        key: &str,
-        fingerprint: &str,
-        now: Timestamp,
-    ) -> Result<Claim, StoreError>;
+    async fn claim(&self, scope: &Scope, key: &str, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError>;
     /// Stores a response that had no effect to commit with it (an error answer).
-    async fn complete(
-        &self,
-        scope: &Scope,
-        response: &IdempotentResponse,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
+    async fn complete(&self, scope: &Scope, response: &IdempotentResponse, now: Timestamp) -> Result<(), StoreError>;
     /// Gives a claim back (the request could not even produce an answer to store).
     async fn release(&self, scope: &Scope, key: &str, token: &str) -> Result<(), StoreError>;
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
@@ -30,13 +19,7 @@ pub trait IdempotencyStore: Send + Sync {
 
 #[async_trait]
 impl IdempotencyStore for SqlStore {
-    async fn claim(
-        &self,
-        scope: &Scope,
-        key: &str,
-        fingerprint: &str,
-        now: Timestamp,
-    ) -> Result<Claim, StoreError> {
+    async fn claim(&self, scope: &Scope, key: &str, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let expires = now.plus_secs(IDEMPOTENCY_TTL_SECS).as_micros();
         let stale_before = now.plus_secs(-IDEMPOTENCY_CLAIM_STALE_SECS).as_micros();
@@ -93,8 +76,7 @@ impl IdempotencyStore for SqlStore {
             if state == "completed" {
                 let status: i64 = row.try_get("response_status")?;
                 let body: String = row.try_get("response_body")?;
-                let status =
-                    u16::try_from(status).map_err(|_| StoreError::corrupt("stored status"))?;
+                let status = u16::try_from(status).map_err(|_| StoreError::corrupt("stored status"))?;
                 return Ok(Claim::Completed {
                     fingerprint,
                     status,
@@ -103,17 +85,10 @@ impl IdempotencyStore for SqlStore {
             }
             return Ok(Claim::InFlight { fingerprint });
         }
-        Err(StoreError::corrupt(
-            "idempotency key kept changing under us",
-        ))
+        Err(StoreError::corrupt("idempotency key kept changing under us"))
     }
 
-    async fn complete(
-        &self,
-        scope: &Scope,
-        response: &IdempotentResponse,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, scope: &Scope, response: &IdempotentResponse, now: Timestamp) -> Result<(), StoreError> {
         let mut conn = self.db.writer().acquire().await?;
         complete_idempotency(&mut conn, scope, Some(response), now).await
     }
@@ -133,12 +108,10 @@ impl IdempotencyStore for SqlStore {
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM idempotency_keys WHERE expires_at <= $1 AND state = 'completed'",
-        )
-        .bind(now.as_micros())
-        .execute(self.db.writer())
-        .await?;
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1 AND state = 'completed'")
+            .bind(now.as_micros())
+            .execute(self.db.writer())
+            .await?;
         Ok(done.rows_affected())
     }
 }

@@ -9,8 +9,11 @@ mod rows;
 
 pub mod api_keys;
 pub mod cardholders;
+pub mod cards;
 pub mod events;
 pub mod idempotency;
+pub mod ledger;
+pub mod programs;
 pub mod tenants;
 pub mod vault;
 

@@ -10,10 +10,7 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
 use crate::{IdempotentResponse, Scope, StoreError};
 
-pub(crate) async fn insert_events(
-    conn: &mut AnyConnection,
-    events: &[Event],
-) -> Result<(), StoreError> {
+pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) -> Result<(), StoreError> {
     for e in events {
         sqlx::query(
             "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at) \
@@ -120,17 +117,11 @@ pub(crate) async fn list_page<T>(
         cq = cq.bind(value);
     }
     let total: i64 = cq.fetch_one(pool).await?.try_get("n")?;
-    Ok(Page {
-        items,
-        has_more,
-        total,
-    })
+    Ok(Page { items, has_more, total })
 }
 
 pub(crate) fn opt_ts(row: &AnyRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row
-        .try_get::<Option<i64>, _>(column)?
-        .map(Timestamp::from_micros))
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_micros))
 }
 
 pub(crate) fn ts(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {

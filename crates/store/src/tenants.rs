@@ -13,33 +13,21 @@ use crate::{SqlStore, StoreError};
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Creates a tenant with its first API keys, atomically.
-    async fn create_tenant(
-        &self,
-        tenant: &Tenant,
-        keys: &[ApiKey],
-        events: &[Event],
-    ) -> Result<(), StoreError>;
+    async fn create_tenant(&self, tenant: &Tenant, keys: &[ApiKey], events: &[Event]) -> Result<(), StoreError>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant, StoreError>;
 }
 
 #[async_trait]
 impl TenantStore for SqlStore {
-    async fn create_tenant(
-        &self,
-        tenant: &Tenant,
-        keys: &[ApiKey],
-        events: &[Event],
-    ) -> Result<(), StoreError> {
+    async fn create_tenant(&self, tenant: &Tenant, keys: &[ApiKey], events: &[Event]) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        sqlx::query(
-            "INSERT INTO tenants (id, name, api_version, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant.id.as_str())
-        .bind(tenant.name.as_str())
-        .bind(tenant.api_version.as_str())
-        .bind(tenant.created_at.as_micros())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO tenants (id, name, api_version, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(tenant.id.as_str())
+            .bind(tenant.name.as_str())
+            .bind(tenant.api_version.as_str())
+            .bind(tenant.created_at.as_micros())
+            .execute(&mut *tx)
+            .await?;
         for key in keys {
             insert_api_key_row(&mut tx, key).await?;
         }
@@ -49,12 +37,11 @@ impl TenantStore for SqlStore {
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant, StoreError> {
-        let row =
-            sqlx::query("SELECT id, name, api_version, created_at FROM tenants WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(self.db.reader())
-                .await?
-                .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query("SELECT id, name, api_version, created_at FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.db.reader())
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let version: String = row.try_get("api_version")?;
         Ok(Tenant {
             id: id.clone(),

@@ -1,9 +1,7 @@
 //! The storage conformance suite: written once, run against SQLite and PostgreSQL.
 
 use cardplane_domain::api_key::ApiKey;
-use cardplane_domain::cardholder::{
-    Address, Cardholder, DateOfBirth, DocumentType, Email, Identity, PhoneNumber,
-};
+use cardplane_domain::cardholder::{Address, Cardholder, DateOfBirth, DocumentType, Email, Identity, PhoneNumber};
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::idempotency::Claim;
 use cardplane_domain::ids::{CardholderId, TenantId};
@@ -16,6 +14,7 @@ use cardplane_store::api_keys::ApiKeyStore;
 use cardplane_store::cardholders::{CardholderStore, CardholderWrite};
 use cardplane_store::events::EventStore;
 use cardplane_store::idempotency::IdempotencyStore;
+use cardplane_store::ledger::PostError;
 use cardplane_store::tenants::TenantStore;
 use cardplane_store::{Db, DbOptions, IdempotentResponse, Scope, SqlStore, StoreError};
 use cardplane_testkit::{Backend, TestDb, both_backends};
@@ -82,6 +81,7 @@ fn write(c: &Cardholder) -> CardholderWrite<'_> {
         cardholder: c,
         kyc_check: None,
         card_orders: &[],
+        card_issues: &[],
         events: &[],
         response: None,
     }
@@ -92,14 +92,7 @@ async fn api_keys_are_found_listed_and_revoked_once(backend: Backend) {
         return;
     };
     let (t, scope) = tenant(&store).await;
-    let (key, _secret) = ApiKey::issue(
-        &t.id,
-        Environment::Sandbox,
-        "k".into(),
-        vec![],
-        b"p",
-        Timestamp::now(),
-    );
+    let (key, _secret) = ApiKey::issue(&t.id, Environment::Sandbox, "k".into(), vec![], b"p", Timestamp::now());
     store
         .insert_api_key(&scope, &key, &[], None, Timestamp::now())
         .await
@@ -118,9 +111,7 @@ async fn api_keys_are_found_listed_and_revoked_once(backend: Backend) {
         .await
         .unwrap();
     assert!(matches!(
-        store
-            .revoke_api_key(&scope, &key.id, Timestamp::now(), &[], None)
-            .await,
+        store.revoke_api_key(&scope, &key.id, Timestamp::now(), &[], None).await,
         Err(StoreError::NotFound)
     ));
     assert!(!store.find_api_key(&key.id).await.unwrap().is_active());
@@ -170,13 +161,11 @@ async fn idempotency_claims_follow_the_protocol(backend: Backend) {
     ));
 
     // A claim whose request died is taken over after the stale period; the old token is dead.
-    let Claim::Acquired { token: dead } = store.claim(&scope, "k2", "fp", now).await.unwrap()
-    else {
+    let Claim::Acquired { token: dead } = store.claim(&scope, "k2", "fp", now).await.unwrap() else {
         panic!()
     };
     let later = now.plus_secs(61);
-    let Claim::Acquired { token: fresh } = store.claim(&scope, "k2", "fp", later).await.unwrap()
-    else {
+    let Claim::Acquired { token: fresh } = store.claim(&scope, "k2", "fp", later).await.unwrap() else {
         panic!("takeover")
     };
     let stale = IdempotentResponse {
@@ -235,10 +224,9 @@ async fn cardholders_are_scoped_versioned_and_unique_by_custodian_uid(backend: B
     );
 
     let dup = cardholder(&scope, Some("uid-1"));
-    let err = store
-        .insert_cardholder(&scope, write(&dup), Timestamp::now())
-        .await
-        .unwrap_err();
+    let Err(PostError::Store(err)) = store.insert_cardholder(&scope, write(&dup), Timestamp::now()).await else {
+        panic!("duplicate custodian_uid must conflict")
+    };
     assert!(
         err.is_conflict_on("cardholders_custodian_uid", "custodian_uid"),
         "{err:?}"
@@ -268,21 +256,15 @@ async fn cardholders_are_scoped_versioned_and_unique_by_custodian_uid(backend: B
         .update_cardholder(&scope, write(&next), 1, Timestamp::now())
         .await
         .unwrap();
-    let err = store
-        .update_cardholder(&scope, write(&next), 1, Timestamp::now())
-        .await
-        .unwrap_err();
+    let Err(PostError::Store(err)) = store.update_cardholder(&scope, write(&next), 1, Timestamp::now()).await else {
+        panic!("stale version must conflict")
+    };
     assert!(
         err.is_conflict_on("cardholders_version", "cardholders_version"),
         "{err:?}"
     );
     assert_eq!(
-        store
-            .get_cardholder(&scope, &c.id)
-            .await
-            .unwrap()
-            .identity
-            .first_name,
+        store.get_cardholder(&scope, &c.id).await.unwrap().identity.first_name,
         "Joshua"
     );
 }
@@ -297,10 +279,7 @@ async fn a_failed_write_stores_neither_effect_nor_response(backend: Backend) {
         panic!()
     };
     let c = cardholder(&scope, Some("taken"));
-    store
-        .insert_cardholder(&scope, write(&c), now)
-        .await
-        .unwrap();
+    store.insert_cardholder(&scope, write(&c), now).await.unwrap();
     let dup = cardholder(&scope, Some("taken"));
     let event = Event::new(
         &scope.tenant_id,
@@ -320,6 +299,7 @@ async fn a_failed_write_stores_neither_effect_nor_response(backend: Backend) {
         cardholder: &dup,
         kyc_check: None,
         card_orders: &[],
+        card_issues: &[],
         events: std::slice::from_ref(&event),
         response: Some(&response),
     };
@@ -363,10 +343,7 @@ async fn lists_page_newest_first_in_both_directions(backend: Backend) {
         .unwrap();
     assert_eq!(first.total, 7);
     assert!(first.has_more);
-    assert_eq!(
-        first.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        ids[..3]
-    );
+    assert_eq!(first.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), ids[..3]);
     let last_id = first.items[2].id.to_string();
     let second = store
         .list_cardholders(
@@ -378,14 +355,7 @@ async fn lists_page_newest_first_in_both_directions(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        second
-            .items
-            .iter()
-            .map(|c| c.id.clone())
-            .collect::<Vec<_>>(),
-        ids[3..6]
-    );
+    assert_eq!(second.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), ids[3..6]);
     let back = store
         .list_cardholders(
             &scope,
@@ -396,10 +366,7 @@ async fn lists_page_newest_first_in_both_directions(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        back.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        ids[..3]
-    );
+    assert_eq!(back.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), ids[..3]);
     assert!(!back.has_more);
 }
 
@@ -422,6 +389,7 @@ async fn events_are_written_with_their_change_and_listed(backend: Backend) {
         cardholder: &c,
         kyc_check: None,
         card_orders: &[],
+        card_issues: &[],
         events: std::slice::from_ref(&event),
         response: None,
     };

@@ -77,9 +77,7 @@ impl TestDb {
                         warn_skipped(&e.to_string());
                         return None;
                     }
-                    Err(e) => panic!(
-                        "CARDPLANE_REQUIRE_POSTGRES is set but PostgreSQL is unreachable at {admin}: {e}"
-                    ),
+                    Err(e) => panic!("CARDPLANE_REQUIRE_POSTGRES is set but PostgreSQL is unreachable at {admin}: {e}"),
                 };
                 let name = format!("cardplane_test_{}", uuid::Uuid::new_v4().simple());
                 conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -70,23 +70,13 @@ pub async fn list_api_keys(
     responses((status = 200, body = ApiKeyEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
-pub async fn get_api_key(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-) -> ApiResult<Reply> {
+pub async fn get_api_key(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_key_id(&id)?;
-    let key = state
-        .api_keys
-        .get_api_key(&ctx.scope, &id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("api_key"),
-            other => other.into(),
-        })?;
-    Reply::ok(&ApiKeyEnvelope {
-        api_key: (&key).into(),
-    })
+    let key = state.api_keys.get_api_key(&ctx.scope, &id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("api_key"),
+        other => other.into(),
+    })?;
+    Reply::ok(&ApiKeyEnvelope { api_key: (&key).into() })
 }
 
 #[utoipa::path(
@@ -161,20 +151,12 @@ pub async fn create_api_key(
     ),
     security(("basic_auth" = []))
 )]
-pub async fn revoke_api_key(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-) -> ApiResult<Reply> {
+pub async fn revoke_api_key(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_key_id(&id)?;
-    let key = state
-        .api_keys
-        .get_api_key(&ctx.scope, &id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("api_key"),
-            other => other.into(),
-        })?;
+    let key = state.api_keys.get_api_key(&ctx.scope, &id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("api_key"),
+        other => other.into(),
+    })?;
     if !key.is_active() {
         return Err(ApiError::conflict(
             "api_key_already_revoked",

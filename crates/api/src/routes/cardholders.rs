@@ -3,17 +3,24 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use cardplane_domain::card::Card;
 use cardplane_domain::card_order::{CardOrder, CardOrderEvent, CardOrderStatus};
 use cardplane_domain::cardholder::{
-    Address, AddressInput, CardOrderRequest, Cardholder, DateOfBirth, Document, Email, Identity,
-    PhoneNumber, parse_custodian_uid, parse_name,
+    Address, AddressInput, CardOrderRequest, Cardholder, DateOfBirth, Document, Email, Identity, PhoneNumber,
+    parse_custodian_uid, parse_name,
 };
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::{CardholderId, KycCheckId};
 use cardplane_domain::kyc::{KycApplicant, KycCheck, KycState};
+use cardplane_domain::program::Program;
 use cardplane_domain::{FieldError, Timestamp};
 use cardplane_store::StoreError;
 use cardplane_store::cardholders::CardholderWrite;
+use cardplane_store::cards::CardIssue;
+use cardplane_store::ledger::PostError;
+
+use crate::issuing::{IssueSpec, PAN_ATTEMPTS_MAX, pan_collision, prepare_issue, refusal};
+use crate::routes::programs::load_program;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -22,8 +29,7 @@ use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
 use crate::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{
-    CardOrderList, CardOrderView, CardholderEnvelope, CardholderList, KycCheckEnvelope,
-    KycCheckList, page_items,
+    CardOrderList, CardOrderView, CardholderEnvelope, CardholderList, KycCheckEnvelope, KycCheckList, page_items,
 };
 
 /// Optimistic-concurrency retries for an update that raced another.
@@ -121,9 +127,7 @@ fn parse_card(card: &CardRequest) -> Result<CardOrderRequest, FieldError> {
     CardOrderRequest::parse(
         card.program_id.as_deref(),
         card.design_key.as_deref(),
-        card.initial_load
-            .as_ref()
-            .map(|l| (l.currency.as_deref(), l.amount)),
+        card.initial_load.as_ref().map(|l| (l.currency.as_deref(), l.amount)),
     )
 }
 
@@ -137,11 +141,7 @@ struct NewCardholder {
     card: Option<CardOrderRequest>,
 }
 
-fn parse_new(
-    req: &CardholderRequest,
-    today: time::Date,
-    minimum_age: u8,
-) -> Result<NewCardholder, FieldError> {
+fn parse_new(req: &CardholderRequest, today: time::Date, minimum_age: u8) -> Result<NewCardholder, FieldError> {
     let first_name = parse_name("first_name", req.first_name.as_deref())?;
     let last_name = parse_name("last_name", req.last_name.as_deref())?;
     let custodian_uid = parse_custodian_uid(req.custodian_uid.as_deref())?;
@@ -149,14 +149,9 @@ fn parse_new(
     let phone = PhoneNumber::parse(req.phone_number.as_deref())?;
     let date_of_birth = DateOfBirth::parse(req.date_of_birth.as_deref(), today, minimum_age)?;
     let address = Address::parse(address_input(
-        req.address
-            .as_ref()
-            .ok_or_else(|| FieldError::missing("address"))?,
+        req.address.as_ref().ok_or_else(|| FieldError::missing("address"))?,
     ))?;
-    let doc = req
-        .document
-        .as_ref()
-        .ok_or_else(|| FieldError::missing("document"))?;
+    let doc = req.document.as_ref().ok_or_else(|| FieldError::missing("document"))?;
     let document = Document::parse(doc.kind.as_deref(), doc.value.as_deref())?;
     let card = req.card.as_ref().map(parse_card).transpose()?;
     Ok(NewCardholder {
@@ -204,8 +199,7 @@ fn merge(
         next.phone = PhoneNumber::parse(req.phone_number.as_deref())?;
     }
     if req.date_of_birth.is_some() {
-        next.identity.date_of_birth =
-            DateOfBirth::parse(req.date_of_birth.as_deref(), today, minimum_age)?;
+        next.identity.date_of_birth = DateOfBirth::parse(req.date_of_birth.as_deref(), today, minimum_age)?;
     }
     if let Some(a) = &req.address {
         next.identity.address = Address::parse(address_input(a))?;
@@ -237,13 +231,7 @@ fn open_document(state: &AppState, c: &Cardholder) -> ApiResult<Document> {
         .map_err(|_| ApiError::internal("stored document does not parse"))
 }
 
-async fn run_kyc(
-    state: &AppState,
-    ctx: &Ctx,
-    c: &Cardholder,
-    document: &Document,
-    now: Timestamp,
-) -> KycCheck {
+async fn run_kyc(state: &AppState, ctx: &Ctx, c: &Cardholder, document: &Document, now: Timestamp) -> KycCheck {
     let provider = state.kyc(ctx.scope.environment);
     let applicant = KycApplicant {
         reference: c.id.to_string(),
@@ -281,6 +269,144 @@ fn min_age(state: &AppState) -> u8 {
     state.config.kyc.minimum_age_years
 }
 
+/// The program a card order names, checked before anything runs: it must exist, and the request
+/// must fit it (design, currency). Refusals that depend on the cardholder come later.
+async fn order_program(state: &AppState, ctx: &Ctx, order: &CardOrderRequest) -> ApiResult<Program> {
+    let program = load_program(state, ctx, &order.program_id)
+        .await
+        .map_err(|_| ApiError::invalid("program_not_found", "No such program").with_param("card.program_id"))?;
+    let form_factor = program.form_factors[0];
+    if let Err(r) = program.check_issue(
+        true,
+        i32::MAX,
+        form_factor,
+        order.design_key.as_deref(),
+        order.initial_load.map(|m| m.currency()),
+    ) {
+        if r.is_request_error() {
+            let param = r.param().map(|p| format!("card.{p}")).unwrap_or_else(|| "card".into());
+            return Err(refusal(r).with_param(param));
+        }
+    }
+    Ok(program)
+}
+
+/// Fulfils a pending order: a card, or the order marked failed with the refusal's code.
+async fn fulfil(
+    state: &AppState,
+    ctx: &Ctx,
+    cardholder: &Cardholder,
+    order: &CardOrder,
+    program: &Program,
+    now: Timestamp,
+) -> ApiResult<(CardOrder, Option<CardIssue>, Vec<Event>)> {
+    let spec = IssueSpec {
+        program,
+        form_factor: program.form_factors[0],
+        design_key: order.request.design_key.as_deref(),
+        initial_load: order.request.initial_load,
+        replacing: None,
+    };
+    match prepare_issue(state, ctx, cardholder, &spec, now).await {
+        Ok((issue, mut events)) => {
+            let mut done = order.apply(CardOrderEvent::Issued, now).map_err(ApiError::internal)?;
+            done.card_id = Some(issue.card.id.clone());
+            events.push(order_event(ctx, EventType::CardOrderUpdated, &done, now));
+            Ok((done, Some(issue), events))
+        }
+        Err(e) if e.status.is_client_error() => {
+            let failed = fail_order(order, &e.body.code, now)?;
+            Ok((
+                failed.clone(),
+                None,
+                vec![order_event(ctx, EventType::CardOrderUpdated, &failed, now)],
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn fail_order(order: &CardOrder, reason: &str, now: Timestamp) -> ApiResult<CardOrder> {
+    let mut failed = order.apply(CardOrderEvent::Refused, now).map_err(ApiError::internal)?;
+    failed.failure_reason = Some(reason.to_owned());
+    Ok(failed)
+}
+
+/// Orders, the cards they produced and their events, ready to commit with a cardholder change.
+#[derive(Default)]
+struct Fulfilment {
+    orders: Vec<CardOrder>,
+    issues: Vec<CardIssue>,
+    events: Vec<Event>,
+}
+
+impl Fulfilment {
+    async fn add(
+        &mut self,
+        state: &AppState,
+        ctx: &Ctx,
+        cardholder: &Cardholder,
+        order: CardOrder,
+        now: Timestamp,
+    ) -> ApiResult<()> {
+        if order.status != CardOrderStatus::Pending {
+            self.orders.push(order);
+            return Ok(());
+        }
+        let program = state
+            .programs
+            .get_program_by_ref(&ctx.scope, &order.request.program_id)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => {
+                    ApiError::invalid("program_not_found", "No such program").with_param("card.program_id")
+                }
+                other => other.into(),
+            })?;
+        let (order, issue, events) = fulfil(state, ctx, cardholder, &order, &program, now).await?;
+        self.orders.push(order);
+        self.issues.extend(issue);
+        self.events.extend(events);
+        Ok(())
+    }
+
+    /// The same orders with no card issued: what is committed when the program cannot fund the
+    /// initial loads (the cardholder change itself must not fail for that).
+    fn without_funds(&self, ctx: &Ctx, now: Timestamp) -> ApiResult<Fulfilment> {
+        let mut out = Fulfilment {
+            events: self
+                .events
+                .iter()
+                .filter(|e| e.event_type == EventType::CardOrderCreated)
+                .cloned()
+                .collect(),
+            ..Fulfilment::default()
+        };
+        for order in &self.orders {
+            let order = if order.status == CardOrderStatus::Fulfilled {
+                let pending = CardOrder {
+                    status: CardOrderStatus::Pending,
+                    card_id: None,
+                    ..order.clone()
+                };
+                fail_order(&pending, "insufficient_program_funds", now)?
+            } else {
+                order.clone()
+            };
+            if order.status == CardOrderStatus::Failed {
+                out.events
+                    .push(order_event(ctx, EventType::CardOrderUpdated, &order, now));
+            }
+            out.orders.push(order);
+        }
+        Ok(out)
+    }
+
+    fn cards(&self) -> Vec<Card> {
+        self.issues.iter().map(|i| i.card.clone()).collect()
+    }
+}
+
 #[utoipa::path(
     post, path = "/cardholders", tag = "Cardholders",
     request_body = CardholderRequest,
@@ -307,6 +433,9 @@ pub async fn create_cardholder(
     {
         return update(&state, &ctx, &existing.id, &req).await;
     }
+    if let Some(order) = &input.card {
+        order_program(&state, &ctx, order).await?;
+    }
     let id = CardholderId::generate();
     let mut cardholder = Cardholder {
         id: id.clone(),
@@ -318,10 +447,9 @@ pub async fn create_cardholder(
         identity: input.identity,
         document_type: input.document.kind,
         document_last4: input.document.number.last4(),
-        document_sealed: state.vault.seal(
-            input.document.number.expose().as_bytes(),
-            &document_context(&id),
-        ),
+        document_sealed: state
+            .vault
+            .seal(input.document.number.expose().as_bytes(), &document_context(&id)),
         kyc: KycState::not_checked(),
         created_at: now,
         updated_at: now,
@@ -329,57 +457,83 @@ pub async fn create_cardholder(
     };
     let check = run_kyc(&state, &ctx, &cardholder, &input.document, now).await;
     cardholder.kyc = cardholder.kyc.record(check.result, now);
-    let orders: Vec<CardOrder> = input
-        .card
-        .into_iter()
-        .map(|r| CardOrder::place(&id, r, cardholder.kyc.passed(), now))
-        .collect();
-    let envelope = CardholderEnvelope::from(&cardholder);
+    for _ in 0..PAN_ATTEMPTS_MAX {
+        let mut fulfilment = Fulfilment::default();
+        let mut created_events = Vec::new();
+        if let Some(request) = input.card.clone() {
+            let order = CardOrder::place(&id, request, cardholder.kyc.passed(), now);
+            created_events.push(order_event(&ctx, EventType::CardOrderCreated, &order, now));
+            fulfilment.add(&state, &ctx, &cardholder, order, now).await?;
+        }
+        created_events.append(&mut fulfilment.events);
+        fulfilment.events = created_events;
+        match insert_new(&state, &ctx, &cardholder, &check, &fulfilment, now).await {
+            Ok(reply) => return Ok(reply),
+            Err(e) if pan_collision(&e) => continue,
+            Err(PostError::InsufficientFunds(_)) => {
+                let unfunded = fulfilment.without_funds(&ctx, now)?;
+                return insert_new(&state, &ctx, &cardholder, &check, &unfunded, now)
+                    .await
+                    .map_err(post_failure);
+            }
+            // A concurrent create took this custodian_uid first: this request becomes its update.
+            Err(PostError::Store(e)) if e.is_conflict_on("cardholders_custodian_uid", "custodian_uid") => {
+                let uid = cardholder.custodian_uid.as_deref().unwrap_or_default();
+                let existing = state
+                    .cardholders
+                    .find_cardholder_by_custodian_uid(&ctx.scope, uid)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::conflict(
+                            "custodian_uid_conflict",
+                            "custodian_uid is being changed concurrently; retry",
+                        )
+                    })?;
+                return update(&state, &ctx, &existing.id, &req).await;
+            }
+            Err(e) => return Err(post_failure(e)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a unique PAN"))
+}
+
+fn post_failure(e: PostError) -> ApiError {
+    match e {
+        PostError::InsufficientFunds(_) => crate::issuing::insufficient_program_funds(),
+        PostError::Store(s) => s.into(),
+    }
+}
+
+async fn insert_new(
+    state: &AppState,
+    ctx: &Ctx,
+    cardholder: &Cardholder,
+    check: &KycCheck,
+    fulfilment: &Fulfilment,
+    now: Timestamp,
+) -> Result<Reply, PostError> {
+    let envelope = CardholderEnvelope::with_cards(cardholder, &fulfilment.cards());
     let mut events = vec![Event::new(
         &ctx.scope.tenant_id,
         ctx.scope.environment,
         EventType::CardholderCreated,
-        id.as_str(),
+        cardholder.id.as_str(),
         snapshot(&envelope.cardholder),
         now,
     )];
-    events.extend(
-        orders
-            .iter()
-            .map(|o| order_event(&ctx, EventType::CardOrderCreated, o, now)),
-    );
-    let body = render(&envelope)?;
+    events.extend(fulfilment.events.iter().cloned());
+    let body = render(&envelope).map_err(|e| StoreError::corrupt(e.body.message))?;
     let response = ctx.idempotent_response(StatusCode::OK, &body);
     let write = CardholderWrite {
-        cardholder: &cardholder,
-        kyc_check: Some(&check),
-        card_orders: &orders,
+        cardholder,
+        kyc_check: Some(check),
+        card_orders: &fulfilment.orders,
+        card_issues: &fulfilment.issues,
         events: &events,
         response: response.as_ref(),
     };
-    match state
-        .cardholders
-        .insert_cardholder(&ctx.scope, write, now)
-        .await
-    {
-        Ok(()) => Ok(Reply::committed(StatusCode::OK, body)),
-        // A concurrent create took this custodian_uid first: this request becomes its update.
-        Err(e) if e.is_conflict_on("cardholders_custodian_uid", "custodian_uid") => {
-            let uid = cardholder.custodian_uid.as_deref().unwrap_or_default();
-            let existing = state
-                .cardholders
-                .find_cardholder_by_custodian_uid(&ctx.scope, uid)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::conflict(
-                        "custodian_uid_conflict",
-                        "custodian_uid is being changed concurrently; retry",
-                    )
-                })?;
-            update(&state, &ctx, &existing.id, &req).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    state.cardholders.insert_cardholder(&ctx.scope, write, now).await?;
+    Ok(Reply::committed(StatusCode::OK, body))
 }
 
 #[utoipa::path(
@@ -402,20 +556,20 @@ pub async fn update_cardholder(
     update(&state, &ctx, &id, &req).await
 }
 
-async fn update(
-    state: &AppState,
-    ctx: &Ctx,
-    id: &CardholderId,
-    req: &CardholderRequest,
-) -> ApiResult<Reply> {
-    for _ in 0..UPDATE_ATTEMPTS_MAX {
-        match try_update(state, ctx, id, req).await {
-            Err(UpdateError::Store(e))
-                if e.is_conflict_on("cardholders_version", "cardholders_version") =>
+async fn update(state: &AppState, ctx: &Ctx, id: &CardholderId, req: &CardholderRequest) -> ApiResult<Reply> {
+    if let Some(card) = &req.card {
+        order_program(state, ctx, &parse_card(card)?).await?;
+    }
+    let mut unfunded = false;
+    for _ in 0..UPDATE_ATTEMPTS_MAX + PAN_ATTEMPTS_MAX {
+        match try_update(state, ctx, id, req, unfunded).await {
+            Err(UpdateError::Post(PostError::Store(e)))
+                if e.is_conflict_on("cardholders_version", "cards_pan_hash") =>
             {
                 continue;
             }
-            Err(UpdateError::Store(e))
+            Err(UpdateError::Post(PostError::InsufficientFunds(_))) if !unfunded => unfunded = true,
+            Err(UpdateError::Post(PostError::Store(e)))
                 if e.is_conflict_on("cardholders_custodian_uid", "custodian_uid") =>
             {
                 return Err(ApiError::conflict(
@@ -424,10 +578,10 @@ async fn update(
                 )
                 .with_param("custodian_uid"));
             }
-            Err(UpdateError::Store(StoreError::NotFound)) => {
+            Err(UpdateError::Post(PostError::Store(StoreError::NotFound))) => {
                 return Err(ApiError::not_found("cardholder"));
             }
-            Err(UpdateError::Store(e)) => return Err(e.into()),
+            Err(UpdateError::Post(e)) => return Err(post_failure(e)),
             Err(UpdateError::Api(e)) => return Err(e),
             Ok(reply) => return Ok(reply),
         }
@@ -439,13 +593,19 @@ async fn update(
 }
 
 enum UpdateError {
-    Store(StoreError),
+    Post(PostError),
     Api(ApiError),
 }
 
 impl From<StoreError> for UpdateError {
     fn from(e: StoreError) -> Self {
-        UpdateError::Store(e)
+        UpdateError::Post(PostError::Store(e))
+    }
+}
+
+impl From<PostError> for UpdateError {
+    fn from(e: PostError) -> Self {
+        UpdateError::Post(e)
     }
 }
 
@@ -466,6 +626,7 @@ async fn try_update(
     ctx: &Ctx,
     id: &CardholderId,
     req: &CardholderRequest,
+    unfunded: bool,
 ) -> Result<Reply, UpdateError> {
     let now = Timestamp::now();
     let current = state.cardholders.get_cardholder(&ctx.scope, id).await?;
@@ -479,9 +640,7 @@ async fn try_update(
     if let Some(doc) = new_document.as_ref().filter(|_| document_changed) {
         cardholder.document_type = doc.kind;
         cardholder.document_last4 = doc.number.last4();
-        cardholder.document_sealed = state
-            .vault
-            .seal(doc.number.expose().as_bytes(), &document_context(id));
+        cardholder.document_sealed = state.vault.seal(doc.number.expose().as_bytes(), &document_context(id));
     }
     let identity_changed = document_changed || cardholder.identity != current.identity;
     let check = if identity_changed && current.kyc.rerun_on_identity_change() {
@@ -496,33 +655,34 @@ async fn try_update(
     let newly_passed = cardholder.kyc.passed() && !current.kyc.passed();
 
     let existing_orders = state.cardholders.list_card_orders(&ctx.scope, id).await?;
-    let mut changed_orders = Vec::new();
-    let mut events = Vec::new();
+    let mut fulfilment = Fulfilment::default();
+    let mut order_events = Vec::new();
     if newly_passed {
         for order in existing_orders
             .iter()
             .filter(|o| o.status == CardOrderStatus::AwaitingKyc)
         {
-            let next = order
+            let pending = order
                 .apply(CardOrderEvent::KycPassed, now)
                 .map_err(ApiError::internal)?;
-            events.push(order_event(ctx, EventType::CardOrderUpdated, &next, now));
-            changed_orders.push(next);
+            fulfilment.add(state, ctx, &cardholder, pending, now).await?;
         }
     }
     if let Some(request) = card {
         let open = existing_orders.iter().any(|o| {
             o.request.program_id == request.program_id
-                && matches!(
-                    o.status,
-                    CardOrderStatus::AwaitingKyc | CardOrderStatus::Pending
-                )
+                && matches!(o.status, CardOrderStatus::AwaitingKyc | CardOrderStatus::Pending)
         });
         if !open {
             let order = CardOrder::place(id, request, cardholder.kyc.passed(), now);
-            events.push(order_event(ctx, EventType::CardOrderCreated, &order, now));
-            changed_orders.push(order);
+            order_events.push(order_event(ctx, EventType::CardOrderCreated, &order, now));
+            fulfilment.add(state, ctx, &cardholder, order, now).await?;
         }
+    }
+    order_events.append(&mut fulfilment.events);
+    fulfilment.events = order_events;
+    if unfunded {
+        fulfilment = fulfilment.without_funds(ctx, now)?;
     }
 
     let profile_changed = cardholder != current;
@@ -530,15 +690,14 @@ async fn try_update(
         cardholder.updated_at = now;
         cardholder.version = current.version + 1;
     }
-    let envelope = CardholderEnvelope::from(&cardholder);
+    let mut cards = state.cards.cards_of(&ctx.scope, std::slice::from_ref(id)).await?;
+    cards.extend(fulfilment.cards());
+    let envelope = CardholderEnvelope::with_cards(&cardholder, &cards);
     let body = render(&envelope)?;
-    if !profile_changed && changed_orders.is_empty() {
+    if !profile_changed && fulfilment.orders.is_empty() {
         // Nothing to change: answer with the current state, still honouring idempotency.
         if let Some(response) = ctx.idempotent_response(StatusCode::OK, &body) {
-            state
-                .idempotency
-                .complete(&ctx.scope, &response, now)
-                .await?;
+            state.idempotency.complete(&ctx.scope, &response, now).await?;
             return Ok(Reply::committed(StatusCode::OK, body));
         }
         return Ok(Reply {
@@ -570,12 +729,13 @@ async fn try_update(
             now,
         ));
     }
-    all_events.extend(events);
+    all_events.extend(fulfilment.events.iter().cloned());
     let response = ctx.idempotent_response(StatusCode::OK, &body);
     let write = CardholderWrite {
         cardholder: &cardholder,
         kyc_check: check.as_ref(),
-        card_orders: &changed_orders,
+        card_orders: &fulfilment.orders,
+        card_issues: &fulfilment.issues,
         events: &all_events,
         response: response.as_ref(),
     };
@@ -584,6 +744,15 @@ async fn try_update(
         .update_cardholder(scope, write, current.version, now)
         .await?;
     Ok(Reply::committed(StatusCode::OK, body))
+}
+
+/// Loads a cardholder of this scope, or 404.
+pub async fn load_cardholder(state: &AppState, ctx: &Ctx, id: &CardholderId) -> ApiResult<Cardholder> {
+    state
+        .cardholders
+        .get_cardholder(&ctx.scope, id)
+        .await
+        .map_err(not_found)
 }
 
 /// A malformed ID cannot name an object in this scope: 404, like a foreign one.
@@ -603,11 +772,10 @@ pub async fn list_cardholders(
     StrictQuery(params): StrictQuery<ListParams>,
 ) -> ApiResult<Reply> {
     let page = params.page(|id| CardholderId::parse(id).is_ok())?;
-    let page = state
-        .cardholders
-        .list_cardholders(&ctx.scope, &page)
-        .await?;
-    let (cardholders, has_more, total) = page_items(&page, |c| CardholderEnvelope::from(c));
+    let page = state.cardholders.list_cardholders(&ctx.scope, &page).await?;
+    let ids: Vec<CardholderId> = page.items.iter().map(|c| c.id.clone()).collect();
+    let cards = state.cards.cards_of(&ctx.scope, &ids).await?;
+    let (cardholders, has_more, total) = page_items(&page, |c| CardholderEnvelope::with_cards(c, &cards));
     Reply::ok(&CardholderList {
         cardholders,
         has_more,
@@ -621,18 +789,15 @@ pub async fn list_cardholders(
     responses((status = 200, body = CardholderEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
-pub async fn get_cardholder(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-) -> ApiResult<Reply> {
+pub async fn get_cardholder(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_id(&id)?;
     let cardholder = state
         .cardholders
         .get_cardholder(&ctx.scope, &id)
         .await
         .map_err(not_found)?;
-    Reply::ok(&CardholderEnvelope::from(&cardholder))
+    let cards = state.cards.cards_of(&ctx.scope, std::slice::from_ref(&id)).await?;
+    Reply::ok(&CardholderEnvelope::with_cards(&cardholder, &cards))
 }
 
 fn not_found(e: StoreError) -> ApiError {
@@ -661,13 +826,8 @@ pub async fn list_kyc_checks(
         .get_cardholder(&ctx.scope, &id)
         .await
         .map_err(not_found)?;
-    let page = state
-        .cardholders
-        .list_kyc_checks(&ctx.scope, &id, &page)
-        .await?;
-    let (kyc_checks, has_more, total) = page_items(&page, |k| KycCheckEnvelope {
-        kyc_check: k.into(),
-    });
+    let page = state.cardholders.list_kyc_checks(&ctx.scope, &id, &page).await?;
+    let (kyc_checks, has_more, total) = page_items(&page, |k| KycCheckEnvelope { kyc_check: k.into() });
     Reply::ok(&KycCheckList {
         kyc_checks,
         has_more,
@@ -681,11 +841,7 @@ pub async fn list_kyc_checks(
     responses((status = 200, body = CardOrderList), (status = 404, body = crate::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
-pub async fn list_card_orders(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-) -> ApiResult<Reply> {
+pub async fn list_card_orders(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_id(&id)?;
     state
         .cardholders

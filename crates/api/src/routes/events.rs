@@ -37,21 +37,11 @@ pub async fn list_events(
     responses((status = 200, body = EventEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
-pub async fn get_event(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-) -> ApiResult<Reply> {
+pub async fn get_event(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
-    let event = state
-        .events
-        .get_event(&ctx.scope, &id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("event"),
-            other => other.into(),
-        })?;
-    Reply::ok(&EventEnvelope {
-        event: (&event).into(),
-    })
+    let event = state.events.get_event(&ctx.scope, &id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("event"),
+        other => other.into(),
+    })?;
+    Reply::ok(&EventEnvelope { event: (&event).into() })
 }

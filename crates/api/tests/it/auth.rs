@@ -84,9 +84,7 @@ async fn revoked_keys_fail_at_once(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    let (status, created) = app
-        .post(&t.sandbox, "/api_keys", &json!({"name": "worker"}))
-        .await;
+    let (status, created) = app.post(&t.sandbox, "/api_keys", &json!({"name": "worker"})).await;
     assert_eq!(status, StatusCode::OK, "{created}");
     let new = Creds {
         id: created["api_key"]["id"].as_str().unwrap().into(),
@@ -97,11 +95,7 @@ async fn revoked_keys_fail_at_once(b: Backend) {
     assert_eq!(app.get(&new, "/cardholders").await.0, StatusCode::OK);
 
     let (status, revoked) = app
-        .post(
-            &t.sandbox,
-            &format!("/api_keys/{}/revoke", new.id),
-            &json!({}),
-        )
+        .post(&t.sandbox, &format!("/api_keys/{}/revoke", new.id), &json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert!(revoked["api_key"]["revoked_at"].is_string());
@@ -114,11 +108,7 @@ async fn revoked_keys_fail_at_once(b: Backend) {
         "api_key_revoked",
     );
     let (status, body) = app
-        .post(
-            &t.sandbox,
-            &format!("/api_keys/{}/revoke", new.id),
-            &json!({}),
-        )
+        .post(&t.sandbox, &format!("/api_keys/{}/revoke", new.id), &json!({}))
         .await;
     assert_error(
         status,
@@ -143,16 +133,11 @@ async fn api_keys_are_listed_without_secrets_and_record_last_use(b: Backend) {
     let listed = &list["api_keys"][0]["api_key"];
     assert_eq!(listed["id"], t.sandbox.id.as_str());
     assert!(!list.to_string().contains(&t.sandbox.secret));
-    assert_eq!(
-        listed["secret_last4"],
-        &t.sandbox.secret[t.sandbox.secret.len() - 4..]
-    );
+    assert_eq!(listed["secret_last4"], &t.sandbox.secret[t.sandbox.secret.len() - 4..]);
     // last_used_at is written in the background, at most once a minute per key.
     let mut seen = false;
     for _ in 0..50 {
-        let (_, key) = app
-            .get(&t.sandbox, &format!("/api_keys/{}", t.sandbox.id))
-            .await;
+        let (_, key) = app.get(&t.sandbox, &format!("/api_keys/{}", t.sandbox.id)).await;
         if key["api_key"]["last_used_at"].is_string() {
             seen = true;
             break;

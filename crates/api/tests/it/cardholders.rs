@@ -9,6 +9,7 @@ async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
         return;
     };
     let t = app.tenant().await;
+    app.program(&t.sandbox, "Apto_GPR", "411111", 1_000_000).await;
     let mut body = seed_cardholder("490940000", Some("your-external-user-id"));
     body["card"] = json!({"design_key": "blue", "program_id": "Apto_GPR", "initial_load": {"currency": "USD", "amount": 200}, "additional_fields": {}});
     let (status, json) = app.post(&t.sandbox, "/cardholders", &body).await;
@@ -19,11 +20,7 @@ async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
     assert_eq!(c["corporation_id"], t.id.as_str());
     assert_eq!(c["email"], "pat@wilson.com");
     assert_eq!(c["kyc_status"], "PASSED");
-    for reason in [
-        "kyc_identity_reason",
-        "kyc_address_reason",
-        "kyc_file_reason",
-    ] {
+    for reason in ["kyc_identity_reason", "kyc_address_reason", "kyc_file_reason"] {
         assert!(c[reason].is_null(), "{reason}");
     }
     assert!(c["kyc_passed_at"].as_str().unwrap().ends_with('Z'));
@@ -31,7 +28,11 @@ async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
     assert_eq!(c["last_name"], "Wilson");
     assert_eq!(c["phone"], 6508881111_i64);
     assert_eq!(c["custodian_uid"], "your-external-user-id");
-    assert!(c["cards"].is_array());
+    let cards = c["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "KYC passed, so the ordered card is issued: {c}");
+    assert_eq!(cards[0]["design_key"], "blue");
+    assert_eq!(cards[0]["state"], "ACTIVE");
+    assert_eq!(cards[0]["program_id"], "Apto_GPR");
     assert_eq!(c["document"], json!({"type": "ssn", "last4": "0000"}));
     assert_eq!(
         c["created_at"].as_str().unwrap().len(),
@@ -43,19 +44,16 @@ async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched, json);
 
-    let (_, orders) = app
-        .get(&t.sandbox, &format!("/cardholders/{id}/card_orders"))
-        .await;
+    let (_, orders) = app.get(&t.sandbox, &format!("/cardholders/{id}/card_orders")).await;
     let order = &orders["card_orders"][0];
-    assert_eq!(
-        order["status"], "pending",
-        "KYC passed, so the card is ordered: {orders}"
-    );
+    assert_eq!(order["status"], "fulfilled", "{orders}");
+    assert_eq!(order["card_id"], cards[0]["id"]);
+    let card_id = cards[0]["id"].as_str().unwrap();
+    let (_, balance) = app.get(&t.sandbox, &format!("/cards/{card_id}/balance")).await;
+    assert_eq!(balance["balance"]["balance"], 200);
+    assert_eq!(balance["balance"]["spendable"], 200);
     assert_eq!(order["program_id"], "Apto_GPR");
-    assert_eq!(
-        order["initial_load"],
-        json!({"currency": "USD", "amount": 200})
-    );
+    assert_eq!(order["initial_load"], json!({"currency": "USD", "amount": 200}));
 
     let (_, events) = app.get(&t.sandbox, "/events").await;
     let types: Vec<&str> = events["events"]
@@ -64,10 +62,15 @@ async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap())
         .collect();
-    assert!(
-        types.contains(&"cardholder.created") && types.contains(&"card_order.created"),
-        "{types:?}"
-    );
+    for expected in [
+        "cardholder.created",
+        "card_order.created",
+        "card.created",
+        "balance_adjustment.created",
+        "card_order.updated",
+    ] {
+        assert!(types.contains(&expected), "{expected} missing from {types:?}");
+    }
     let created = events["events"]
         .as_array()
         .unwrap()
@@ -112,9 +115,7 @@ async fn updating_by_id_changes_only_the_given_fields(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    let c = app
-        .cardholder(&t.sandbox, &seed_cardholder("490940000", None))
-        .await;
+    let c = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
     let id = c["id"].as_str().unwrap();
     let (status, updated) = app
         .post(
@@ -131,11 +132,7 @@ async fn updating_by_id_changes_only_the_given_fields(b: Backend) {
     assert_eq!(u["kyc_status"], "PASSED");
     assert_eq!(u["created_at"], c["created_at"]);
     let (status, body) = app
-        .post(
-            &t.sandbox,
-            &format!("/cardholders/{id}"),
-            &json!({"email": "nope"}),
-        )
+        .post(&t.sandbox, &format!("/cardholders/{id}"), &json!({"email": "nope"}))
         .await;
     assert_error(
         status,
@@ -274,18 +271,12 @@ async fn each_validation_rule_rejects_with_its_param(b: Backend) {
         ),
         (
             "parameter_invalid",
-            Box::new(|v| {
-                v["card"] =
-                    json!({"program_id": "P", "initial_load": {"currency": "USD", "amount": -5}})
-            }),
+            Box::new(|v| v["card"] = json!({"program_id": "P", "initial_load": {"currency": "USD", "amount": -5}})),
             "card.initial_load.amount",
         ),
         (
             "parameter_invalid",
-            Box::new(|v| {
-                v["card"] =
-                    json!({"program_id": "P", "initial_load": {"currency": "ZZZ", "amount": 5}})
-            }),
+            Box::new(|v| v["card"] = json!({"program_id": "P", "initial_load": {"currency": "ZZZ", "amount": 5}})),
             "card.initial_load.currency",
         ),
     ];
@@ -293,13 +284,7 @@ async fn each_validation_rule_rejects_with_its_param(b: Backend) {
         let mut body = seed_cardholder("490940000", None);
         mutate(&mut body);
         let (status, err) = app.post(&t.sandbox, "/cardholders", &body).await;
-        assert_error(
-            status,
-            &err,
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            code,
-        );
+        assert_error(status, &err, StatusCode::BAD_REQUEST, "invalid_request_error", code);
         assert_eq!(err["error"]["param"], param, "{err}");
     }
     let (_, list) = app.get(&t.sandbox, "/cardholders").await;
@@ -311,11 +296,7 @@ async fn each_validation_rule_rejects_with_its_param(b: Backend) {
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        types,
-        ["api_key.created"],
-        "only the tenant's own key creation"
-    );
+    assert_eq!(types, ["api_key.created"], "only the tenant's own key creation");
 }
 
 async fn minimum_age_is_configurable(b: Backend) {
@@ -354,12 +335,7 @@ async fn document_numbers_are_never_returned_logged_or_stored_in_clear(b: Backen
     let id = c["id"].as_str().unwrap();
     let (_, fetched) = app.get(&t.sandbox, &format!("/cardholders/{id}")).await;
     let (_, events) = app.get(&t.sandbox, "/events").await;
-    for text in [
-        c.to_string(),
-        fetched.to_string(),
-        events.to_string(),
-        captured_logs(),
-    ] {
+    for text in [c.to_string(), fetched.to_string(), events.to_string(), captured_logs()] {
         assert!(!text.contains(ssn), "document number leaked");
     }
     match app.db.sqlite_path() {
@@ -383,14 +359,13 @@ async fn document_numbers_are_never_returned_logged_or_stored_in_clear(b: Backen
 pub async fn postgres_dump(url: &str) -> String {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let tables: Vec<String> =
-        sqlx::query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
+    let tables: Vec<String> = sqlx::query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
     let mut out = String::new();
     for table in tables {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

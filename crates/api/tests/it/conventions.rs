@@ -15,11 +15,7 @@ async fn every_response_carries_a_request_id_and_the_version_used(b: Backend) {
             .await
             .unwrap(),
         app.http.get(app.url("/cardholders")).send().await.unwrap(),
-        app.http
-            .get(app.url("/no/such/route"))
-            .send()
-            .await
-            .unwrap(),
+        app.http.get(app.url("/no/such/route")).send().await.unwrap(),
         app.http.get(app.url("/healthz")).send().await.unwrap(),
     ];
     let mut ids = std::collections::HashSet::new();
@@ -148,10 +144,7 @@ async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
     let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     let html = docs.text().await.unwrap();
-    assert!(
-        html.contains("swagger"),
-        "the interactive reference is served locally"
-    );
+    assert!(html.contains("swagger"), "the interactive reference is served locally");
     assert!(!html.contains("https://"), "no assets from the internet");
 }
 
@@ -173,10 +166,7 @@ async fn a_database_outage_is_a_503_without_internal_text(b: Backend) {
     assert_eq!(body["error"]["code"], "service_unavailable");
     let text = body.to_string().to_lowercase();
     for internal in ["pool", "sqlx", "closed", "sqlite", "postgres"] {
-        assert!(
-            !text.contains(internal),
-            "internal detail `{internal}` leaked: {text}"
-        );
+        assert!(!text.contains(internal), "internal detail `{internal}` leaked: {text}");
     }
     let (status, _) = send(app.http.get(app.url("/readyz"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

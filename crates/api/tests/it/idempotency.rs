@@ -75,16 +75,12 @@ async fn a_reused_key_with_a_different_request_is_422(b: Backend) {
     let t = app.tenant().await;
     let body = seed_cardholder("490940000", None);
     assert_eq!(
-        app.post_idem(&t.sandbox, "/cardholders", "k", &body)
-            .await
-            .0,
+        app.post_idem(&t.sandbox, "/cardholders", "k", &body).await.0,
         StatusCode::OK
     );
     let mut changed = body.clone();
     changed["first_name"] = json!("Joshua");
-    let (status, err) = app
-        .post_idem(&t.sandbox, "/cardholders", "k", &changed)
-        .await;
+    let (status, err) = app.post_idem(&t.sandbox, "/cardholders", "k", &changed).await;
     assert_error(
         status,
         &err,
@@ -92,9 +88,7 @@ async fn a_reused_key_with_a_different_request_is_422(b: Backend) {
         "idempotency_error",
         "idempotency_key_reused",
     );
-    let (status, err) = app
-        .post_idem(&t.sandbox, "/api_keys", "k", &json!({"name": "x"}))
-        .await;
+    let (status, err) = app.post_idem(&t.sandbox, "/api_keys", "k", &json!({"name": "x"})).await;
     assert_eq!(
         status,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -103,9 +97,7 @@ async fn a_reused_key_with_a_different_request_is_422(b: Backend) {
     let (_, list) = app.get(&t.sandbox, "/cardholders").await;
     assert_eq!(list["cardholders"][0]["cardholder"]["first_name"], "Josh");
 
-    let (status, err) = app
-        .post_idem(&t.sandbox, "/cardholders", &"x".repeat(256), &body)
-        .await;
+    let (status, err) = app.post_idem(&t.sandbox, "/cardholders", &"x".repeat(256), &body).await;
     assert_error(
         status,
         &err,
@@ -172,11 +164,7 @@ async fn fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder(b:
 
 async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
     let verdict = json!({"status": "PASSED", "identity_reason": null, "address_reason": null, "file_reason": null});
-    let fake = FakeKyc::start(KycBehaviour::SlowVerdict(
-        Duration::from_millis(800),
-        verdict,
-    ))
-    .await;
+    let fake = FakeKyc::start(KycBehaviour::SlowVerdict(Duration::from_millis(800), verdict)).await;
     let url = fake.url.clone();
     let Some(app) = TestApp::spawn_with(b, move |c| {
         c.kyc.sandbox_provider = KycProviderKind::Http;
@@ -196,9 +184,7 @@ async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
         tokio::spawn(async move { req.send().await.unwrap().status() })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, err) = app
-        .post_idem(&t.sandbox, "/cardholders", "slow", &body)
-        .await;
+    let (status, err) = app.post_idem(&t.sandbox, "/cardholders", "slow", &body).await;
     assert_error(
         status,
         &err,
@@ -208,16 +194,10 @@ async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
     );
     assert_eq!(first.await.unwrap(), StatusCode::OK);
     assert_eq!(
-        app.post_idem(&t.sandbox, "/cardholders", "slow", &body)
-            .await
-            .0,
+        app.post_idem(&t.sandbox, "/cardholders", "slow", &body).await.0,
         StatusCode::OK
     );
-    assert_eq!(
-        fake.received.lock().unwrap().len(),
-        1,
-        "the provider was asked once"
-    );
+    assert_eq!(fake.received.lock().unwrap().len(), 1, "the provider was asked once");
 }
 
 both_backends!(

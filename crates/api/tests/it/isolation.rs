@@ -5,13 +5,7 @@ use serde_json::json;
 use crate::support::{Creds, TestApp, assert_error, seed_cardholder};
 
 /// Every endpoint that names an object, tried with credentials that must not see it.
-async fn assert_invisible(
-    app: &TestApp,
-    outsider: &Creds,
-    cardholder_id: &str,
-    key_id: &str,
-    event_id: &str,
-) {
+async fn assert_invisible(app: &TestApp, outsider: &Creds, cardholder_id: &str, key_id: &str, event_id: &str) {
     let reads = [
         format!("/cardholders/{cardholder_id}"),
         format!("/cardholders/{cardholder_id}/kyc_checks"),
@@ -67,10 +61,7 @@ async fn other_tenants_and_the_other_environment_see_404_everywhere(b: Backend) 
         .await;
     let id = c["id"].as_str().unwrap();
     let (_, events) = app.get(&a.sandbox, "/events").await;
-    let event_id = events["events"][0]["event"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let event_id = events["events"][0]["event"]["id"].as_str().unwrap().to_owned();
 
     assert_invisible(&app, &other.sandbox, id, &a.sandbox.id, &event_id).await;
     assert_invisible(&app, &other.live, id, &a.sandbox.id, &event_id).await;

@@ -24,27 +24,9 @@ async fn each_sandbox_kyc_outcome_follows_the_documented_table(b: Backend) {
     let n = Value::Null;
     let table = [
         ("0000", "PASSED", n.clone(), n.clone(), n.clone()),
-        (
-            "0001",
-            "REJECTED",
-            json!("WATCHLIST_MATCH"),
-            n.clone(),
-            n.clone(),
-        ),
-        (
-            "0002",
-            "RESUBMIT_DETAILS",
-            json!("SSN_MISMATCH"),
-            n.clone(),
-            n.clone(),
-        ),
-        (
-            "0003",
-            "RESUBMIT_DETAILS",
-            json!("SSN_INVALID"),
-            n.clone(),
-            n.clone(),
-        ),
+        ("0001", "REJECTED", json!("WATCHLIST_MATCH"), n.clone(), n.clone()),
+        ("0002", "RESUBMIT_DETAILS", json!("SSN_MISMATCH"), n.clone(), n.clone()),
+        ("0003", "RESUBMIT_DETAILS", json!("SSN_INVALID"), n.clone(), n.clone()),
         (
             "0004",
             "RESUBMIT_DETAILS",
@@ -59,37 +41,13 @@ async fn each_sandbox_kyc_outcome_follows_the_documented_table(b: Backend) {
             json!("ADDRESS_COMMERCIAL"),
             n.clone(),
         ),
-        (
-            "0006",
-            "UNDER_REVIEW",
-            n.clone(),
-            json!("ADDRESS_RISKY"),
-            n.clone(),
-        ),
+        ("0006", "UNDER_REVIEW", n.clone(), json!("ADDRESS_RISKY"), n.clone()),
         ("0007", "UPLOAD_FILE", n.clone(), n.clone(), n.clone()),
         ("0008", "UPLOAD_FILE", n.clone(), n.clone(), json!("BLURRY")),
-        (
-            "0009",
-            "UPLOAD_FILE",
-            n.clone(),
-            n.clone(),
-            json!("WRONG_FILE"),
-        ),
-        (
-            "0010",
-            "UPLOAD_FILE",
-            n.clone(),
-            n.clone(),
-            json!("UNRELATED_FILE"),
-        ),
+        ("0009", "UPLOAD_FILE", n.clone(), n.clone(), json!("WRONG_FILE")),
+        ("0010", "UPLOAD_FILE", n.clone(), n.clone(), json!("UNRELATED_FILE")),
         ("0011", "TEMPORARY_ERROR", n.clone(), n.clone(), n.clone()),
-        (
-            "0012",
-            "UNDER_REVIEW",
-            json!("WATCHLIST_MATCH"),
-            n.clone(),
-            n.clone(),
-        ),
+        ("0012", "UNDER_REVIEW", json!("WATCHLIST_MATCH"), n.clone(), n.clone()),
         ("0013", "NOT_CHECKED", n.clone(), n.clone(), n.clone()),
         ("4321", "PASSED", n.clone(), n.clone(), n.clone()),
     ];
@@ -120,15 +78,13 @@ async fn fixing_details_reruns_kyc_and_releases_the_card_order(b: Backend) {
         return;
     };
     let t = app.tenant().await;
+    app.program(&t.sandbox, "Apto_GPR", "411111", 1_000_000).await;
     let mut body = seed_cardholder("490940002", None);
-    body["card"] =
-        json!({"program_id": "Apto_GPR", "initial_load": {"currency": "USD", "amount": 500}});
+    body["card"] = json!({"program_id": "Apto_GPR", "initial_load": {"currency": "USD", "amount": 500}});
     let c = app.cardholder(&t.sandbox, &body).await;
     assert_eq!(c["kyc_status"], "RESUBMIT_DETAILS");
     let id = c["id"].as_str().unwrap();
-    let (_, orders) = app
-        .get(&t.sandbox, &format!("/cardholders/{id}/card_orders"))
-        .await;
+    let (_, orders) = app.get(&t.sandbox, &format!("/cardholders/{id}/card_orders")).await;
     assert_eq!(orders["card_orders"][0]["status"], "awaiting_kyc");
 
     let (status, fixed) = app
@@ -141,30 +97,31 @@ async fn fixing_details_reruns_kyc_and_releases_the_card_order(b: Backend) {
     assert_eq!(status, StatusCode::OK, "{fixed}");
     assert_eq!(fixed["cardholder"]["kyc_status"], "PASSED");
     assert!(fixed["cardholder"]["kyc_identity_reason"].is_null());
-    let (_, orders) = app
-        .get(&t.sandbox, &format!("/cardholders/{id}/card_orders"))
+    let (_, orders) = app.get(&t.sandbox, &format!("/cardholders/{id}/card_orders")).await;
+    assert_eq!(orders["card_orders"][0]["status"], "fulfilled", "{orders}");
+    let cards = fixed["cardholder"]["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "the card is issued once KYC passes");
+    let (_, balance) = app
+        .get(
+            &t.sandbox,
+            &format!("/cards/{}/balance", cards[0]["id"].as_str().unwrap()),
+        )
         .await;
-    assert_eq!(orders["card_orders"][0]["status"], "pending");
-    let (_, checks) = app
-        .get(&t.sandbox, &format!("/cardholders/{id}/kyc_checks"))
-        .await;
+    assert_eq!(balance["balance"]["balance"], 500);
+    let (_, checks) = app.get(&t.sandbox, &format!("/cardholders/{id}/kyc_checks")).await;
     assert_eq!(checks["total"], 2);
     assert_eq!(
         checks["kyc_checks"][0]["kyc_check"]["kyc_status"], "PASSED",
         "newest first"
     );
-    let (_, events) = app.get(&t.sandbox, "/events?limit=3").await;
+    let (_, events) = app.get(&t.sandbox, "/events?limit=10").await;
     let types: Vec<&str> = events["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap())
         .collect();
-    for expected in [
-        "cardholder.updated",
-        "cardholder.kyc_updated",
-        "card_order.updated",
-    ] {
+    for expected in ["cardholder.updated", "cardholder.kyc_updated", "card_order.updated"] {
         assert!(types.contains(&expected), "{types:?}");
     }
 }
@@ -174,9 +131,7 @@ async fn rejected_cardholders_are_not_rechecked_automatically(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    let c = app
-        .cardholder(&t.sandbox, &seed_cardholder("490940001", None))
-        .await;
+    let c = app.cardholder(&t.sandbox, &seed_cardholder("490940001", None)).await;
     let id = c["id"].as_str().unwrap();
     let (_, after) = app
         .post(
@@ -186,9 +141,7 @@ async fn rejected_cardholders_are_not_rechecked_automatically(b: Backend) {
         )
         .await;
     assert_eq!(after["cardholder"]["kyc_status"], "REJECTED");
-    let (_, checks) = app
-        .get(&t.sandbox, &format!("/cardholders/{id}/kyc_checks"))
-        .await;
+    let (_, checks) = app.get(&t.sandbox, &format!("/cardholders/{id}/kyc_checks")).await;
     assert_eq!(checks["total"], 1);
 }
 
@@ -212,17 +165,10 @@ async fn the_http_provider_maps_the_vendor_verdict(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    let c = app
-        .cardholder(&t.sandbox, &seed_cardholder("490940000", None))
-        .await;
+    let c = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
     assert_eq!(
         kyc_of(&c),
-        (
-            "UNDER_REVIEW".into(),
-            Value::Null,
-            json!("ADDRESS_RISKY"),
-            Value::Null
-        )
+        ("UNDER_REVIEW".into(), Value::Null, json!("ADDRESS_RISKY"), Value::Null)
     );
     let received = fake.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
@@ -234,10 +180,7 @@ async fn the_http_provider_maps_the_vendor_verdict(b: Backend) {
         "{signature:?}"
     );
     assert_eq!(applicant["reference"], c["id"]);
-    assert_eq!(
-        applicant["document"],
-        json!({"type": "ssn", "value": "490940000"})
-    );
+    assert_eq!(applicant["document"], json!({"type": "ssn", "value": "490940000"}));
     assert_eq!(applicant["address"]["country"], "USA");
     let (_, checks) = app
         .get(
@@ -255,9 +198,7 @@ async fn a_provider_timeout_gives_temporary_error(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    let c = app
-        .cardholder(&t.sandbox, &seed_cardholder("490940000", None))
-        .await;
+    let c = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
     assert_eq!(
         c["kyc_status"], "TEMPORARY_ERROR",
         "the slow PASSED never arrived in time"
@@ -265,7 +206,8 @@ async fn a_provider_timeout_gives_temporary_error(b: Backend) {
 }
 
 async fn provider_errors_and_garbage_give_temporary_error(b: Backend) {
-    let bad_passed = json!({"status": "PASSED", "identity_reason": "SSN_INVALID", "address_reason": null, "file_reason": null});
+    let bad_passed =
+        json!({"status": "PASSED", "identity_reason": "SSN_INVALID", "address_reason": null, "file_reason": null});
     for behaviour in [
         KycBehaviour::Status(500),
         KycBehaviour::Status(404),
@@ -277,9 +219,7 @@ async fn provider_errors_and_garbage_give_temporary_error(b: Backend) {
             return;
         };
         let t = app.tenant().await;
-        let c = app
-            .cardholder(&t.sandbox, &seed_cardholder("490940000", None))
-            .await;
+        let c = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
         assert_eq!(c["kyc_status"], "TEMPORARY_ERROR");
         assert_eq!(fake.received.lock().unwrap().len(), 1);
     }

@@ -4,8 +4,10 @@ mod support;
 
 mod auth;
 mod cardholders;
+mod cards;
 mod conventions;
 mod idempotency;
 mod isolation;
 mod kyc;
+mod ledger;
 mod pagination;

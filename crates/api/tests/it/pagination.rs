@@ -14,21 +14,11 @@ async fn create_many(app: &TestApp, creds: &Creds, n: usize) -> Vec<String> {
                 .request(reqwest::Method::POST, "/cardholders", creds)
                 .json(&seed_cardholder("490940000", None));
             tasks.push(tokio::spawn(async move {
-                req.send()
-                    .await
-                    .unwrap()
-                    .json::<serde_json::Value>()
-                    .await
-                    .unwrap()
+                req.send().await.unwrap().json::<serde_json::Value>().await.unwrap()
             }));
         }
         for t in tasks {
-            ids.push(
-                t.await.unwrap()["cardholder"]["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
+            ids.push(t.await.unwrap()["cardholder"]["id"].as_str().unwrap().to_owned());
         }
     }
     ids
@@ -48,10 +38,7 @@ async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(b:
         return;
     };
     let t = app.tenant().await;
-    let initial: HashSet<String> = create_many(&app, &t.sandbox, 120)
-        .await
-        .into_iter()
-        .collect();
+    let initial: HashSet<String> = create_many(&app, &t.sandbox, 120).await.into_iter().collect();
     assert_eq!(initial.len(), 120);
 
     let writer = {
@@ -89,10 +76,7 @@ async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(b:
     }
     let unique: HashSet<&String> = forward.iter().collect();
     assert_eq!(unique.len(), forward.len(), "no duplicates going forwards");
-    assert!(
-        initial.iter().all(|id| unique.contains(id)),
-        "no gaps going forwards"
-    );
+    assert!(initial.iter().all(|id| unique.contains(id)), "no gaps going forwards");
     assert!(forward.windows(2).all(|w| w[0] > w[1]), "newest first");
 
     // Backwards (oldest to newest) with ending_before, from the oldest.
@@ -101,20 +85,14 @@ async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(b:
     let mut cursor = oldest;
     loop {
         let (status, page) = app
-            .get(
-                &t.sandbox,
-                &format!("/cardholders?limit=50&ending_before={cursor}"),
-            )
+            .get(&t.sandbox, &format!("/cardholders?limit=50&ending_before={cursor}"))
             .await;
         assert_eq!(status, StatusCode::OK);
         let ids = ids_of(&page);
         if ids.is_empty() {
             break;
         }
-        assert!(
-            ids.windows(2).all(|w| w[0] > w[1]),
-            "each page is still newest first"
-        );
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "each page is still newest first");
         backward.extend(ids.iter().rev().cloned());
         if !page["has_more"].as_bool().unwrap() {
             break;
@@ -122,11 +100,7 @@ async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(b:
         cursor = ids.first().unwrap().clone();
     }
     let unique_back: HashSet<&String> = backward.iter().collect();
-    assert_eq!(
-        unique_back.len(),
-        backward.len(),
-        "no duplicates going backwards"
-    );
+    assert_eq!(unique_back.len(), backward.len(), "no duplicates going backwards");
     assert!(
         initial.iter().all(|id| unique_back.contains(id)),
         "no gaps going backwards"
@@ -148,10 +122,7 @@ async fn page_parameters_are_validated(b: Backend) {
         ("limit=51", "limit"),
         ("limit=ten", "limit"),
         ("starting_after=nope", "starting_after"),
-        (
-            "ending_before=evt_0000000000000000000000000000abcd",
-            "ending_before",
-        ),
+        ("ending_before=evt_0000000000000000000000000000abcd", "ending_before"),
         (
             "starting_after=crdhldr_0000000000000000000000000000abcd&ending_before=crdhldr_0000000000000000000000000000abce",
             "ending_before",

@@ -85,10 +85,7 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        backend: Backend,
-        configure: impl FnOnce(&mut Config),
-    ) -> Option<TestApp> {
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
         log_buffer();
         let db = TestDb::create(backend).await?;
         let mut config = Config {
@@ -100,9 +97,7 @@ impl TestApp {
             ..Config::default()
         };
         configure(&mut config);
-        let app = Application::build(config)
-            .await
-            .expect("application builds");
+        let app = Application::build(config).await.expect("application builds");
         let base = format!("http://{}", app.address());
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -152,13 +147,7 @@ impl TestApp {
         send(self.request(Method::POST, path, creds).json(body)).await
     }
 
-    pub async fn post_idem(
-        &self,
-        creds: &Creds,
-        path: &str,
-        key: &str,
-        body: &Value,
-    ) -> (StatusCode, Value) {
+    pub async fn post_idem(&self, creds: &Creds, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
         send(
             self.request(Method::POST, path, creds)
                 .header("Idempotency-Key", key)
@@ -215,20 +204,12 @@ pub fn seed_cardholder(ssn: &str, uid: Option<&str>) -> Value {
     body
 }
 
-pub fn assert_error(
-    status: StatusCode,
-    body: &Value,
-    expected_status: StatusCode,
-    kind: &str,
-    code: &str,
-) {
+pub fn assert_error(status: StatusCode, body: &Value, expected_status: StatusCode, kind: &str, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"]["type"], kind, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
 }
@@ -273,13 +254,8 @@ impl FakeKyc {
                         tokio::time::sleep(d).await;
                         (axum::http::StatusCode::OK, v.to_string())
                     }
-                    KycBehaviour::Status(s) => (
-                        axum::http::StatusCode::from_u16(s).unwrap(),
-                        "{}".to_owned(),
-                    ),
-                    KycBehaviour::Garbage => {
-                        (axum::http::StatusCode::OK, "<html>not json".to_owned())
-                    }
+                    KycBehaviour::Status(s) => (axum::http::StatusCode::from_u16(s).unwrap(), "{}".to_owned()),
+                    KycBehaviour::Garbage => (axum::http::StatusCode::OK, "<html>not json".to_owned()),
                 }
             }
         };
@@ -299,5 +275,51 @@ impl FakeKyc {
             received,
             _shutdown: tx,
         }
+    }
+}
+
+impl TestApp {
+    /// Creates a stored-balance program (designs `blue`, `black`) and funds it in sandbox.
+    pub async fn program(&self, creds: &Creds, program_id: &str, bin: &str, funding: i64) -> Value {
+        let (status, program) = self
+            .post(
+                creds,
+                "/programs",
+                &json!({
+                    "program_id": program_id, "name": "Test program", "network": "VISA", "bin": bin,
+                    "currency": "USD", "design_keys": ["blue", "black"]
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{program}");
+        if funding > 0 {
+            let (status, funded) = self
+                .post(
+                    creds,
+                    &format!("/sandbox/programs/{program_id}/fund"),
+                    &json!({"amount": funding, "currency": "USD"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{funded}");
+        }
+        program["program"].clone()
+    }
+
+    /// A KYC-passed cardholder with a virtual card loaded with `load` cents; returns the card.
+    pub async fn card_with_balance(&self, creds: &Creds, program_id: &str, load: i64) -> Value {
+        let holder = self.cardholder(creds, &seed_cardholder("490940000", None)).await;
+        let mut body = json!({"program_id": program_id});
+        if load > 0 {
+            body["initial_load"] = json!({"currency": "USD", "amount": load});
+        }
+        let (status, card) = self
+            .post(
+                creds,
+                &format!("/cardholders/{}/cards", holder["id"].as_str().unwrap()),
+                &body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{card}");
+        card["card"].clone()
     }
 }

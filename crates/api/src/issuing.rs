@@ -1,0 +1,204 @@
+//! Issuing a card: the one place that turns a program, a cardholder and a request into a new
+//! card with its PAN sealed in the vault, its ledger account and its initial load. Used by
+//! `POST /cardholders/{id}/cards`, by card orders placed with a cardholder, and by replacement.
+
+use cardplane_domain::Timestamp;
+use cardplane_domain::card::{Card, CardState, ReplacementReason, ShippingStatus};
+use cardplane_domain::cardholder::{Cardholder, age_in_years};
+use cardplane_domain::event::{Event, EventType};
+use cardplane_domain::ids::CardId;
+use cardplane_domain::ledger::{Account, AccountKind, BalanceAdjustment, Direction};
+use cardplane_domain::money::Money;
+use cardplane_domain::pan::Pan;
+use cardplane_domain::program::{FormFactor, IssueRefusal, Program};
+use cardplane_store::cards::CardIssue;
+use cardplane_store::ledger::PostError;
+
+use crate::error::{ApiError, ErrorType};
+use crate::extract::Ctx;
+use crate::state::AppState;
+use crate::views::{BalanceAdjustmentView, BalanceView, CardView};
+
+/// PAN generation retries on the (rare) collision with an existing card's PAN.
+pub const PAN_ATTEMPTS_MAX: usize = 8;
+
+pub fn refusal(r: IssueRefusal) -> ApiError {
+    let err = if r.is_request_error() {
+        ApiError::invalid(r.code(), r.to_string())
+    } else {
+        ApiError::conflict(r.code(), r.to_string())
+    };
+    match r.param() {
+        Some(p) => err.with_param(p),
+        None => err,
+    }
+}
+
+pub fn insufficient_program_funds() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        ErrorType::ConflictError,
+        "insufficient_program_funds",
+        "The program's funding account cannot cover this load; fund the program first",
+    )
+}
+
+/// Whether a failed write collided on a PAN (then: generate another and retry).
+pub fn pan_collision(e: &PostError) -> bool {
+    matches!(e, PostError::Store(s) if s.is_conflict_on("cards_pan_hash", "pan_hash"))
+}
+
+pub struct IssueSpec<'a> {
+    pub program: &'a Program,
+    pub form_factor: FormFactor,
+    pub design_key: Option<&'a str>,
+    pub initial_load: Option<Money>,
+    /// For replacements: the card replaced, why, and the account it shares.
+    pub replacing: Option<(&'a Card, ReplacementReason)>,
+}
+
+pub fn card_event(ctx: &Ctx, kind: EventType, card: &Card, now: Timestamp) -> Event {
+    let data = serde_json::to_value(CardView::from(card)).unwrap_or_default();
+    Event::new(
+        &ctx.scope.tenant_id,
+        ctx.scope.environment,
+        kind,
+        card.id.as_str(),
+        data,
+        now,
+    )
+}
+
+pub fn balance_view(card_id: &CardId, account: &Account) -> BalanceView {
+    BalanceView {
+        card_id: card_id.to_string(),
+        currency: account.currency.code().to_owned(),
+        balance: account.balance,
+        spendable: account.spendable(),
+        held: account.held,
+    }
+}
+
+pub fn adjustment_view(a: &BalanceAdjustment, balance: BalanceView) -> BalanceAdjustmentView {
+    BalanceAdjustmentView {
+        id: a.id.to_string(),
+        card_id: a.card_id.to_string(),
+        kind: a.direction.as_str().to_owned(),
+        amount: a.amount.minor(),
+        currency: a.amount.currency().code().to_owned(),
+        description: a.description.clone(),
+        journal_id: a.journal_id.to_string(),
+        balance,
+        created_at: a.created_at.to_rfc3339(),
+    }
+}
+
+/// Builds everything a new card writes, with a fresh PAN. Call again after a PAN collision.
+pub async fn prepare_issue(
+    state: &AppState,
+    ctx: &Ctx,
+    cardholder: &Cardholder,
+    spec: &IssueSpec<'_>,
+    now: Timestamp,
+) -> Result<(CardIssue, Vec<Event>), ApiError> {
+    let program = spec.program;
+    let age = age_in_years(cardholder.identity.date_of_birth.date(), now.date());
+    let design = program
+        .check_issue(
+            cardholder.kyc.passed(),
+            age,
+            spec.form_factor,
+            spec.design_key,
+            spec.initial_load.map(|m| m.currency()),
+        )
+        .map_err(refusal)?;
+    let pan = Pan::generate(&program.bin, &mut rand::rng());
+    let id = CardId::generate();
+    let (exp_month, exp_year) = program.expiry_for(now);
+    let new_account = match spec.replacing {
+        Some(_) => None,
+        None => Some(Account::open(
+            &ctx.scope.tenant_id,
+            ctx.scope.environment,
+            &program.id,
+            AccountKind::CardBalance,
+            program.currency,
+            now,
+        )),
+    };
+    let account_id = match (&new_account, spec.replacing) {
+        (Some(a), _) => a.id.clone(),
+        (None, Some((old, _))) => old.account_id.clone(),
+        (None, None) => unreachable!("a card has a new account or replaces one"),
+    };
+    let card = Card {
+        id: id.clone(),
+        tenant_id: ctx.scope.tenant_id.clone(),
+        environment: ctx.scope.environment,
+        cardholder_id: cardholder.id.clone(),
+        program: program.id.clone(),
+        program_ref: program.program_id.clone(),
+        network: program.network,
+        currency: program.currency,
+        account_id,
+        form_factor: spec.form_factor,
+        design_key: design,
+        state: CardState::initial(spec.form_factor),
+        shipping_status: (spec.form_factor == FormFactor::Physical).then_some(ShippingStatus::Ordered),
+        bin: program.bin.clone(),
+        last4: pan.last4().to_owned(),
+        exp_month,
+        exp_year,
+        pan_sealed: state.vault.seal(pan.expose().as_bytes(), &Card::vault_context(&id)),
+        pan_hash: pan.lookup_hash(&state.card_keys.pan_lookup),
+        replaces: spec.replacing.map(|(old, _)| old.id.clone()),
+        replacement_reason: spec.replacing.map(|(_, r)| r),
+        replaced_by: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let mut events = vec![card_event(ctx, EventType::CardCreated, &card, now)];
+    let initial_load = match (spec.initial_load, &new_account) {
+        (Some(amount), Some(account)) => {
+            let funding = state
+                .programs
+                .program_account(&ctx.scope, &program.id, AccountKind::ProgramFunding)
+                .await?;
+            let (adjustment, journal) = BalanceAdjustment::post(
+                &id,
+                account,
+                &funding,
+                Direction::Credit,
+                amount,
+                "Initial load".into(),
+                now,
+            )
+            .map_err(ApiError::internal)?;
+            let after = Account {
+                balance: amount.minor(),
+                ..account.clone()
+            };
+            let view = adjustment_view(&adjustment, balance_view(&id, &after));
+            let data = serde_json::to_value(&view).unwrap_or_default();
+            events.push(Event::new(
+                &ctx.scope.tenant_id,
+                ctx.scope.environment,
+                EventType::BalanceAdjustmentCreated,
+                adjustment.id.as_str(),
+                data,
+                now,
+            ));
+            Some((adjustment, journal))
+        }
+        _ => None,
+    };
+    Ok((
+        CardIssue {
+            card,
+            new_account,
+            initial_load,
+        },
+        events,
+    ))
+}

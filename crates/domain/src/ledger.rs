@@ -1,0 +1,296 @@
+//! The double-entry ledger. Every account's balance is credits minus debits; every journal's
+//! debits equal its credits per currency (checked when it is built and asserted again before it is
+//! written); posted entries are never updated; corrections are new journals. So the sum of all
+//! balances per currency is always zero, and `available = balance - held` never goes below an
+//! account's floor (the database arbitrates that under concurrency).
+
+use std::collections::BTreeMap;
+
+use crate::environment::Environment;
+use crate::ids::{AccountId, JournalId, LedgerEntryId, ProgramId, TenantId};
+use crate::money::{Currency, Money};
+use crate::time::Timestamp;
+
+crate::wire_enum!(AccountKind {
+    ProgramFunding => "program_funding",
+    ProgramSettlement => "program_settlement",
+    ProgramFees => "program_fees",
+    ProgramExternal => "program_external",
+    CardBalance => "card_balance",
+});
+
+crate::wire_enum!(Direction {
+    Debit => "debit",
+    Credit => "credit",
+});
+
+crate::wire_enum!(JournalKind {
+    ProgramFunding => "program_funding",
+    BalanceAdjustment => "balance_adjustment",
+});
+
+impl AccountKind {
+    /// The lowest balance an account of this kind may reach; `None` is unbounded.
+    pub fn floor(self) -> Option<i64> {
+        match self {
+            AccountKind::ProgramFunding | AccountKind::CardBalance => Some(0),
+            AccountKind::ProgramSettlement | AccountKind::ProgramFees | AccountKind::ProgramExternal => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub tenant_id: TenantId,
+    pub environment: Environment,
+    pub program: ProgramId,
+    pub kind: AccountKind,
+    pub currency: Currency,
+    pub floor: Option<i64>,
+    /// Posted: credits minus debits, in minor units.
+    pub balance: i64,
+    /// Pending holds (authorizations not yet cleared).
+    pub held: i64,
+    pub created_at: Timestamp,
+}
+
+impl Account {
+    pub fn open(
+        tenant_id: &TenantId,
+        environment: Environment,
+        program: &ProgramId,
+        kind: AccountKind,
+        currency: Currency,
+        now: Timestamp,
+    ) -> Account {
+        Account {
+            id: AccountId::generate(),
+            tenant_id: tenant_id.clone(),
+            environment,
+            program: program.clone(),
+            kind,
+            currency,
+            floor: kind.floor(),
+            balance: 0,
+            held: 0,
+            created_at: now,
+        }
+    }
+
+    pub fn spendable(&self) -> i64 {
+        self.balance - self.held
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("a journal needs at least two entries")]
+    TooFewEntries,
+    #[error("entry amounts must be positive")]
+    NonPositiveAmount,
+    #[error("debits and credits differ in {0}")]
+    Unbalanced(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: LedgerEntryId,
+    pub account_id: AccountId,
+    pub direction: Direction,
+    pub amount: Money,
+}
+
+impl Entry {
+    /// The change this entry makes to its account's balance.
+    pub fn delta(&self) -> i64 {
+        match self.direction {
+            Direction::Credit => self.amount.minor(),
+            Direction::Debit => -self.amount.minor(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    pub id: JournalId,
+    pub tenant_id: TenantId,
+    pub environment: Environment,
+    pub kind: JournalKind,
+    pub description: String,
+    pub entries: Vec<Entry>,
+    pub created_at: Timestamp,
+}
+
+fn balanced(entries: &[Entry]) -> Result<(), LedgerError> {
+    let mut per_currency: BTreeMap<String, i128> = BTreeMap::new();
+    for e in entries {
+        *per_currency.entry(e.amount.currency().code().to_owned()).or_default() += i128::from(e.delta());
+    }
+    match per_currency.into_iter().find(|(_, sum)| *sum != 0) {
+        Some((currency, _)) => Err(LedgerError::Unbalanced(currency)),
+        None => Ok(()),
+    }
+}
+
+impl Journal {
+    pub fn new(
+        tenant_id: &TenantId,
+        environment: Environment,
+        kind: JournalKind,
+        description: String,
+        entries: Vec<(AccountId, Direction, Money)>,
+        now: Timestamp,
+    ) -> Result<Journal, LedgerError> {
+        if entries.len() < 2 {
+            return Err(LedgerError::TooFewEntries);
+        }
+        if entries.iter().any(|(_, _, m)| m.minor() <= 0) {
+            return Err(LedgerError::NonPositiveAmount);
+        }
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .map(|(account_id, direction, amount)| Entry {
+                id: LedgerEntryId::generate(),
+                account_id,
+                direction,
+                amount,
+            })
+            .collect();
+        balanced(&entries)?;
+        Ok(Journal {
+            id: JournalId::generate(),
+            tenant_id: tenant_id.clone(),
+            environment,
+            kind,
+            description,
+            entries,
+            created_at: now,
+        })
+    }
+
+    /// Moves `amount` from `from` (debited) to `to` (credited).
+    pub fn transfer(
+        tenant_id: &TenantId,
+        environment: Environment,
+        kind: JournalKind,
+        description: String,
+        from: &AccountId,
+        to: &AccountId,
+        amount: Money,
+        now: Timestamp,
+    ) -> Result<Journal, LedgerError> {
+        Journal::new(
+            tenant_id,
+            environment,
+            kind,
+            description,
+            vec![
+                (from.clone(), Direction::Debit, amount),
+                (to.clone(), Direction::Credit, amount),
+            ],
+            now,
+        )
+    }
+
+    /// Always on: an unbalanced journal must never reach storage, whatever built it.
+    pub fn assert_balanced(&self) {
+        assert!(balanced(&self.entries).is_ok(), "journal {} is unbalanced", self.id);
+        assert!(
+            self.entries.iter().all(|e| e.amount.minor() > 0),
+            "journal {} has a non-positive entry",
+            self.id
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd(n: i64) -> Money {
+        Money::new(n, Currency::parse("USD").unwrap())
+    }
+
+    #[test]
+    fn journals_must_balance_per_currency() {
+        let t = TenantId::generate();
+        let (a, b) = (AccountId::generate(), AccountId::generate());
+        let env = Environment::Sandbox;
+        let now = Timestamp::now();
+        let ok = Journal::transfer(&t, env, JournalKind::BalanceAdjustment, "x".into(), &a, &b, usd(5), now).unwrap();
+        assert_eq!(ok.entries.iter().map(Entry::delta).sum::<i64>(), 0);
+        ok.assert_balanced();
+        let eur = Money::new(5, Currency::parse("EUR").unwrap());
+        let mixed = vec![
+            (a.clone(), Direction::Debit, usd(5)),
+            (b.clone(), Direction::Credit, eur),
+        ];
+        assert_eq!(
+            Journal::new(&t, env, JournalKind::BalanceAdjustment, "x".into(), mixed, now),
+            Err(LedgerError::Unbalanced("EUR".into()))
+        );
+        let short = vec![(a.clone(), Direction::Debit, usd(5))];
+        assert_eq!(
+            Journal::new(&t, env, JournalKind::BalanceAdjustment, "x".into(), short, now),
+            Err(LedgerError::TooFewEntries)
+        );
+        let zero = vec![(a, Direction::Debit, usd(0)), (b, Direction::Credit, usd(0))];
+        assert_eq!(
+            Journal::new(&t, env, JournalKind::BalanceAdjustment, "x".into(), zero, now),
+            Err(LedgerError::NonPositiveAmount)
+        );
+    }
+}
+
+/// A custodian's credit or debit of a card balance (`initial_load` is one too), posted as one
+/// journal against the program's funding account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceAdjustment {
+    pub id: crate::ids::BalanceAdjustmentId,
+    pub card_id: crate::ids::CardId,
+    pub direction: Direction,
+    pub amount: Money,
+    pub description: String,
+    pub journal_id: JournalId,
+    pub created_at: Timestamp,
+}
+
+impl BalanceAdjustment {
+    /// The adjustment and its journal: a credit moves money from the program's funding account to
+    /// the card account; a debit moves it back.
+    pub fn post(
+        card_id: &crate::ids::CardId,
+        card_account: &Account,
+        funding_account: &Account,
+        direction: Direction,
+        amount: Money,
+        description: String,
+        now: Timestamp,
+    ) -> Result<(BalanceAdjustment, Journal), LedgerError> {
+        let (from, to) = match direction {
+            Direction::Credit => (&funding_account.id, &card_account.id),
+            Direction::Debit => (&card_account.id, &funding_account.id),
+        };
+        let journal = Journal::transfer(
+            &card_account.tenant_id,
+            card_account.environment,
+            JournalKind::BalanceAdjustment,
+            description.clone(),
+            from,
+            to,
+            amount,
+            now,
+        )?;
+        let adjustment = BalanceAdjustment {
+            id: crate::ids::BalanceAdjustmentId::generate(),
+            card_id: card_id.clone(),
+            direction,
+            amount,
+            description,
+            journal_id: journal.id.clone(),
+            created_at: now,
+        };
+        Ok((adjustment, journal))
+    }
+}

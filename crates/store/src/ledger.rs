@@ -1,0 +1,327 @@
+//! Ledger storage: accounts with stored balances, immutable journals and entries. The database is
+//! the arbiter of every floor: a debit is a conditional UPDATE that changes nothing (and fails the
+//! whole transaction) when it would take the account below its floor.
+
+use async_trait::async_trait;
+use cardplane_domain::Environment;
+use cardplane_domain::Timestamp;
+use cardplane_domain::ids::{AccountId, JournalId, LedgerEntryId, ProgramId, TenantId};
+use cardplane_domain::ledger::{Account, AccountKind, Direction, Journal};
+use cardplane_domain::money::{Currency, Money};
+use cardplane_domain::page::{Page, PageRequest};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::rows::{ListSpec, list_page, ts};
+use crate::{Scope, SqlStore, StoreError};
+
+/// Why a journal could not be posted.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("account {0} would go below its floor")]
+    InsufficientFunds(AccountId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for PostError {
+    fn from(e: sqlx::Error) -> Self {
+        PostError::Store(e.into())
+    }
+}
+
+/// An account's balances right after a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceAfter {
+    pub balance: i64,
+    pub held: i64,
+}
+
+/// One posted entry as listed for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedEntry {
+    pub id: LedgerEntryId,
+    pub journal_id: JournalId,
+    pub account_id: AccountId,
+    pub direction: Direction,
+    pub amount: Money,
+    pub balance_after: i64,
+    pub description: String,
+    pub journal_kind: String,
+    pub created_at: Timestamp,
+}
+
+/// What `ledger verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerReport {
+    pub accounts: i64,
+    pub journals: i64,
+    pub entries: i64,
+    pub problems: Vec<String>,
+}
+
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    async fn get_account(&self, scope: &Scope, id: &AccountId) -> Result<Account, StoreError>;
+    async fn list_entries(
+        &self,
+        scope: &Scope,
+        account: &AccountId,
+        page: &PageRequest,
+    ) -> Result<Page<PostedEntry>, StoreError>;
+    /// Recomputes every balance from its entries and checks every journal balances.
+    async fn verify_ledger(&self) -> Result<LedgerReport, StoreError>;
+}
+
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "id, tenant_id, environment, program_id, kind, currency, floor, balance, held, created_at";
+
+pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
+    let env: String = row.try_get("environment")?;
+    let kind: String = row.try_get("kind")?;
+    let currency: String = row.try_get("currency")?;
+    Ok(Account {
+        id: AccountId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
+        environment: Environment::parse(&env).ok_or_else(|| StoreError::corrupt("account environment"))?,
+        program: ProgramId::parse(&row.try_get::<String, _>("program_id")?).map_err(StoreError::other)?,
+        kind: AccountKind::parse(&kind).ok_or_else(|| StoreError::corrupt("account kind"))?,
+        currency: Currency::parse(&currency).map_err(|_| StoreError::corrupt("account currency"))?,
+        floor: row.try_get("floor")?,
+        balance: row.try_get("balance")?,
+        held: row.try_get("held")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(crate) async fn insert_account(conn: &mut AnyConnection, a: &Account) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO accounts (id, tenant_id, environment, program_id, kind, currency, floor, balance, held, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.tenant_id.as_str())
+    .bind(a.environment.as_str())
+    .bind(a.program.as_str())
+    .bind(a.kind.as_str())
+    .bind(a.currency.code())
+    .bind(a.floor)
+    .bind(a.balance)
+    .bind(a.held)
+    .bind(a.created_at.as_micros())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Posts a journal inside the caller's transaction: conditional balance updates (in account-id
+/// order, so concurrent journals lock rows in the same order) and immutable entries. Returns the
+/// new balance of each account touched.
+pub(crate) async fn write_journal(
+    conn: &mut AnyConnection,
+    journal: &Journal,
+) -> Result<Vec<(AccountId, BalanceAfter)>, PostError> {
+    journal.assert_balanced();
+    sqlx::query("INSERT INTO journals (id, tenant_id, environment, kind, description, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(journal.id.as_str())
+        .bind(journal.tenant_id.as_str())
+        .bind(journal.environment.as_str())
+        .bind(journal.kind.as_str())
+        .bind(journal.description.as_str())
+        .bind(journal.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    let mut entries: Vec<_> = journal.entries.iter().collect();
+    entries.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    let mut balances = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let row = sqlx::query(
+            "UPDATE accounts SET balance = balance + $2 \
+             WHERE id = $1 AND currency = $3 AND tenant_id = $4 AND environment = $5 \
+             AND (floor IS NULL OR balance + $2 - held >= floor) RETURNING balance, held",
+        )
+        .bind(entry.account_id.as_str())
+        .bind(entry.delta())
+        .bind(entry.amount.currency().code())
+        .bind(journal.tenant_id.as_str())
+        .bind(journal.environment.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            return Err(PostError::InsufficientFunds(entry.account_id.clone()));
+        };
+        let balance_after: i64 = row.try_get("balance")?;
+        let held: i64 = row.try_get("held")?;
+        sqlx::query(
+            "INSERT INTO ledger_entries (id, journal_id, tenant_id, environment, account_id, direction, amount, currency, \
+             balance_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(entry.id.as_str())
+        .bind(journal.id.as_str())
+        .bind(journal.tenant_id.as_str())
+        .bind(journal.environment.as_str())
+        .bind(entry.account_id.as_str())
+        .bind(entry.direction.as_str())
+        .bind(entry.amount.minor())
+        .bind(entry.amount.currency().code())
+        .bind(balance_after)
+        .bind(journal.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+        balances.push((
+            entry.account_id.clone(),
+            BalanceAfter {
+                balance: balance_after,
+                held,
+            },
+        ));
+    }
+    Ok(balances)
+}
+
+fn entry_from_row(row: &AnyRow) -> Result<PostedEntry, StoreError> {
+    let direction: String = row.try_get("direction")?;
+    let currency: String = row.try_get("currency")?;
+    Ok(PostedEntry {
+        id: LedgerEntryId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
+        journal_id: JournalId::parse(&row.try_get::<String, _>("journal_id")?).map_err(StoreError::other)?,
+        account_id: AccountId::parse(&row.try_get::<String, _>("account_id")?).map_err(StoreError::other)?,
+        direction: Direction::parse(&direction).ok_or_else(|| StoreError::corrupt("entry direction"))?,
+        amount: Money::new(
+            row.try_get("amount")?,
+            Currency::parse(&currency).map_err(|_| StoreError::corrupt("currency"))?,
+        ),
+        balance_after: row.try_get("balance_after")?,
+        description: row.try_get("description")?,
+        journal_kind: row.try_get("kind")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl LedgerStore for SqlStore {
+    async fn get_account(&self, scope: &Scope, id: &AccountId) -> Result<Account, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, environment, program_id, kind, currency, floor, balance, held, created_at FROM accounts \
+             WHERE tenant_id = $1 AND environment = $2 AND id = $3",
+        )
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(id.as_str())
+        .fetch_optional(self.db.writer())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        account_from_row(&row)
+    }
+
+    async fn list_entries(
+        &self,
+        scope: &Scope,
+        account: &AccountId,
+        page: &PageRequest,
+    ) -> Result<Page<PostedEntry>, StoreError> {
+        // A view joining each entry to its journal's description, scoped like every list.
+        let spec = ListSpec {
+            table: "(SELECT e.id, e.journal_id, e.tenant_id, e.environment, e.account_id, e.direction, e.amount, \
+                    e.currency, e.balance_after, e.created_at, j.description, j.kind \
+                    FROM ledger_entries e JOIN journals j ON j.id = e.journal_id) entries",
+            columns: "id, journal_id, account_id, direction, amount, currency, balance_after, created_at, description, kind",
+            filter: Some(("account_id", account.as_str())),
+        };
+        list_page(self.db.reader(), spec, scope, page, entry_from_row).await
+    }
+
+    async fn verify_ledger(&self) -> Result<LedgerReport, StoreError> {
+        let pool = self.db.reader();
+        let mut report = LedgerReport::default();
+        report.accounts = sqlx::query("SELECT COUNT(*) AS n FROM accounts")
+            .fetch_one(pool)
+            .await?
+            .try_get("n")?;
+        report.journals = sqlx::query("SELECT COUNT(*) AS n FROM journals")
+            .fetch_one(pool)
+            .await?
+            .try_get("n")?;
+        report.entries = sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries")
+            .fetch_one(pool)
+            .await?
+            .try_get("n")?;
+
+        let unbalanced = sqlx::query(
+            "SELECT journal_id, currency, CAST(SUM(CASE WHEN direction = 'credit' THEN amount ELSE -amount END) AS BIGINT) AS net, \
+             COUNT(*) AS n FROM ledger_entries GROUP BY journal_id, currency \
+             HAVING SUM(CASE WHEN direction = 'credit' THEN amount ELSE -amount END) <> 0",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in unbalanced {
+            let id: String = row.try_get("journal_id")?;
+            let net: i64 = row.try_get("net")?;
+            report.problems.push(format!("journal {id} is unbalanced by {net}"));
+        }
+        let short = sqlx::query(
+            "SELECT j.id FROM journals j LEFT JOIN ledger_entries e ON e.journal_id = j.id GROUP BY j.id HAVING COUNT(e.id) < 2",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in short {
+            report.problems.push(format!(
+                "journal {} has fewer than two entries",
+                row.try_get::<String, _>("id")?
+            ));
+        }
+        let drift = sqlx::query(
+            "SELECT a.id, a.balance, CAST(COALESCE(SUM(CASE WHEN e.direction = 'credit' THEN e.amount ELSE -e.amount END), 0) AS BIGINT) AS computed \
+             FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id GROUP BY a.id, a.balance \
+             HAVING a.balance <> COALESCE(SUM(CASE WHEN e.direction = 'credit' THEN e.amount ELSE -e.amount END), 0)",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in drift {
+            let id: String = row.try_get("id")?;
+            let stored: i64 = row.try_get("balance")?;
+            let computed: i64 = row.try_get("computed")?;
+            report.problems.push(format!(
+                "account {id} stores balance {stored} but its entries sum to {computed}"
+            ));
+        }
+        let below = sqlx::query(
+            "SELECT id, balance, held, floor FROM accounts WHERE floor IS NOT NULL AND balance - held < floor",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in below {
+            report.problems.push(format!(
+                "account {} is below its floor",
+                row.try_get::<String, _>("id")?
+            ));
+        }
+        let mismatched = sqlx::query(
+            "SELECT e.id FROM ledger_entries e JOIN accounts a ON a.id = e.account_id WHERE a.currency <> e.currency",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in mismatched {
+            report.problems.push(format!(
+                "entry {} is in another currency than its account",
+                row.try_get::<String, _>("id")?
+            ));
+        }
+        let totals = sqlx::query(
+            "SELECT tenant_id, environment, currency, CAST(SUM(balance) AS BIGINT) AS total FROM accounts \
+             GROUP BY tenant_id, environment, currency HAVING SUM(balance) <> 0",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in totals {
+            report.problems.push(format!(
+                "balances of {} {} in {} sum to {} instead of 0",
+                row.try_get::<String, _>("tenant_id")?,
+                row.try_get::<String, _>("environment")?,
+                row.try_get::<String, _>("currency")?,
+                row.try_get::<i64, _>("total")?
+            ));
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,302 @@
+use async_trait::async_trait;
+use cardplane_domain::Environment;
+use cardplane_domain::Timestamp;
+use cardplane_domain::controls::{SpendLimit, Window};
+use cardplane_domain::event::Event;
+use cardplane_domain::ids::{ProgramId, TenantId};
+use cardplane_domain::ledger::{Account, AccountKind};
+use cardplane_domain::money::Currency;
+use cardplane_domain::page::{Page, PageRequest};
+use cardplane_domain::program::{FormFactor, FundingModel, Network, Program, ProgramStatus};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::ledger::{ACCOUNT_COLUMNS, account_from_row, insert_account};
+use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, ts};
+use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+
+/// Why a program could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramWriteError {
+    #[error("program_id is taken")]
+    ProgramIdTaken,
+    #[error("the BIN overlaps another program's")]
+    BinOverlap,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ProgramWriteError {
+    fn from(e: sqlx::Error) -> Self {
+        ProgramWriteError::Store(e.into())
+    }
+}
+
+#[async_trait]
+pub trait ProgramStore: Send + Sync {
+    /// Creates a program with its ledger accounts, refusing a BIN that overlaps any program's in
+    /// the same environment (BIN ranges are platform-wide).
+    async fn insert_program(
+        &self,
+        scope: &Scope,
+        program: &Program,
+        accounts: &[Account],
+        events: &[Event],
+        response: Option<&IdempotentResponse>,
+        now: Timestamp,
+    ) -> Result<(), ProgramWriteError>;
+    async fn update_program(
+        &self,
+        scope: &Scope,
+        program: &Program,
+        expected_updated_at: Timestamp,
+        events: &[Event],
+        response: Option<&IdempotentResponse>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn get_program_by_ref(&self, scope: &Scope, program_id: &str) -> Result<Program, StoreError>;
+    async fn get_program(&self, scope: &Scope, id: &ProgramId) -> Result<Program, StoreError>;
+    async fn list_programs(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Program>, StoreError>;
+    async fn program_account(&self, scope: &Scope, id: &ProgramId, kind: AccountKind) -> Result<Account, StoreError>;
+}
+
+const COLUMNS: &str = "id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
+    form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at";
+
+fn controls_to_json(controls: &[SpendLimit]) -> String {
+    let list: Vec<serde_json::Value> = controls
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "amount_limit": c.amount_limit,
+                "count_limit": c.count_limit,
+                "window": c.window.as_str(),
+                "window_secs": c.window.trailing_secs(),
+                "mccs": c.mccs,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+fn controls_from_json(text: &str) -> Result<Vec<SpendLimit>, StoreError> {
+    let bad = || StoreError::corrupt("stored spend controls");
+    let list: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
+    list.iter()
+        .map(|v| {
+            let window = Window::parse("c", v["window"].as_str(), v["window_secs"].as_i64()).map_err(|_| bad())?;
+            let mccs: Vec<String> = v["mccs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            SpendLimit::parse(
+                "c",
+                v["amount_limit"].as_i64(),
+                v["count_limit"].as_i64(),
+                window,
+                &mccs,
+            )
+            .map_err(|_| bad())
+        })
+        .collect()
+}
+
+pub(crate) fn program_from_row(row: &AnyRow) -> Result<Program, StoreError> {
+    let bad = |what: &str| StoreError::corrupt(format!("stored program {what}"));
+    let env: String = row.try_get("environment")?;
+    let network: String = row.try_get("network")?;
+    let currency: String = row.try_get("currency")?;
+    let form_factors: String = row.try_get("form_factors")?;
+    let design_keys: String = row.try_get("design_keys")?;
+    let funding: String = row.try_get("funding_model")?;
+    let status: String = row.try_get("status")?;
+    let lifetime: i64 = row.try_get("card_lifetime_years")?;
+    let min_age: i64 = row.try_get("minimum_cardholder_age")?;
+    Ok(Program {
+        id: ProgramId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
+        environment: Environment::parse(&env).ok_or_else(|| bad("environment"))?,
+        program_id: row.try_get("program_id")?,
+        name: row.try_get("name")?,
+        network: Network::parse(&network).ok_or_else(|| bad("network"))?,
+        bin: row.try_get("bin")?,
+        currency: Currency::parse(&currency).map_err(|_| bad("currency"))?,
+        card_lifetime_years: u8::try_from(lifetime).map_err(|_| bad("lifetime"))?,
+        form_factors: form_factors
+            .split(',')
+            .map(|f| FormFactor::parse(f).ok_or_else(|| bad("form factor")))
+            .collect::<Result<_, _>>()?,
+        design_keys: serde_json::from_str(&design_keys).map_err(|_| bad("design keys"))?,
+        funding_model: FundingModel::parse(&funding).ok_or_else(|| bad("funding model"))?,
+        spend_controls: controls_from_json(&row.try_get::<String, _>("spend_controls")?)?,
+        minimum_cardholder_age: u8::try_from(min_age).map_err(|_| bad("minimum age"))?,
+        kyc_required: row.try_get::<i16, _>("kyc_required")? == 1,
+        status: ProgramStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+async fn bin_taken(conn: &mut AnyConnection, environment: Environment, bin: &str) -> Result<bool, StoreError> {
+    // Overlap = one BIN is a prefix of the other. BINs are digits only, so LIKE has no wildcards to escape.
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM programs WHERE environment = $1 AND (bin LIKE $2 || '%' OR $2 LIKE bin || '%')",
+    )
+    .bind(environment.as_str())
+    .bind(bin)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
+#[async_trait]
+impl ProgramStore for SqlStore {
+    async fn insert_program(
+        &self,
+        scope: &Scope,
+        p: &Program,
+        accounts: &[Account],
+        events: &[Event],
+        response: Option<&IdempotentResponse>,
+        now: Timestamp,
+    ) -> Result<(), ProgramWriteError> {
+        let mut tx = self.db.writer().begin().await?;
+        // Serialise BIN checks per environment across processes: this row lock is held to commit.
+        sqlx::query("UPDATE bin_registry_locks SET version = version + 1 WHERE environment = $1")
+            .bind(scope.environment.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if bin_taken(&mut tx, scope.environment, &p.bin).await? {
+            return Err(ProgramWriteError::BinOverlap);
+        }
+        let form_factors: Vec<&str> = p.form_factors.iter().map(|f| f.as_str()).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO programs (id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
+             form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(p.id.as_str())
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(p.program_id.as_str())
+        .bind(p.name.as_str())
+        .bind(p.network.as_str())
+        .bind(p.bin.as_str())
+        .bind(p.currency.code())
+        .bind(i64::from(p.card_lifetime_years))
+        .bind(form_factors.join(","))
+        .bind(serde_json::to_string(&p.design_keys).unwrap_or_default())
+        .bind(p.funding_model.as_str())
+        .bind(controls_to_json(&p.spend_controls))
+        .bind(i64::from(p.minimum_cardholder_age))
+        .bind(i16::from(p.kyc_required))
+        .bind(p.status.as_str())
+        .bind(p.created_at.as_micros())
+        .bind(p.updated_at.as_micros())
+        .execute(&mut *tx)
+        .await;
+        match inserted.map_err(StoreError::from) {
+            Err(e) if e.is_conflict_on("programs_ref", "program_id") => return Err(ProgramWriteError::ProgramIdTaken),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        for a in accounts {
+            insert_account(&mut tx, a).await?;
+        }
+        insert_events(&mut tx, events).await?;
+        complete_idempotency(&mut tx, scope, response, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_program(
+        &self,
+        scope: &Scope,
+        p: &Program,
+        expected_updated_at: Timestamp,
+        events: &[Event],
+        response: Option<&IdempotentResponse>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.writer().begin().await?;
+        let form_factors: Vec<&str> = p.form_factors.iter().map(|f| f.as_str()).collect();
+        let done = sqlx::query(
+            "UPDATE programs SET name = $4, card_lifetime_years = $5, form_factors = $6, design_keys = $7, spend_controls = $8, \
+             minimum_cardholder_age = $9, kyc_required = $10, status = $11, updated_at = $12 \
+             WHERE tenant_id = $1 AND environment = $2 AND id = $3 AND updated_at = $13",
+        )
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(p.id.as_str())
+        .bind(p.name.as_str())
+        .bind(i64::from(p.card_lifetime_years))
+        .bind(form_factors.join(","))
+        .bind(serde_json::to_string(&p.design_keys).unwrap_or_default())
+        .bind(controls_to_json(&p.spend_controls))
+        .bind(i64::from(p.minimum_cardholder_age))
+        .bind(i16::from(p.kyc_required))
+        .bind(p.status.as_str())
+        .bind(p.updated_at.as_micros())
+        .bind(expected_updated_at.as_micros())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "programs_version".into(),
+            });
+        }
+        insert_events(&mut tx, events).await?;
+        complete_idempotency(&mut tx, scope, response, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_program_by_ref(&self, scope: &Scope, program_id: &str) -> Result<Program, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM programs WHERE tenant_id = $1 AND environment = $2 AND program_id = $3"
+        )))
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(program_id)
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        program_from_row(&row)
+    }
+
+    async fn get_program(&self, scope: &Scope, id: &ProgramId) -> Result<Program, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM programs WHERE tenant_id = $1 AND environment = $2 AND id = $3"
+        )))
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(id.as_str())
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        program_from_row(&row)
+    }
+
+    async fn list_programs(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Program>, StoreError> {
+        let spec = ListSpec {
+            table: "programs",
+            columns: COLUMNS,
+            filter: None,
+        };
+        list_page(self.db.reader(), spec, scope, page, program_from_row).await
+    }
+
+    async fn program_account(&self, scope: &Scope, id: &ProgramId, kind: AccountKind) -> Result<Account, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 AND environment = $2 AND program_id = $3 AND kind = $4"
+        )))
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(id.as_str())
+        .bind(kind.as_str())
+        .fetch_optional(self.db.writer())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        account_from_row(&row)
+    }
+}
