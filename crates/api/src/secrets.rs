@@ -98,6 +98,30 @@ impl Secrets {
     }
 }
 
+/// After a KEK rotation: when the KEK lives in the key file (not in config/env), write the new one
+/// there so the next start opens the vault. Returns whether the file was updated.
+pub fn store_rotated_kek(config: &Config, new: &Kek) -> Result<bool, SecretsError> {
+    if config.kek.is_some() {
+        return Ok(false);
+    }
+    let path = &config.key_file;
+    let mut file = load_or_create_key_file(path)?;
+    file.kek = new.encode();
+    let text = toml::to_string(&file).map_err(|e| key_file_error(path, e))?;
+    let tmp = path.with_extension("keys.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(|e| key_file_error(path, e))?;
+    f.write_all(b"# Cardplane server secrets. Losing this file makes API keys and encrypted data unusable.\n")
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| key_file_error(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| key_file_error(path, e))?;
+    Ok(true)
+}
+
 /// Unwraps every stored data key with the KEK, creating the first data key on a fresh database.
 pub async fn open_vault(store: &dyn VaultStore, kek: &Kek) -> Result<Vault, SecretsError> {
     let wrapped = store.list_data_keys().await?;

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use cardplane_api::config::{Config, LogFormat};
+use cardplane_api::secrets::{Secrets, rotate_kek, store_rotated_kek};
 use cardplane_api::{Application, open_state};
 use cardplane_domain::api_key::Permission;
+use cardplane_domain::vault::Kek;
+use cardplane_store::SqlStore;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +34,42 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Ledger checks.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every data key under a new key-encryption key. The current KEK comes from the
+    /// configuration as usual; afterwards configure the new one (CARDPLANE_KEK).
+    RotateKek {
+        /// The new KEK: 32 bytes, base64 or hex. Omit with --generate.
+        #[arg(
+            long,
+            env = "CARDPLANE_NEW_KEK",
+            hide_env_values = true,
+            required_unless_present = "generate"
+        )]
+        new_kek: Option<String>,
+        /// Generate the new KEK and print it (once).
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Recompute every balance from its entries and check every journal balances; exits 1 on any
+    /// discrepancy.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +160,53 @@ async fn main() -> anyhow::Result<()> {
                     "The secrets are shown once. Use them as HTTP basic auth (key id as user, secret as password)."
                 );
             }
+        }
+        Command::Keys {
+            command: KeysCommand::RotateKek { new_kek, generate },
+        } => {
+            let old = Secrets::load(&config)?.kek;
+            let new = match (new_kek, generate) {
+                (Some(raw), _) => Kek::parse(&raw).context("--new-kek")?,
+                (None, _) => Kek::generate(),
+            };
+            let state = open_state(config).await?;
+            let n = rotate_kek(&SqlStore::new(state.db.clone()), &old, &new).await?;
+            state.db.close().await;
+            if store_rotated_kek(&state.config, &new)? {
+                eprintln!(
+                    "re-wrapped {n} data key(s) from {} to {}; the key file now holds the new KEK",
+                    old.id(),
+                    new.id()
+                );
+            } else {
+                eprintln!(
+                    "re-wrapped {n} data key(s) from {} to {}; set CARDPLANE_KEK to the new KEK before the next start",
+                    old.id(),
+                    new.id()
+                );
+            }
+            if generate && state.config.kek.is_some() {
+                println!("{}", new.encode());
+            }
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify,
+        } => {
+            let state = open_state(config).await?;
+            let report = state.ledger.verify_ledger().await?;
+            state.db.close().await;
+            println!(
+                "{} accounts, {} journals, {} entries checked",
+                report.accounts, report.journals, report.entries
+            );
+            if !report.problems.is_empty() {
+                for p in &report.problems {
+                    println!("PROBLEM: {p}");
+                }
+                println!("ledger verify: {} problem(s)", report.problems.len());
+                std::process::exit(1);
+            }
+            println!("ledger verify: clean");
         }
     }
     Ok(())

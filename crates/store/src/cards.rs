@@ -162,56 +162,100 @@ async fn insert_adjustment(conn: &mut AnyConnection, scope: &Scope, a: &BalanceA
     Ok(())
 }
 
-/// Writes new cards inside the caller's transaction.
+/// Rows per multi-row INSERT: 25 columns x 200 rows stays far below both backends' parameter limits.
+const BULK_ROWS: usize = 200;
+
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (0..columns).map(|c| format!("${}", r * columns + c + 1)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn insert_accounts(conn: &mut AnyConnection, accounts: &[&Account]) -> Result<(), StoreError> {
+    for chunk in accounts.chunks(BULK_ROWS) {
+        let sql = format!(
+            "INSERT INTO accounts (id, tenant_id, environment, program_id, kind, currency, floor, balance, held, created_at) VALUES {}",
+            placeholders(chunk.len(), 10)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(a.id.as_str())
+                .bind(a.tenant_id.as_str())
+                .bind(a.environment.as_str())
+                .bind(a.program.as_str())
+                .bind(a.kind.as_str())
+                .bind(a.currency.code())
+                .bind(a.floor)
+                .bind(a.balance)
+                .bind(a.held)
+                .bind(a.created_at.as_micros());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_cards(conn: &mut AnyConnection, scope: &Scope, cards: &[&Card]) -> Result<(), StoreError> {
+    for chunk in cards.chunks(BULK_ROWS) {
+        let sql = format!(
+            "INSERT INTO cards (id, tenant_id, environment, cardholder_id, program_id, account_id, form_factor, design_key, \
+             state, shipping_status, bin, last4, exp_month, exp_year, pan_sealed, pan_hash, replaces, replacement_reason, \
+             replaced_by, created_at, updated_at, version, program_ref, network, currency) VALUES {}",
+            placeholders(chunk.len(), 25)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in chunk {
+            q = q
+                .bind(c.id.as_str())
+                .bind(scope.tenant_id.as_str())
+                .bind(scope.environment.as_str())
+                .bind(c.cardholder_id.as_str())
+                .bind(c.program.as_str())
+                .bind(c.account_id.as_str())
+                .bind(c.form_factor.as_str())
+                .bind(c.design_key.as_str())
+                .bind(c.state.as_str())
+                .bind(c.shipping_status.map(|s| s.as_str()))
+                .bind(c.bin.as_str())
+                .bind(c.last4.as_str())
+                .bind(i64::from(c.exp_month))
+                .bind(i64::from(c.exp_year))
+                .bind(c.pan_sealed.as_str())
+                .bind(c.pan_hash.as_str())
+                .bind(c.replaces.as_ref().map(|r| r.as_str()))
+                .bind(c.replacement_reason.map(|r| r.as_str()))
+                .bind(c.replaced_by.as_ref().map(|r| r.as_str()))
+                .bind(c.created_at.as_micros())
+                .bind(c.updated_at.as_micros())
+                .bind(c.version)
+                .bind(c.program_ref.as_str())
+                .bind(c.network.as_str())
+                .bind(c.currency.code());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes new cards inside the caller's transaction: accounts and cards with multi-row inserts
+/// (bulk provisioning writes thousands at once), then each initial load as its own journal.
 pub(crate) async fn write_card_issues(
     conn: &mut AnyConnection,
     scope: &Scope,
     issues: &[CardIssue],
 ) -> Result<(), PostError> {
-    for issue in issues {
-        if let Some(account) = &issue.new_account {
-            crate::ledger::insert_account(conn, account).await?;
-        }
-        let c = &issue.card;
-        sqlx::query(
-            "INSERT INTO cards (id, tenant_id, environment, cardholder_id, program_id, account_id, form_factor, design_key, \
-             state, shipping_status, bin, last4, exp_month, exp_year, pan_sealed, pan_hash, replaces, replacement_reason, \
-             replaced_by, created_at, updated_at, version, program_ref, network, currency) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-             $23, $24, $25)",
-        )
-        .bind(c.id.as_str())
-        .bind(scope.tenant_id.as_str())
-        .bind(scope.environment.as_str())
-        .bind(c.cardholder_id.as_str())
-        .bind(c.program.as_str())
-        .bind(c.account_id.as_str())
-        .bind(c.form_factor.as_str())
-        .bind(c.design_key.as_str())
-        .bind(c.state.as_str())
-        .bind(c.shipping_status.map(|s| s.as_str()))
-        .bind(c.bin.as_str())
-        .bind(c.last4.as_str())
-        .bind(i64::from(c.exp_month))
-        .bind(i64::from(c.exp_year))
-        .bind(c.pan_sealed.as_str())
-        .bind(c.pan_hash.as_str())
-        .bind(c.replaces.as_ref().map(|r| r.as_str()))
-        .bind(c.replacement_reason.map(|r| r.as_str()))
-        .bind(c.replaced_by.as_ref().map(|r| r.as_str()))
-        .bind(c.created_at.as_micros())
-        .bind(c.updated_at.as_micros())
-        .bind(c.version)
-        .bind(c.program_ref.as_str())
-        .bind(c.network.as_str())
-        .bind(c.currency.code())
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::from)?;
-        if let Some((adjustment, journal)) = &issue.initial_load {
-            write_journal(conn, journal).await?;
-            insert_adjustment(conn, scope, adjustment).await?;
-        }
+    let accounts: Vec<&Account> = issues.iter().filter_map(|i| i.new_account.as_ref()).collect();
+    insert_accounts(conn, &accounts).await?;
+    let cards: Vec<&Card> = issues.iter().map(|i| &i.card).collect();
+    insert_cards(conn, scope, &cards).await?;
+    for (adjustment, journal) in issues.iter().filter_map(|i| i.initial_load.as_ref()) {
+        write_journal(conn, journal).await?;
+        insert_adjustment(conn, scope, adjustment).await?;
     }
     Ok(())
 }

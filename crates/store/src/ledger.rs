@@ -63,6 +63,7 @@ pub struct LedgerReport {
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     async fn get_account(&self, scope: &Scope, id: &AccountId) -> Result<Account, StoreError>;
+    async fn open_accounts(&self, accounts: &[Account]) -> Result<(), StoreError>;
     async fn list_entries(
         &self,
         scope: &Scope,
@@ -214,6 +215,15 @@ impl LedgerStore for SqlStore {
         account_from_row(&row)
     }
 
+    async fn open_accounts(&self, accounts: &[Account]) -> Result<(), StoreError> {
+        let mut tx = self.db.writer().begin().await?;
+        for a in accounts {
+            insert_account(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_entries(
         &self,
         scope: &Scope,
@@ -233,20 +243,21 @@ impl LedgerStore for SqlStore {
 
     async fn verify_ledger(&self) -> Result<LedgerReport, StoreError> {
         let pool = self.db.reader();
-        let mut report = LedgerReport::default();
-        report.accounts = sqlx::query("SELECT COUNT(*) AS n FROM accounts")
-            .fetch_one(pool)
-            .await?
-            .try_get("n")?;
-        report.journals = sqlx::query("SELECT COUNT(*) AS n FROM journals")
-            .fetch_one(pool)
-            .await?
-            .try_get("n")?;
-        report.entries = sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries")
-            .fetch_one(pool)
-            .await?
-            .try_get("n")?;
-
+        let mut report = LedgerReport {
+            accounts: sqlx::query("SELECT COUNT(*) AS n FROM accounts")
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?,
+            journals: sqlx::query("SELECT COUNT(*) AS n FROM journals")
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?,
+            entries: sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries")
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?,
+            problems: Vec::new(),
+        };
         let unbalanced = sqlx::query(
             "SELECT journal_id, currency, CAST(SUM(CASE WHEN direction = 'credit' THEN amount ELSE -amount END) AS BIGINT) AS net, \
              COUNT(*) AS n FROM ledger_entries GROUP BY journal_id, currency \

@@ -282,11 +282,10 @@ async fn order_program(state: &AppState, ctx: &Ctx, order: &CardOrderRequest) ->
         form_factor,
         order.design_key.as_deref(),
         order.initial_load.map(|m| m.currency()),
-    ) {
-        if r.is_request_error() {
-            let param = r.param().map(|p| format!("card.{p}")).unwrap_or_else(|| "card".into());
-            return Err(refusal(r).with_param(param));
-        }
+    ) && r.is_request_error()
+    {
+        let param = r.param().map(|p| format!("card.{p}")).unwrap_or_else(|| "card".into());
+        return Err(refusal(r).with_param(param));
     }
     Ok(program)
 }

@@ -1,0 +1,136 @@
+//! The binary itself, on both backends: tenant creation, ledger verification (clean and after
+//! tampering), and KEK rotation.
+
+use std::process::{Command, Output};
+
+use cardplane_testkit::{Backend, TestDb, both_backends};
+use sqlx::Connection;
+
+fn cardplane(db: &TestDb, dir: &std::path::Path, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardplane"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("CARDPLANE_DATABASE_URL", &db.url)
+        .env("CARDPLANE_KEY_FILE", dir.join("cardplane.keys"))
+        .env("RUST_LOG", "warn")
+        .env_remove("CARDPLANE_KEK")
+        .env_remove("CARDPLANE_API_KEY_PEPPER");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cardplane runs")
+}
+
+async fn tamper(db: &TestDb, sql: &str) {
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn tenant_create_prints_keys_and_ledger_verify_catches_tampering(b: Backend) {
+    let Some(db) = TestDb::create(b).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = cardplane(&db, dir.path(), &["tenant", "create", "--name", "Acme", "--json"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(tenant["tenant_id"].as_str().unwrap().starts_with("corp_"));
+    assert!(
+        tenant["sandbox_key"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("sk_test_")
+    );
+    assert!(tenant["live_key"]["secret"].as_str().unwrap().starts_with("sk_live_"));
+
+    let out = cardplane(&db, dir.path(), &["ledger", "verify"], &[]);
+    assert!(
+        out.status.success(),
+        "an empty ledger is clean: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Books with money in them: a program account credited by a journal.
+    let tenant_id = tenant["tenant_id"].as_str().unwrap();
+    tamper(&db, &format!(
+        "INSERT INTO programs (id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
+         form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at) \
+         VALUES ('prog_00000000000000000000000000000001', '{tenant_id}', 'sandbox', 'P', 'P', 'VISA', '411111', 'USD', 3, \
+         'virtual', '[\"a\"]', 'stored_balance', '[]', 18, 1, 'active', 0, 0)"
+    )).await;
+    for (id, kind) in [
+        ("acct_00000000000000000000000000000001", "program_funding"),
+        ("acct_00000000000000000000000000000002", "program_external"),
+    ] {
+        tamper(&db, &format!(
+            "INSERT INTO accounts (id, tenant_id, environment, program_id, kind, currency, floor, balance, held, created_at) \
+             VALUES ('{id}', '{tenant_id}', 'sandbox', 'prog_00000000000000000000000000000001', '{kind}', 'USD', NULL, 0, 0, 0)"
+        )).await;
+    }
+    let out = cardplane(&db, dir.path(), &["ledger", "verify"], &[]);
+    assert!(out.status.success());
+    // A balance that no entry explains.
+    tamper(
+        &db,
+        "UPDATE accounts SET balance = 500 WHERE id = 'acct_00000000000000000000000000000001'",
+    )
+    .await;
+    let out = cardplane(&db, dir.path(), &["ledger", "verify"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stores balance 500 but its entries sum to 0"), "{text}");
+    assert!(text.contains("sum to 500 instead of 0"), "{text}");
+}
+
+async fn kek_rotation_updates_the_key_file_and_keeps_the_vault_open(b: Backend) {
+    let Some(db) = TestDb::create(b).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    assert!(cardplane(&db, dir.path(), &["migrate"], &[]).status.success());
+    let before = std::fs::read_to_string(dir.path().join("cardplane.keys")).unwrap();
+    let out = cardplane(&db, dir.path(), &["keys", "rotate-kek", "--generate"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "a KEK kept in the key file is not printed");
+    let after = std::fs::read_to_string(dir.path().join("cardplane.keys")).unwrap();
+    assert_ne!(before, after);
+    // The next start opens the vault with the rotated key.
+    let out = cardplane(&db, dir.path(), &["ledger", "verify"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // With the KEK in the environment, the new one is printed once and must then be configured.
+    let old_kek = after
+        .lines()
+        .find(|l| l.starts_with("kek"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let out = cardplane(
+        &db,
+        dir.path(),
+        &["keys", "rotate-kek", "--generate"],
+        &[("CARDPLANE_KEK", &old_kek)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_kek = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = cardplane(&db, dir.path(), &["ledger", "verify"], &[("CARDPLANE_KEK", &old_kek)]);
+    assert!(!out.status.success(), "the old KEK no longer opens the vault");
+    let out = cardplane(&db, dir.path(), &["ledger", "verify"], &[("CARDPLANE_KEK", &new_kek)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+both_backends!(
+    tenant_create_prints_keys_and_ledger_verify_catches_tampering,
+    kek_rotation_updates_the_key_file_and_keeps_the_vault_open,
+);
