@@ -88,3 +88,35 @@ pub async fn create_tenant(
         live_key: issued(&live, &live_secret),
     })
 }
+
+/// What `cardplane network create-credential --json` prints.
+#[derive(Debug, Serialize)]
+pub struct IssuedNetworkCredential {
+    pub id: String,
+    pub secret: String,
+    pub environment: String,
+}
+
+/// A credential for the card network's messages (`/network/*`) in one environment.
+pub async fn create_network_credential(
+    store: &dyn cardplane_store::network::NetworkStore,
+    pepper: &[u8],
+    environment: Environment,
+    name: &str,
+) -> Result<IssuedNetworkCredential, StoreError> {
+    let secret = ApiSecret::generate(environment);
+    let credential = cardplane_store::network::NetworkCredential {
+        id: cardplane_domain::ids::NetworkCredentialId::generate(),
+        environment,
+        name: name.to_owned(),
+        secret_hash: secret.hash(pepper),
+        created_at: Timestamp::now(),
+        revoked_at: None,
+    };
+    store.insert_network_credential(&credential).await?;
+    Ok(IssuedNetworkCredential {
+        id: credential.id.to_string(),
+        secret: secret.expose().to_owned(),
+        environment: environment.as_str().to_owned(),
+    })
+}

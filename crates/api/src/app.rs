@@ -23,7 +23,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorType};
 use crate::middleware::{access_log, api_version, authenticate, idempotency};
-use crate::routes::{api_keys, cardholders, cards, events, ops, programs, sandbox};
+use crate::routes::{
+    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions,
+};
 use crate::secrets::{Secrets, card_keys, open_vault};
 use crate::state::AppState;
 
@@ -103,11 +105,41 @@ pub fn router(state: AppState) -> Router {
             post(sandbox::advance_shipping),
         )
         .route("/sandbox/programs/{program_id}/fund", post(sandbox::fund_program))
+        .route(
+            "/cards/{card_id}/transactions",
+            get(transactions::list_card_transactions),
+        )
+        .route("/cards/{card_id}/spend_controls", get(controls::card_spend_controls))
+        .route(
+            "/cardholders/{cardholder_id}/transactions",
+            get(transactions::list_cardholder_transactions),
+        )
+        .route("/transactions", get(transactions::list_transactions))
+        .route("/transactions/{transaction_id}", get(transactions::get_transaction))
+        .route(
+            "/spend_controls",
+            get(controls::list_spend_controls).post(controls::create_spend_control),
+        )
+        .route("/spend_controls/{spend_control_id}", get(controls::get_spend_control))
+        .route(
+            "/spend_controls/{spend_control_id}/disable",
+            post(controls::disable_spend_control),
+        )
+        .route("/simulate/authorizations", post(simulate::simulate_authorization))
+        .route("/simulate/clearings", post(simulate::simulate_clearing))
+        .route("/simulate/reversals", post(simulate::simulate_reversal))
+        .route("/simulate/refunds", post(simulate::simulate_refund))
         .route("/events", get(events::list_events))
         .route("/events/{event_id}", get(events::get_event))
         // Layers run bottom-up: authenticate, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
+    let network = Router::new()
+        .route("/network/authorizations", post(network::network_authorization))
+        .route("/network/reversals", post(network::network_reversal))
+        .route("/network/clearings", post(network::network_clearing))
+        .route("/network/refunds", post(network::network_refund))
+        .route_layer(from_fn_with_state(state.clone(), network::authenticate_network));
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", crate::openapi::document())
         .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
@@ -118,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(swagger)
         .merge(api)
+        .merge(network)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))
@@ -196,13 +229,29 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
+        let expiry = tokio::spawn(expire_holds_periodically(state.clone()));
         let app = router(state.clone());
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         purge.abort();
+        expiry.abort();
         state.db.close().await;
         served
+    }
+}
+
+const HOLD_EXPIRY_EVERY: Duration = Duration::from_secs(60);
+
+async fn expire_holds_periodically(state: AppState) {
+    let mut tick = tokio::time::interval(HOLD_EXPIRY_EVERY);
+    loop {
+        tick.tick().await;
+        match crate::authorize::expire_holds(&state, Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired authorization holds released"),
+            Err(e) => tracing::warn!(error = %e, "hold expiry failed"),
+        }
     }
 }
 

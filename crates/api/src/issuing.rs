@@ -117,14 +117,22 @@ pub async fn prepare_issue(
     let (exp_month, exp_year) = program.expiry_for(now);
     let new_account = match spec.replacing {
         Some(_) => None,
-        None => Some(Account::open(
-            &ctx.scope.tenant_id,
-            ctx.scope.environment,
-            &program.id,
-            AccountKind::CardBalance,
-            program.currency,
-            now,
-        )),
+        None => {
+            let mut account = Account::open(
+                &ctx.scope.tenant_id,
+                ctx.scope.environment,
+                &program.id,
+                AccountKind::CardBalance,
+                program.currency,
+                now,
+            );
+            // Under custodian authority the custodian holds the money: our card account records
+            // postings but has no floor to enforce.
+            if program.funding_model == cardplane_domain::program::FundingModel::CustodianAuthority {
+                account.floor = None;
+            }
+            Some(account)
+        }
     };
     let account_id = match (&new_account, spec.replacing) {
         (Some(a), _) => a.id.clone(),

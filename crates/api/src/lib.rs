@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod app;
+pub mod authorize;
 pub mod config;
+pub mod custodian;
 pub mod error;
 pub mod extract;
 pub mod issuing;

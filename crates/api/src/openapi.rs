@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, cardholders, cards, events, ops, programs, sandbox};
+use crate::routes::{
+    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions,
+};
 
 struct BasicAuth;
 
@@ -18,6 +20,15 @@ impl Modify for BasicAuth {
                     .description(Some(
                         "Username: API key id (`key_...`). Password: its secret (`sk_test_...` / `sk_live_...`).",
                     ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "network_auth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("The card network's credential (`net_...` and its secret), from `cardplane network create-credential`."))
                     .build(),
             ),
         );
@@ -58,6 +69,23 @@ impl Modify for BasicAuth {
         cards::create_balance_adjustment,
         cards::list_ledger_entries,
         sandbox::advance_shipping,
+        transactions::list_transactions,
+        transactions::get_transaction,
+        transactions::list_card_transactions,
+        transactions::list_cardholder_transactions,
+        controls::create_spend_control,
+        controls::list_spend_controls,
+        controls::get_spend_control,
+        controls::disable_spend_control,
+        controls::card_spend_controls,
+        simulate::simulate_authorization,
+        simulate::simulate_clearing,
+        simulate::simulate_reversal,
+        simulate::simulate_refund,
+        network::network_authorization,
+        network::network_reversal,
+        network::network_clearing,
+        network::network_refund,
         sandbox::fund_program,
         api_keys::list_api_keys,
         api_keys::create_api_key,
@@ -74,7 +102,10 @@ impl Modify for BasicAuth {
         (name = "Cardholders", description = "People who hold cards, with their KYC status"),
         (name = "Programs", description = "Card programs: network, BIN, currency, designs, funding, controls"),
         (name = "Cards", description = "Cards, their lifecycle, PAN reveal, balances and ledger entries"),
-        (name = "Sandbox", description = "Sandbox-only helpers"),
+        (name = "Transactions", description = "Authorizations with their holds and decision traces, force posts, refunds"),
+        (name = "Spend controls", description = "Amount and count limits per window"),
+        (name = "Network", description = "The card network's interface (network credential)"),
+        (name = "Sandbox", description = "Sandbox-only helpers and the simulator"),
         (name = "API keys", description = "Credentials of your tenant, per environment"),
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),

@@ -9,6 +9,10 @@ use cardplane_store::cards::CardStore;
 use cardplane_store::events::EventStore;
 use cardplane_store::idempotency::IdempotencyStore;
 use cardplane_store::ledger::LedgerStore;
+use cardplane_store::network::NetworkStore;
+use cardplane_store::transactions::TransactionStore;
+
+use crate::custodian::Breakers;
 use cardplane_store::programs::ProgramStore;
 use cardplane_store::tenants::TenantStore;
 use cardplane_store::{Backend, Db};
@@ -32,6 +36,11 @@ pub struct AppState {
     pub programs: Arc<dyn ProgramStore>,
     pub cards: Arc<dyn CardStore>,
     pub ledger: Arc<dyn LedgerStore>,
+    pub transactions: Arc<dyn TransactionStore>,
+    pub network: Arc<dyn NetworkStore>,
+    /// Outbound calls (custodian authority); per-call deadlines are applied by the caller.
+    pub http: reqwest::Client,
+    pub breakers: Arc<Breakers>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub vault: Arc<Vault>,
@@ -90,6 +99,14 @@ impl AppState {
             programs: store.clone(),
             cards: store.clone(),
             ledger: store.clone(),
+            transactions: store.clone(),
+            network: store.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("reqwest client builds with rustls"),
+            breakers: Arc::default(),
             card_keys: Arc::new(card_keys),
             idempotency: store,
             vault: Arc::new(vault),

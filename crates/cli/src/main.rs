@@ -7,6 +7,7 @@ use anyhow::Context;
 use cardplane_api::config::{Config, LogFormat};
 use cardplane_api::secrets::{Secrets, rotate_kek, store_rotated_kek};
 use cardplane_api::{Application, open_state};
+use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::vault::Kek;
 use cardplane_store::SqlStore;
@@ -39,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Card network credentials.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
     /// Ledger checks.
     Ledger {
         #[command(subcommand)]
@@ -62,6 +68,20 @@ enum KeysCommand {
         /// Generate the new KEK and print it (once).
         #[arg(long)]
         generate: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Create a credential the card network (or a network simulator) uses for /network/*.
+    CreateCredential {
+        /// sandbox or live.
+        #[arg(long, default_value = "sandbox")]
+        environment: String,
+        #[arg(long, default_value = "card network")]
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -187,6 +207,33 @@ async fn main() -> anyhow::Result<()> {
             }
             if generate && state.config.kek.is_some() {
                 println!("{}", new.encode());
+            }
+        }
+        Command::Network {
+            command:
+                NetworkCommand::CreateCredential {
+                    environment,
+                    name,
+                    json,
+                },
+        } => {
+            let environment = Environment::parse(&environment).context("--environment must be sandbox or live")?;
+            let state = open_state(config).await?;
+            let issued = cardplane_api::admin::create_network_credential(
+                state.network.as_ref(),
+                &state.pepper,
+                environment,
+                &name,
+            )
+            .await?;
+            state.db.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&issued)?);
+            } else {
+                println!(
+                    "network credential {}:{} ({})",
+                    issued.id, issued.secret, issued.environment
+                );
             }
         }
         Command::Ledger {

@@ -2,6 +2,7 @@
 //! optionally only for some MCCs. Stored with programs now; enforced by the authorization engine.
 
 use crate::error::FieldError;
+use crate::time::Timestamp;
 
 pub const TRAILING_WINDOW_SECS_MIN: i64 = 10;
 pub const TRAILING_WINDOW_SECS_MAX: i64 = 31 * 24 * 3600;
@@ -76,6 +77,58 @@ impl Window {
     }
 }
 
+fn at_midnight(date: time::Date) -> Timestamp {
+    let secs = date.midnight().assume_utc().unix_timestamp();
+    Timestamp::from_micros(secs.saturating_mul(1_000_000))
+}
+
+impl Window {
+    /// Where the current window began (UTC calendar windows), `None` for per-transaction limits.
+    pub fn start(&self, now: Timestamp) -> Option<Timestamp> {
+        let today = now.date();
+        match self {
+            Window::PerTransaction => None,
+            Window::Day => Some(at_midnight(today)),
+            Window::Week => Some(at_midnight(
+                today - time::Duration::days(i64::from(today.weekday().number_days_from_monday())),
+            )),
+            Window::Month => Some(at_midnight(today.replace_day(1).unwrap_or(today))),
+            Window::Year => Some(at_midnight(
+                time::Date::from_calendar_date(today.year(), time::Month::January, 1).unwrap_or(today),
+            )),
+            Window::Lifetime => Some(Timestamp::from_micros(0)),
+            Window::Trailing { secs } => Some(now.plus_secs(-secs)),
+        }
+    }
+
+    /// When the used amount next drops: the next calendar boundary, or for a trailing window
+    /// when its oldest counted authorization falls out. `None`: never (lifetime, per-transaction).
+    pub fn renews_at(&self, now: Timestamp, oldest_counted: Option<Timestamp>) -> Option<Timestamp> {
+        let today = now.date();
+        match self {
+            Window::PerTransaction | Window::Lifetime => None,
+            Window::Day => today.next_day().map(at_midnight),
+            Window::Week => {
+                let days = 7 - i64::from(today.weekday().number_days_from_monday());
+                Some(at_midnight(today + time::Duration::days(days)))
+            }
+            Window::Month => {
+                let first = today.replace_day(1).unwrap_or(today);
+                let next = if first.month() == time::Month::December {
+                    time::Date::from_calendar_date(first.year() + 1, time::Month::January, 1)
+                } else {
+                    time::Date::from_calendar_date(first.year(), first.month().next(), 1)
+                };
+                next.ok().map(at_midnight)
+            }
+            Window::Year => time::Date::from_calendar_date(today.year() + 1, time::Month::January, 1)
+                .ok()
+                .map(at_midnight),
+            Window::Trailing { secs } => oldest_counted.map(|t| t.plus_secs(*secs)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendLimit {
     /// Minor units of the program currency.
@@ -136,6 +189,46 @@ impl SpendLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(rfc3339: &str) -> Timestamp {
+        let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap();
+        Timestamp::from_micros(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap())
+    }
+
+    #[test]
+    fn calendar_windows_start_and_renew_at_utc_boundaries() {
+        let now = at("2026-11-21T15:30:00Z"); // a Saturday
+        assert_eq!(Window::Day.start(now), Some(at("2026-11-21T00:00:00Z")));
+        assert_eq!(Window::Day.renews_at(now, None), Some(at("2026-11-22T00:00:00Z")));
+        assert_eq!(Window::Week.start(now), Some(at("2026-11-16T00:00:00Z")));
+        assert_eq!(Window::Week.renews_at(now, None), Some(at("2026-11-23T00:00:00Z")));
+        assert_eq!(Window::Month.start(now), Some(at("2026-11-01T00:00:00Z")));
+        assert_eq!(Window::Month.renews_at(now, None), Some(at("2026-12-01T00:00:00Z")));
+        assert_eq!(
+            Window::Month.renews_at(at("2026-12-31T23:59:59Z"), None),
+            Some(at("2027-01-01T00:00:00Z"))
+        );
+        assert_eq!(Window::Year.start(now), Some(at("2026-01-01T00:00:00Z")));
+        assert_eq!(Window::Year.renews_at(now, None), Some(at("2027-01-01T00:00:00Z")));
+        assert_eq!(Window::Lifetime.renews_at(now, None), None);
+        assert_eq!(Window::PerTransaction.start(now), None);
+        // The last microsecond of a day is still that day; the next one starts the next window.
+        let last = at("2026-11-21T23:59:59Z").plus_secs(0);
+        assert_eq!(Window::Day.start(last), Some(at("2026-11-21T00:00:00Z")));
+        assert_eq!(Window::Day.start(last.plus_secs(1)), Some(at("2026-11-22T00:00:00Z")));
+    }
+
+    #[test]
+    fn trailing_windows_slide() {
+        let now = at("2026-11-21T15:30:00Z");
+        let w = Window::Trailing { secs: 3600 };
+        assert_eq!(w.start(now), Some(at("2026-11-21T14:30:00Z")));
+        assert_eq!(
+            w.renews_at(now, Some(at("2026-11-21T15:00:00Z"))),
+            Some(at("2026-11-21T16:00:00Z"))
+        );
+        assert_eq!(w.renews_at(now, None), None);
+    }
 
     #[test]
     fn impossible_limits_are_refused() {

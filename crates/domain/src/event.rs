@@ -18,6 +18,10 @@ crate::wire_enum!(EventType {
     CardUpdated => "card.updated",
     CardRevealed => "card.revealed",
     BalanceAdjustmentCreated => "balance_adjustment.created",
+    TransactionCreated => "transaction.created",
+    TransactionUpdated => "transaction.updated",
+    SpendControlCreated => "spend_control.created",
+    SpendControlUpdated => "spend_control.updated",
     ApiKeyCreated => "api_key.created",
     ApiKeyRevoked => "api_key.revoked",
 });

@@ -91,6 +91,9 @@ define_id!(JournalId, "jrnl");
 define_id!(LedgerEntryId, "entry");
 define_id!(BalanceAdjustmentId, "badj");
 define_id!(CardRevealId, "rvl");
+define_id!(TransactionId, "txn");
+define_id!(SpendControlId, "sc");
+define_id!(NetworkCredentialId, "net");
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,7 @@ crate::wire_enum!(AccountKind {
     ProgramSettlement => "program_settlement",
     ProgramFees => "program_fees",
     ProgramExternal => "program_external",
+    ProgramLosses => "program_losses",
     CardBalance => "card_balance",
 });
 
@@ -27,6 +28,9 @@ crate::wire_enum!(Direction {
 crate::wire_enum!(JournalKind {
     ProgramFunding => "program_funding",
     BalanceAdjustment => "balance_adjustment",
+    Clearing => "clearing",
+    ForcePost => "force_post",
+    Refund => "refund",
 });
 
 impl AccountKind {
@@ -34,7 +38,10 @@ impl AccountKind {
     pub fn floor(self) -> Option<i64> {
         match self {
             AccountKind::ProgramFunding | AccountKind::CardBalance => Some(0),
-            AccountKind::ProgramSettlement | AccountKind::ProgramFees | AccountKind::ProgramExternal => None,
+            AccountKind::ProgramSettlement
+            | AccountKind::ProgramFees
+            | AccountKind::ProgramExternal
+            | AccountKind::ProgramLosses => None,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod wire_enum;
 
 pub mod api_key;
+pub mod authorization;
 pub mod card;
 pub mod card_order;
 pub mod cardholder;

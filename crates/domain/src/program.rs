@@ -29,6 +29,26 @@ crate::wire_enum!(ProgramStatus {
 });
 
 pub const CARD_LIFETIME_YEARS_MAX: u8 = 10;
+pub const CUSTODIAN_DEADLINE_MS_DEFAULT: u32 = 1500;
+pub const CUSTODIAN_DEADLINE_MS_MAX: u32 = 2000;
+
+/// What decides when the custodian does not answer usably by the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandInPolicy {
+    Decline,
+    /// Approve authorizations up to this amount (minor units), decline above.
+    ApproveUpTo(i64),
+}
+
+/// The custodian's balance-authority endpoint (Apto's "External Auth").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodianConfig {
+    pub url: String,
+    /// The signing secret, sealed by the vault.
+    pub secret_sealed: String,
+    pub deadline_ms: u32,
+    pub stand_in: StandInPolicy,
+}
 pub const DESIGNS_MAX: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +70,9 @@ pub struct Program {
     pub spend_controls: Vec<SpendLimit>,
     pub minimum_cardholder_age: u8,
     pub kyc_required: bool,
+    pub merchant_rules: crate::authorization::MerchantRules,
+    /// Custodian-authority programs: where and how to ask for funds.
+    pub custodian: Option<CustodianConfig>,
     pub status: ProgramStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -37,7 +37,7 @@ CREATE TABLE accounts (
     tenant_id   TEXT NOT NULL REFERENCES tenants (id),
     environment TEXT NOT NULL CHECK (environment IN ('sandbox', 'live')),
     program_id  TEXT NOT NULL REFERENCES programs (id),
-    kind        TEXT NOT NULL CHECK (kind IN ('program_funding', 'program_settlement', 'program_fees', 'program_external', 'card_balance')),
+    kind        TEXT NOT NULL CHECK (kind IN ('program_funding', 'program_settlement', 'program_fees', 'program_external', 'program_losses', 'card_balance')),
     currency    TEXT NOT NULL,
     floor       BIGINT,
     balance     BIGINT NOT NULL,

@@ -72,6 +72,11 @@ fn migrator(backend: Backend) -> Migrator {
         migration(1, "foundation", include_str!("../migrations/0001_foundation.sql")),
         migration(2, "cards ledger", include_str!("../migrations/0002_cards_ledger.sql")),
         migration(3, "immutable ledger", immutable),
+        migration(
+            4,
+            "authorizations",
+            include_str!("../migrations/0004_authorizations.sql"),
+        ),
     ])
 }
 

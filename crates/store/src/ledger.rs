@@ -307,6 +307,21 @@ impl LedgerStore for SqlStore {
                 row.try_get::<String, _>("id")?
             ));
         }
+        let holds = sqlx::query(
+            "SELECT a.id, a.held, CAST(COALESCE(SUM(t.held_amount), 0) AS BIGINT) AS pending FROM accounts a \
+             LEFT JOIN transactions t ON t.account_id = a.id AND t.state = 'PENDING' GROUP BY a.id, a.held \
+             HAVING a.held <> COALESCE(SUM(t.held_amount), 0)",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in holds {
+            report.problems.push(format!(
+                "account {} holds {} but its pending authorizations hold {}",
+                row.try_get::<String, _>("id")?,
+                row.try_get::<i64, _>("held")?,
+                row.try_get::<i64, _>("pending")?
+            ));
+        }
         let mismatched = sqlx::query(
             "SELECT e.id FROM ledger_entries e JOIN accounts a ON a.id = e.account_id WHERE a.currency <> e.currency",
         )

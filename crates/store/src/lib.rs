@@ -7,14 +7,35 @@ mod db;
 mod error;
 mod rows;
 
+/// A fixed set of wire names for a storage-level enum.
+#[macro_export]
+macro_rules! store_enum {
+    ($name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
 pub mod api_keys;
 pub mod cardholders;
 pub mod cards;
 pub mod events;
 pub mod idempotency;
 pub mod ledger;
+pub mod network;
 pub mod programs;
 pub mod tenants;
+pub mod transactions;
 pub mod vault;
 
 pub use db::{Backend, Db, DbOptions};

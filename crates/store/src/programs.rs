@@ -1,13 +1,16 @@
 use async_trait::async_trait;
 use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
+use cardplane_domain::authorization::MerchantRules;
 use cardplane_domain::controls::{SpendLimit, Window};
 use cardplane_domain::event::Event;
 use cardplane_domain::ids::{ProgramId, TenantId};
 use cardplane_domain::ledger::{Account, AccountKind};
 use cardplane_domain::money::Currency;
 use cardplane_domain::page::{Page, PageRequest};
-use cardplane_domain::program::{FormFactor, FundingModel, Network, Program, ProgramStatus};
+use cardplane_domain::program::{
+    CustodianConfig, FormFactor, FundingModel, Network, Program, ProgramStatus, StandInPolicy,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -61,7 +64,62 @@ pub trait ProgramStore: Send + Sync {
 }
 
 const COLUMNS: &str = "id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
-    form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at";
+    form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, \
+    updated_at, merchant_rules, custodian";
+
+fn rules_to_json(r: &MerchantRules) -> String {
+    serde_json::json!({
+        "allowed_mccs": r.allowed_mccs, "blocked_mccs": r.blocked_mccs,
+        "allowed_countries": r.allowed_countries, "blocked_countries": r.blocked_countries,
+    })
+    .to_string()
+}
+
+fn rules_from_json(text: &str) -> Result<MerchantRules, StoreError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| StoreError::corrupt("stored merchant rules"))?;
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    Ok(MerchantRules {
+        allowed_mccs: list("allowed_mccs"),
+        blocked_mccs: list("blocked_mccs"),
+        allowed_countries: list("allowed_countries"),
+        blocked_countries: list("blocked_countries"),
+    })
+}
+
+fn custodian_to_json(c: &Option<CustodianConfig>) -> Option<String> {
+    c.as_ref().map(|c| {
+        let stand_in = match c.stand_in {
+            StandInPolicy::Decline => serde_json::json!({"policy": "decline"}),
+            StandInPolicy::ApproveUpTo(n) => serde_json::json!({"policy": "approve_up_to", "amount": n}),
+        };
+        serde_json::json!({"url": c.url, "secret_sealed": c.secret_sealed, "deadline_ms": c.deadline_ms, "stand_in": stand_in})
+            .to_string()
+    })
+}
+
+fn custodian_from_json(text: Option<String>) -> Result<Option<CustodianConfig>, StoreError> {
+    let Some(text) = text else { return Ok(None) };
+    let bad = || StoreError::corrupt("stored custodian config");
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| bad())?;
+    let stand_in = match (v["stand_in"]["policy"].as_str(), v["stand_in"]["amount"].as_i64()) {
+        (Some("decline"), _) => StandInPolicy::Decline,
+        (Some("approve_up_to"), Some(n)) => StandInPolicy::ApproveUpTo(n),
+        _ => return Err(bad()),
+    };
+    Ok(Some(CustodianConfig {
+        url: v["url"].as_str().ok_or_else(bad)?.to_owned(),
+        secret_sealed: v["secret_sealed"].as_str().ok_or_else(bad)?.to_owned(),
+        deadline_ms: v["deadline_ms"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(bad)?,
+        stand_in,
+    }))
+}
 
 fn controls_to_json(controls: &[SpendLimit]) -> String {
     let list: Vec<serde_json::Value> = controls
@@ -131,6 +189,8 @@ pub(crate) fn program_from_row(row: &AnyRow) -> Result<Program, StoreError> {
         spend_controls: controls_from_json(&row.try_get::<String, _>("spend_controls")?)?,
         minimum_cardholder_age: u8::try_from(min_age).map_err(|_| bad("minimum age"))?,
         kyc_required: row.try_get::<i16, _>("kyc_required")? == 1,
+        merchant_rules: rules_from_json(&row.try_get::<String, _>("merchant_rules")?)?,
+        custodian: custodian_from_json(row.try_get("custodian")?)?,
         status: ProgramStatus::parse(&status).ok_or_else(|| bad("status"))?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
@@ -172,8 +232,9 @@ impl ProgramStore for SqlStore {
         let form_factors: Vec<&str> = p.form_factors.iter().map(|f| f.as_str()).collect();
         let inserted = sqlx::query(
             "INSERT INTO programs (id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
-             form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at, \
+             merchant_rules, custodian) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(p.id.as_str())
         .bind(scope.tenant_id.as_str())
@@ -193,6 +254,8 @@ impl ProgramStore for SqlStore {
         .bind(p.status.as_str())
         .bind(p.created_at.as_micros())
         .bind(p.updated_at.as_micros())
+        .bind(rules_to_json(&p.merchant_rules))
+        .bind(custodian_to_json(&p.custodian))
         .execute(&mut *tx)
         .await;
         match inserted.map_err(StoreError::from) {
@@ -222,8 +285,8 @@ impl ProgramStore for SqlStore {
         let form_factors: Vec<&str> = p.form_factors.iter().map(|f| f.as_str()).collect();
         let done = sqlx::query(
             "UPDATE programs SET name = $4, card_lifetime_years = $5, form_factors = $6, design_keys = $7, spend_controls = $8, \
-             minimum_cardholder_age = $9, kyc_required = $10, status = $11, updated_at = $12 \
-             WHERE tenant_id = $1 AND environment = $2 AND id = $3 AND updated_at = $13",
+             minimum_cardholder_age = $9, kyc_required = $10, status = $11, updated_at = $12, merchant_rules = $14, \
+             custodian = $15 WHERE tenant_id = $1 AND environment = $2 AND id = $3 AND updated_at = $13",
         )
         .bind(scope.tenant_id.as_str())
         .bind(scope.environment.as_str())
@@ -238,6 +301,8 @@ impl ProgramStore for SqlStore {
         .bind(p.status.as_str())
         .bind(p.updated_at.as_micros())
         .bind(expected_updated_at.as_micros())
+        .bind(rules_to_json(&p.merchant_rules))
+        .bind(custodian_to_json(&p.custodian))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {

@@ -77,6 +77,8 @@ async fn books(store: &SqlStore, bin: &str, card_accounts: usize) -> Books {
         spend_controls: Vec::<SpendLimit>::new(),
         minimum_cardholder_age: 18,
         kyc_required: true,
+        merchant_rules: Default::default(),
+        custodian: None,
         status: ProgramStatus::Active,
         created_at: now,
         updated_at: now,

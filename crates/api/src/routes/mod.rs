@@ -1,7 +1,11 @@
 pub mod api_keys;
 pub mod cardholders;
 pub mod cards;
+pub mod controls;
 pub mod events;
+pub mod network;
 pub mod ops;
 pub mod programs;
 pub mod sandbox;
+pub mod simulate;
+pub mod transactions;

@@ -4,14 +4,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cardplane_domain::FieldError;
 use cardplane_domain::Timestamp;
+use cardplane_domain::authorization::MerchantRules;
 use cardplane_domain::controls::{SpendLimit, Window};
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::ProgramId;
 use cardplane_domain::ledger::{Account, AccountKind};
 use cardplane_domain::money::Currency;
 use cardplane_domain::program::{
-    CARD_LIFETIME_YEARS_MAX, FormFactor, FundingModel, Network, Program, ProgramStatus, parse_bin, parse_design_keys,
-    parse_program_ref,
+    CARD_LIFETIME_YEARS_MAX, CUSTODIAN_DEADLINE_MS_DEFAULT, CUSTODIAN_DEADLINE_MS_MAX, CustodianConfig, FormFactor,
+    FundingModel, Network, Program, ProgramStatus, StandInPolicy, parse_bin, parse_design_keys, parse_program_ref,
 };
 use cardplane_store::StoreError;
 use cardplane_store::programs::ProgramWriteError;
@@ -24,11 +25,12 @@ use crate::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{ProgramEnvelope, ProgramFundingEnvelope, ProgramFundingView, ProgramList, ProgramView, page_items};
 
-const PROGRAM_ACCOUNTS: [AccountKind; 4] = [
+const PROGRAM_ACCOUNTS: [AccountKind; 5] = [
     AccountKind::ProgramFunding,
     AccountKind::ProgramSettlement,
     AccountKind::ProgramFees,
     AccountKind::ProgramExternal,
+    AccountKind::ProgramLosses,
 ];
 const AGE_MAX: u8 = 100;
 
@@ -44,6 +46,39 @@ pub struct SpendLimitRequest {
     pub window_secs: Option<i64>,
     #[serde(default)]
     pub mccs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantRulesRequest {
+    /// When set, only these MCCs are allowed.
+    pub allowed_mccs: Option<Vec<String>>,
+    pub blocked_mccs: Option<Vec<String>>,
+    /// ISO 3166-1 alpha-3 (alpha-2 accepted). When set, only these countries are allowed.
+    pub allowed_countries: Option<Vec<String>>,
+    pub blocked_countries: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StandInRequest {
+    /// decline (default) or approve_up_to.
+    pub policy: Option<String>,
+    /// For approve_up_to: the largest amount approved, minor units.
+    pub amount: Option<i64>,
+}
+
+/// Custodian authority: Cardplane asks this endpoint at authorization time (signed like webhooks).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustodianRequest {
+    #[schema(example = "https://custodian.example.com/cardplane/authorize")]
+    pub url: Option<String>,
+    /// At least 16 characters; signs each request (HMAC-SHA256). Never shown again.
+    pub signing_secret: Option<String>,
+    /// 100 to 2000, default 1500.
+    pub deadline_ms: Option<u32>,
+    pub stand_in: Option<StandInRequest>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -73,6 +108,9 @@ pub struct CreateProgramRequest {
     pub minimum_cardholder_age: Option<u8>,
     /// Default true.
     pub kyc_required: Option<bool>,
+    pub merchant_rules: Option<MerchantRulesRequest>,
+    /// Required for custodian_authority programs.
+    pub custodian: Option<CustodianRequest>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -87,6 +125,85 @@ pub struct UpdateProgramRequest {
     pub spend_controls: Option<Vec<SpendLimitRequest>>,
     pub minimum_cardholder_age: Option<u8>,
     pub kyc_required: Option<bool>,
+    pub merchant_rules: Option<MerchantRulesRequest>,
+}
+
+fn parse_merchant_rules(raw: &MerchantRulesRequest) -> Result<MerchantRules, FieldError> {
+    let mccs = |name: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, FieldError> {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, m)| cardplane_domain::controls::parse_mcc(&format!("merchant_rules.{name}[{i}]"), m))
+            .collect()
+    };
+    let countries = |name: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, FieldError> {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| {
+                cardplane_domain::country::normalize_country(c)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        FieldError::invalid(format!("merchant_rules.{name}[{i}]"), "an ISO 3166-1 country code")
+                    })
+            })
+            .collect()
+    };
+    Ok(MerchantRules {
+        allowed_mccs: mccs("allowed_mccs", &raw.allowed_mccs)?,
+        blocked_mccs: mccs("blocked_mccs", &raw.blocked_mccs)?,
+        allowed_countries: countries("allowed_countries", &raw.allowed_countries)?,
+        blocked_countries: countries("blocked_countries", &raw.blocked_countries)?,
+    })
+}
+
+fn parse_custodian(
+    state: &AppState,
+    program: &ProgramId,
+    raw: &CustodianRequest,
+) -> Result<CustodianConfig, FieldError> {
+    let url = raw.url.as_deref().ok_or_else(|| FieldError::missing("custodian.url"))?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+        return Err(FieldError::invalid("custodian.url", "an http(s) URL"));
+    }
+    let secret = raw
+        .signing_secret
+        .as_deref()
+        .ok_or_else(|| FieldError::missing("custodian.signing_secret"))?;
+    if secret.len() < 16 || secret.len() > 256 {
+        return Err(FieldError::invalid("custodian.signing_secret", "16 to 256 characters"));
+    }
+    let deadline_ms = raw.deadline_ms.unwrap_or(CUSTODIAN_DEADLINE_MS_DEFAULT);
+    if !(100..=CUSTODIAN_DEADLINE_MS_MAX).contains(&deadline_ms) {
+        return Err(FieldError::invalid(
+            "custodian.deadline_ms",
+            format!("100 to {CUSTODIAN_DEADLINE_MS_MAX}"),
+        ));
+    }
+    let stand_in = match raw.stand_in.as_ref().map(|s| (s.policy.as_deref(), s.amount)) {
+        None | Some((None | Some("decline"), None)) => StandInPolicy::Decline,
+        Some((Some("approve_up_to"), Some(n))) if n > 0 => StandInPolicy::ApproveUpTo(n),
+        Some((Some("approve_up_to"), _)) => {
+            return Err(FieldError::invalid(
+                "custodian.stand_in.amount",
+                "a positive amount for approve_up_to",
+            ));
+        }
+        Some(_) => {
+            return Err(FieldError::invalid(
+                "custodian.stand_in.policy",
+                "decline or approve_up_to",
+            ));
+        }
+    };
+    Ok(CustodianConfig {
+        url: url.to_owned(),
+        secret_sealed: state
+            .vault
+            .seal(secret.as_bytes(), &format!("program.custodian_secret:{program}")),
+        deadline_ms,
+        stand_in,
+    })
 }
 
 fn parse_lifetime(raw: u8) -> Result<u8, FieldError> {
@@ -135,7 +252,12 @@ fn parse_age(raw: u8) -> Result<u8, FieldError> {
     Ok(raw)
 }
 
-fn parse_create(ctx: &Ctx, req: &CreateProgramRequest, now: Timestamp) -> Result<Program, FieldError> {
+fn parse_create(
+    state: &AppState,
+    ctx: &Ctx,
+    req: &CreateProgramRequest,
+    now: Timestamp,
+) -> Result<Program, FieldError> {
     let program_id = parse_program_ref(req.program_id.as_deref())?;
     let name = cardplane_domain::cardholder::parse_name("name", req.name.as_deref())?;
     let network = match req.network.as_deref() {
@@ -159,8 +281,20 @@ fn parse_create(ctx: &Ctx, req: &CreateProgramRequest, now: Timestamp) -> Result
         None => vec![FormFactor::Virtual, FormFactor::Physical],
         Some(raw) => parse_form_factors(raw)?,
     };
+    let id = ProgramId::generate();
+    let custodian = match (funding_model, &req.custodian) {
+        (FundingModel::CustodianAuthority, Some(c)) => Some(parse_custodian(state, &id, c)?),
+        (FundingModel::CustodianAuthority, None) => return Err(FieldError::missing("custodian")),
+        (FundingModel::StoredBalance, Some(_)) => {
+            return Err(FieldError::invalid(
+                "custodian",
+                "only custodian_authority programs have a custodian",
+            ));
+        }
+        (FundingModel::StoredBalance, None) => None,
+    };
     Ok(Program {
-        id: ProgramId::generate(),
+        id,
         tenant_id: ctx.scope.tenant_id.clone(),
         environment: ctx.scope.environment,
         program_id,
@@ -175,6 +309,13 @@ fn parse_create(ctx: &Ctx, req: &CreateProgramRequest, now: Timestamp) -> Result
         spend_controls: parse_controls(req.spend_controls.as_deref().unwrap_or_default())?,
         minimum_cardholder_age: parse_age(req.minimum_cardholder_age.unwrap_or(18))?,
         kyc_required: req.kyc_required.unwrap_or(true),
+        merchant_rules: req
+            .merchant_rules
+            .as_ref()
+            .map(parse_merchant_rules)
+            .transpose()?
+            .unwrap_or_default(),
+        custodian,
         status: ProgramStatus::Active,
         created_at: now,
         updated_at: now,
@@ -222,7 +363,7 @@ pub async fn create_program(
     JsonBody(req): JsonBody<CreateProgramRequest>,
 ) -> ApiResult<Reply> {
     let now = Timestamp::now();
-    let program = parse_create(&ctx, &req, now)?;
+    let program = parse_create(&state, &ctx, &req, now)?;
     let accounts: Vec<Account> = PROGRAM_ACCOUNTS
         .iter()
         .map(|kind| {
@@ -299,6 +440,9 @@ pub async fn update_program(
     }
     if let Some(kyc) = req.kyc_required {
         next.kyc_required = kyc;
+    }
+    if let Some(rules) = &req.merchant_rules {
+        next.merchant_rules = parse_merchant_rules(rules)?;
     }
     next.updated_at = now;
     let view = ProgramView::from(&next);

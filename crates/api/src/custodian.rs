@@ -1,0 +1,192 @@
+//! Custodian balance authority: ask the custodian's endpoint whether a card may spend, and answer
+//! the network by the program's deadline whatever the custodian does. Timeouts, errors, garbage
+//! and an open circuit breaker all fall back to the program's stand-in policy; late answers are
+//! ignored.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cardplane_domain::Timestamp;
+use cardplane_domain::authorization::CustodianVerdict;
+use cardplane_domain::program::StandInPolicy;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+/// Consecutive failures that open a program's breaker, and how long it stays open.
+const BREAKER_FAILURES_MAX: u32 = 5;
+const BREAKER_OPEN: Duration = Duration::from_secs(30);
+const RESPONSE_BODY_LEN_MAX: usize = 16 * 1024;
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// One circuit breaker per program, in this process.
+#[derive(Default)]
+pub struct Breakers(Mutex<HashMap<String, BreakerState>>);
+
+impl Breakers {
+    /// Whether a call may go out now. An open breaker lets one probe through once its time is up.
+    fn allow(&self, key: &str) -> bool {
+        let mut map = self.0.lock().expect("breaker lock");
+        let state = map.entry(key.to_owned()).or_default();
+        match state.open_until {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                // Half-open: this caller probes; others wait for its result.
+                state.open_until = Some(Instant::now() + BREAKER_OPEN);
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn record(&self, key: &str, ok: bool) {
+        let mut map = self.0.lock().expect("breaker lock");
+        let state = map.entry(key.to_owned()).or_default();
+        if ok {
+            *state = BreakerState::default();
+        } else {
+            state.failures += 1;
+            if state.failures >= BREAKER_FAILURES_MAX {
+                state.open_until = Some(Instant::now() + BREAKER_OPEN);
+            }
+        }
+    }
+
+    pub fn is_open(&self, key: &str) -> bool {
+        let map = self.0.lock().expect("breaker lock");
+        map.get(key)
+            .and_then(|s| s.open_until)
+            .is_some_and(|u| Instant::now() < u)
+    }
+}
+
+#[derive(Deserialize)]
+struct CustodianAnswer {
+    approved: bool,
+    /// Minor units approved; default: the amount asked.
+    amount: Option<i64>,
+}
+
+pub struct CustodianCall<'a> {
+    pub breaker_key: &'a str,
+    pub url: &'a str,
+    pub secret: &'a [u8],
+    pub deadline: Duration,
+    pub stand_in: StandInPolicy,
+    pub amount: i64,
+    pub body: serde_json::Value,
+}
+
+/// The verdict, when the request went out and when the answer came (`None` if none usable).
+pub struct CustodianOutcome {
+    pub verdict: CustodianVerdict,
+    pub sent_at: Option<Timestamp>,
+    pub answered_at: Option<Timestamp>,
+}
+
+fn stand_in(policy: StandInPolicy) -> CustodianVerdict {
+    match policy {
+        StandInPolicy::Decline => CustodianVerdict::StandIn { approve_up_to: None },
+        StandInPolicy::ApproveUpTo(n) => CustodianVerdict::StandIn { approve_up_to: Some(n) },
+    }
+}
+
+/// Signs like Standard Webhooks: `v1,base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))`.
+pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+pub async fn ask(client: &reqwest::Client, breakers: &Breakers, call: CustodianCall<'_>) -> CustodianOutcome {
+    if !breakers.allow(call.breaker_key) {
+        return CustodianOutcome {
+            verdict: stand_in(call.stand_in),
+            sent_at: None,
+            answered_at: None,
+        };
+    }
+    let sent_at = Timestamp::now();
+    let result = tokio::time::timeout(call.deadline, request(client, &call)).await;
+    let verdict = match result {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(reason)) => {
+            tracing::warn!(
+                program = call.breaker_key,
+                reason,
+                "custodian answer unusable; stand-in decides"
+            );
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                program = call.breaker_key,
+                "custodian missed the deadline; stand-in decides"
+            );
+            None
+        }
+    };
+    breakers.record(call.breaker_key, verdict.is_some());
+    match verdict {
+        Some(v) => CustodianOutcome {
+            verdict: v,
+            sent_at: Some(sent_at),
+            answered_at: Some(Timestamp::now()),
+        },
+        None => CustodianOutcome {
+            verdict: stand_in(call.stand_in),
+            sent_at: Some(sent_at),
+            answered_at: None,
+        },
+    }
+}
+
+async fn request(client: &reqwest::Client, call: &CustodianCall<'_>) -> Result<CustodianVerdict, String> {
+    let body = serde_json::to_vec(&call.body).map_err(|e| e.to_string())?;
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let timestamp = Timestamp::now().unix_seconds();
+    let mut response = client
+        .post(call.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", sign(call.secret, &id, timestamp, &body))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {}", e.without_url()))?;
+    if !response.status().is_success() {
+        return Err(format!("custodian answered {}", response.status()));
+    }
+    let mut raw = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading: {}", e.without_url()))?
+    {
+        raw.extend_from_slice(&chunk);
+        if raw.len() > RESPONSE_BODY_LEN_MAX {
+            return Err("custodian answer too large".into());
+        }
+    }
+    let answer: CustodianAnswer = serde_json::from_slice(&raw).map_err(|e| format!("malformed answer: {e}"))?;
+    if !answer.approved {
+        return Ok(CustodianVerdict::Declined);
+    }
+    let amount = answer.amount.unwrap_or(call.amount);
+    if amount <= 0 || amount > call.amount {
+        return Err(format!("approved amount {amount} outside 1..={}", call.amount));
+    }
+    Ok(CustodianVerdict::Approved { amount })
+}

@@ -1,0 +1,344 @@
+//! The card network's interface: authorizations (incremental and stand-in advice too), reversals,
+//! clearings (capture or force post) and refunds. Authenticated with a network credential, not a
+//! tenant key; every message is idempotent by its `network_transaction_id`.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use cardplane_domain::api_key::ApiSecret;
+use cardplane_domain::authorization::Merchant;
+use cardplane_domain::ids::NetworkCredentialId;
+use cardplane_domain::money::Currency;
+use cardplane_domain::pan::Pan;
+use cardplane_domain::{Environment, FieldError};
+use cardplane_store::StoreError;
+use cardplane_store::transactions::Answer;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::authorize::{AuthorizationMessage, PostingMessage, ReversalMessage};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use crate::views::NetworkAnswerView;
+
+/// The environment a network credential reaches.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkCtx {
+    pub environment: Environment,
+}
+
+pub async fn authenticate_network(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let invalid = || ApiError::unauthenticated("credentials_invalid", "Invalid network credential").into_response();
+    let Some((user, password)) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+    else {
+        return ApiError::unauthenticated(
+            "credentials_missing",
+            "Authenticate with the network credential (basic auth)",
+        )
+        .into_response();
+    };
+    let Ok(id) = NetworkCredentialId::parse(&user) else {
+        return invalid();
+    };
+    let credential = match state.network.find_network_credential(&id).await {
+        Ok(c) => c,
+        Err(StoreError::NotFound) => return invalid(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if credential.revoked_at.is_some()
+        || !ApiSecret::from_presented(&password).verify(&state.pepper, &credential.secret_hash)
+    {
+        return invalid();
+    }
+    req.extensions_mut().insert(NetworkCtx {
+        environment: credential.environment,
+    });
+    next.run(req).await
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantRequest {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// 4 digits.
+    #[schema(example = "5411")]
+    pub mcc: Option<String>,
+    /// ISO 3166-1 alpha-3 (alpha-2 accepted).
+    #[schema(example = "USA")]
+    pub country: Option<String>,
+    pub city: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAuthorizationRequest {
+    pub network_transaction_id: Option<String>,
+    #[schema(example = "4111111111111111")]
+    pub pan: Option<String>,
+    /// YYYY-MM.
+    #[schema(example = "2029-11")]
+    pub expiration: Option<String>,
+    /// Minor units.
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub merchant: Option<MerchantRequest>,
+    /// chip, contactless, magstripe, manual, ecommerce, ...
+    pub entry_mode: Option<String>,
+    pub partial_approval_supported: Option<bool>,
+    /// Incremental authorization: the network transaction id of the authorization to raise.
+    pub original_network_transaction_id: Option<String>,
+    /// The network approved this while Cardplane was unreachable: record it as approved.
+    pub stand_in_advice: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkReversalRequest {
+    pub network_transaction_id: Option<String>,
+    pub original_network_transaction_id: Option<String>,
+    /// Partial reversal amount; omit to reverse everything still held.
+    pub amount: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPostingRequest {
+    pub network_transaction_id: Option<String>,
+    /// The authorization this clears or refunds; omit for a force post or an unlinked refund.
+    pub original_network_transaction_id: Option<String>,
+    /// Required without an original.
+    pub pan: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub merchant: Option<MerchantRequest>,
+}
+
+pub fn parse_ntid(param: &str, raw: Option<&str>) -> Result<String, FieldError> {
+    let v = raw.ok_or_else(|| FieldError::missing(param))?;
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(FieldError::invalid(param, "1 to 64 visible ASCII characters"));
+    }
+    Ok(v.to_owned())
+}
+
+fn parse_pan(raw: Option<&str>) -> Result<Pan, FieldError> {
+    Pan::parse(raw.ok_or_else(|| FieldError::missing("pan"))?).map_err(|e| FieldError::invalid("pan", e.to_string()))
+}
+
+fn parse_expiration(raw: Option<&str>) -> Result<(u16, u8), FieldError> {
+    let raw = raw.ok_or_else(|| FieldError::missing("expiration"))?;
+    let bad = || FieldError::invalid("expiration", "YYYY-MM");
+    let (y, m) = raw.split_once('-').ok_or_else(bad)?;
+    let (year, month): (u16, u8) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if y.len() != 4 || m.len() != 2 || !(1..=12).contains(&month) {
+        return Err(bad());
+    }
+    Ok((year, month))
+}
+
+pub fn parse_amount(raw: Option<i64>) -> Result<i64, FieldError> {
+    match raw {
+        None => Err(FieldError::missing("amount")),
+        Some(a) if a > 0 => Ok(a),
+        Some(_) => Err(FieldError::invalid("amount", "a positive number of minor units")),
+    }
+}
+
+pub fn parse_currency(raw: Option<&str>) -> Result<Currency, FieldError> {
+    Currency::parse(raw.ok_or_else(|| FieldError::missing("currency"))?)
+        .map_err(|_| FieldError::invalid("currency", "ISO 4217"))
+}
+
+pub fn parse_merchant(raw: Option<&MerchantRequest>) -> Result<Merchant, FieldError> {
+    let m = raw.ok_or_else(|| FieldError::missing("merchant"))?;
+    let text = |param: &str, v: &Option<String>, required: bool| -> Result<String, FieldError> {
+        match v.as_deref().map(str::trim) {
+            Some(s) if s.len() <= 100 && !s.chars().any(char::is_control) && (!s.is_empty() || !required) => {
+                Ok(s.to_owned())
+            }
+            None | Some("") if required => Err(FieldError::missing(format!("merchant.{param}"))),
+            None => Ok(String::new()),
+            Some(_) => Err(FieldError::invalid(
+                format!("merchant.{param}"),
+                "at most 100 printable characters",
+            )),
+        }
+    };
+    let mcc = cardplane_domain::controls::parse_mcc(
+        "merchant.mcc",
+        m.mcc.as_deref().ok_or_else(|| FieldError::missing("merchant.mcc"))?,
+    )?;
+    let country = cardplane_domain::country::normalize_country(
+        m.country
+            .as_deref()
+            .ok_or_else(|| FieldError::missing("merchant.country"))?,
+    )
+    .ok_or_else(|| FieldError::invalid("merchant.country", "ISO 3166-1"))?;
+    Ok(Merchant {
+        id: text("id", &m.id, true)?,
+        name: text("name", &m.name, true)?,
+        mcc,
+        country: country.to_owned(),
+        city: text("city", &m.city, false)?,
+    })
+}
+
+pub fn parse_authorization(req: &NetworkAuthorizationRequest) -> Result<AuthorizationMessage, FieldError> {
+    let entry_mode = match req.entry_mode.as_deref() {
+        None => "unknown".to_owned(),
+        Some(m) if !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            m.to_owned()
+        }
+        Some(_) => return Err(FieldError::invalid("entry_mode", "up to 32 letters, digits or _")),
+    };
+    Ok(AuthorizationMessage {
+        network_transaction_id: parse_ntid("network_transaction_id", req.network_transaction_id.as_deref())?,
+        pan: parse_pan(req.pan.as_deref())?,
+        expiration: parse_expiration(req.expiration.as_deref())?,
+        amount: parse_amount(req.amount)?,
+        currency: parse_currency(req.currency.as_deref())?,
+        merchant: parse_merchant(req.merchant.as_ref())?,
+        entry_mode,
+        partial_approval_supported: req.partial_approval_supported.unwrap_or(false),
+        original: req
+            .original_network_transaction_id
+            .as_deref()
+            .map(|o| parse_ntid("original_network_transaction_id", Some(o)))
+            .transpose()?,
+        stand_in_advice: req.stand_in_advice.unwrap_or(false),
+    })
+}
+
+pub fn parse_posting(req: &NetworkPostingRequest) -> Result<PostingMessage, FieldError> {
+    let original = req
+        .original_network_transaction_id
+        .as_deref()
+        .map(|o| parse_ntid("original_network_transaction_id", Some(o)))
+        .transpose()?;
+    let pan = match (&original, req.pan.as_deref()) {
+        (_, Some(p)) => Some(parse_pan(Some(p))?),
+        (Some(_), None) => None,
+        (None, None) => return Err(FieldError::missing("pan")),
+    };
+    Ok(PostingMessage {
+        network_transaction_id: parse_ntid("network_transaction_id", req.network_transaction_id.as_deref())?,
+        original,
+        pan,
+        amount: parse_amount(req.amount)?,
+        currency: parse_currency(req.currency.as_deref())?,
+        merchant: req.merchant.as_ref().map(|m| parse_merchant(Some(m))).transpose()?,
+    })
+}
+
+pub fn answer_response(answer: Answer) -> Response {
+    let replayed = matches!(answer, Answer::Replayed(_));
+    let body = match answer {
+        Answer::Fresh(b) | Answer::Replayed(b) => b,
+    };
+    let mut r = (axum::http::StatusCode::OK, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if replayed {
+        r.headers_mut()
+            .insert("network-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+fn ctx(req_ctx: Option<axum::Extension<NetworkCtx>>) -> ApiResult<NetworkCtx> {
+    req_ctx
+        .map(|e| e.0)
+        .ok_or_else(|| ApiError::internal("network route without network auth"))
+}
+
+#[utoipa::path(
+    post, path = "/network/authorizations", tag = "Network",
+    request_body = NetworkAuthorizationRequest,
+    responses((status = 200, description = "approved or declined, with an ISO 8583-style response code", body = NetworkAnswerView),
+              (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope)),
+    security(("network_auth" = []))
+)]
+pub async fn network_authorization(
+    State(state): State<AppState>,
+    n: Option<axum::Extension<NetworkCtx>>,
+    JsonBody(req): JsonBody<NetworkAuthorizationRequest>,
+) -> ApiResult<Response> {
+    let n = ctx(n)?;
+    let msg = parse_authorization(&req)?;
+    Ok(answer_response(
+        crate::authorize::authorize(&state, n.environment, msg).await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/network/reversals", tag = "Network",
+    request_body = NetworkReversalRequest,
+    responses((status = 200, body = NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    security(("network_auth" = []))
+)]
+pub async fn network_reversal(
+    State(state): State<AppState>,
+    n: Option<axum::Extension<NetworkCtx>>,
+    JsonBody(req): JsonBody<NetworkReversalRequest>,
+) -> ApiResult<Response> {
+    let n = ctx(n)?;
+    let msg = ReversalMessage {
+        network_transaction_id: parse_ntid("network_transaction_id", req.network_transaction_id.as_deref())?,
+        original: parse_ntid(
+            "original_network_transaction_id",
+            req.original_network_transaction_id.as_deref(),
+        )?,
+        amount: req.amount.map(|a| parse_amount(Some(a))).transpose()?,
+    };
+    Ok(answer_response(
+        crate::authorize::reverse(&state, n.environment, msg).await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/network/clearings", tag = "Network",
+    request_body = NetworkPostingRequest,
+    responses((status = 200, description = "Always posted: a capture of the authorization, or a force post", body = NetworkAnswerView),
+              (status = 400, body = crate::error::ErrorEnvelope)),
+    security(("network_auth" = []))
+)]
+pub async fn network_clearing(
+    State(state): State<AppState>,
+    n: Option<axum::Extension<NetworkCtx>>,
+    JsonBody(req): JsonBody<NetworkPostingRequest>,
+) -> ApiResult<Response> {
+    let n = ctx(n)?;
+    let msg = parse_posting(&req)?;
+    Ok(answer_response(
+        crate::authorize::clear(&state, n.environment, msg).await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/network/refunds", tag = "Network",
+    request_body = NetworkPostingRequest,
+    responses((status = 200, body = NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    security(("network_auth" = []))
+)]
+pub async fn network_refund(
+    State(state): State<AppState>,
+    n: Option<axum::Extension<NetworkCtx>>,
+    JsonBody(req): JsonBody<NetworkPostingRequest>,
+) -> ApiResult<Response> {
+    let n = ctx(n)?;
+    let msg = parse_posting(&req)?;
+    Ok(answer_response(
+        crate::authorize::refund(&state, n.environment, msg).await?,
+    ))
+}

@@ -1,0 +1,89 @@
+//! Transactions: authorizations with their decision trace, force posts and refunds.
+
+use axum::extract::{Path, State};
+use cardplane_domain::ids::TransactionId;
+use cardplane_store::StoreError;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Ctx, ListParams, StrictQuery};
+use crate::reply::Reply;
+use crate::routes::cardholders::{load_cardholder, parse_id as parse_cardholder_id};
+use crate::routes::cards::load_card;
+use crate::state::AppState;
+use crate::views::{TransactionEnvelope, TransactionList, page_items};
+
+async fn list(
+    state: &AppState,
+    ctx: &Ctx,
+    filter: Option<(&'static str, &str)>,
+    params: &ListParams,
+) -> ApiResult<Reply> {
+    let page = params.page(|id| TransactionId::parse(id).is_ok())?;
+    let page = state.transactions.list_transactions(&ctx.scope, filter, &page).await?;
+    let (transactions, has_more, total) = page_items(&page, |t| TransactionEnvelope { transaction: t.into() });
+    Reply::ok(&TransactionList {
+        transactions,
+        has_more,
+        total,
+    })
+}
+
+#[utoipa::path(
+    get, path = "/transactions", tag = "Transactions", params(ListParams),
+    responses((status = 200, body = TransactionList)), security(("basic_auth" = []))
+)]
+pub async fn list_transactions(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    StrictQuery(params): StrictQuery<ListParams>,
+) -> ApiResult<Reply> {
+    list(&state, &ctx, None, &params).await
+}
+
+#[utoipa::path(
+    get, path = "/cards/{card_id}/transactions", tag = "Transactions", params(("card_id" = String, Path), ListParams),
+    responses((status = 200, body = TransactionList), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+)]
+pub async fn list_card_transactions(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(card_id): Path<String>,
+    StrictQuery(params): StrictQuery<ListParams>,
+) -> ApiResult<Reply> {
+    let card = load_card(&state, &ctx, &card_id).await?;
+    list(&state, &ctx, Some(("card_id", card.id.as_str())), &params).await
+}
+
+#[utoipa::path(
+    get, path = "/cardholders/{cardholder_id}/transactions", tag = "Transactions", params(("cardholder_id" = String, Path), ListParams),
+    responses((status = 200, body = TransactionList), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+)]
+pub async fn list_cardholder_transactions(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(cardholder_id): Path<String>,
+    StrictQuery(params): StrictQuery<ListParams>,
+) -> ApiResult<Reply> {
+    let id = parse_cardholder_id(&cardholder_id)?;
+    load_cardholder(&state, &ctx, &id).await?;
+    list(&state, &ctx, Some(("cardholder_id", id.as_str())), &params).await
+}
+
+#[utoipa::path(
+    get, path = "/transactions/{transaction_id}", tag = "Transactions", params(("transaction_id" = String, Path)),
+    responses((status = 200, body = TransactionEnvelope), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+)]
+pub async fn get_transaction(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
+    let id = TransactionId::parse(&id).map_err(|_| ApiError::not_found("transaction"))?;
+    let t = state
+        .transactions
+        .get_transaction(&ctx.scope, &id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("transaction"),
+            other => other.into(),
+        })?;
+    Reply::ok(&TransactionEnvelope {
+        transaction: (&t).into(),
+    })
+}
