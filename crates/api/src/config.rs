@@ -24,6 +24,10 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub log_format: LogFormat,
     pub kyc: KycConfig,
+    /// Consecutive custodian failures that open a program's circuit breaker.
+    pub custodian_breaker_failures: u32,
+    /// How long an open breaker sends every authorization to stand-in before probing again.
+    pub custodian_breaker_open_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -81,6 +85,8 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             log_format: LogFormat::Json,
             kyc: KycConfig::default(),
+            custodian_breaker_failures: 5,
+            custodian_breaker_open_ms: 30_000,
         }
     }
 }

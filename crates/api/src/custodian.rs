@@ -15,9 +15,6 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-/// Consecutive failures that open a program's breaker, and how long it stays open.
-const BREAKER_FAILURES_MAX: u32 = 5;
-const BREAKER_OPEN: Duration = Duration::from_secs(30);
 const RESPONSE_BODY_LEN_MAX: usize = 16 * 1024;
 
 #[derive(Debug, Default)]
@@ -26,20 +23,32 @@ struct BreakerState {
     open_until: Option<Instant>,
 }
 
-/// One circuit breaker per program, in this process.
-#[derive(Default)]
-pub struct Breakers(Mutex<HashMap<String, BreakerState>>);
+/// One circuit breaker per program, in this process: `failures_max` consecutive failures open it
+/// for `open_for`; then one probe may go through.
+pub struct Breakers {
+    states: Mutex<HashMap<String, BreakerState>>,
+    failures_max: u32,
+    open_for: Duration,
+}
 
 impl Breakers {
+    pub fn new(failures_max: u32, open_for: Duration) -> Self {
+        Self {
+            states: Mutex::default(),
+            failures_max,
+            open_for,
+        }
+    }
+
     /// Whether a call may go out now. An open breaker lets one probe through once its time is up.
     fn allow(&self, key: &str) -> bool {
-        let mut map = self.0.lock().expect("breaker lock");
+        let mut map = self.states.lock().expect("breaker lock");
         let state = map.entry(key.to_owned()).or_default();
         match state.open_until {
             Some(until) if Instant::now() < until => false,
             Some(_) => {
                 // Half-open: this caller probes; others wait for its result.
-                state.open_until = Some(Instant::now() + BREAKER_OPEN);
+                state.open_until = Some(Instant::now() + self.open_for);
                 true
             }
             None => true,
@@ -47,20 +56,20 @@ impl Breakers {
     }
 
     fn record(&self, key: &str, ok: bool) {
-        let mut map = self.0.lock().expect("breaker lock");
+        let mut map = self.states.lock().expect("breaker lock");
         let state = map.entry(key.to_owned()).or_default();
         if ok {
             *state = BreakerState::default();
         } else {
             state.failures += 1;
-            if state.failures >= BREAKER_FAILURES_MAX {
-                state.open_until = Some(Instant::now() + BREAKER_OPEN);
+            if state.failures >= self.failures_max {
+                state.open_until = Some(Instant::now() + self.open_for);
             }
         }
     }
 
     pub fn is_open(&self, key: &str) -> bool {
-        let map = self.0.lock().expect("breaker lock");
+        let map = self.states.lock().expect("breaker lock");
         map.get(key)
             .and_then(|s| s.open_until)
             .is_some_and(|u| Instant::now() < u)

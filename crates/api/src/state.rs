@@ -89,6 +89,10 @@ impl AppState {
         let store = Arc::new(SqlStore::new(db.clone()));
         let kyc_sandbox = provider(config.kyc.sandbox_provider, &config, Environment::Sandbox)?;
         let kyc_live = provider(config.kyc.live_provider, &config, Environment::Live)?;
+        let breakers = Breakers::new(
+            config.custodian_breaker_failures.max(1),
+            Duration::from_millis(config.custodian_breaker_open_ms),
+        );
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -106,7 +110,7 @@ impl AppState {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("reqwest client builds with rustls"),
-            breakers: Arc::default(),
+            breakers: Arc::new(breakers),
             card_keys: Arc::new(card_keys),
             idempotency: store,
             vault: Arc::new(vault),

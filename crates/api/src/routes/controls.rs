@@ -153,7 +153,9 @@ pub async fn create_spend_control(
             (ControlScopeKind::Program, p.id.to_string(), p.program_id)
         }
         _ => {
-            return Err(FieldError::invalid("card_id", "give exactly one of card_id, cardholder_id, program_id").into());
+            return Err(
+                FieldError::invalid("card_id", "give exactly one of card_id, cardholder_id, program_id").into(),
+            );
         }
     };
     let window = Window::parse("spend_control", req.window.as_deref(), req.window_secs).map_err(|e| FieldError {

@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod authorization;
 mod cardholders;
 mod cards;
 mod conventions;

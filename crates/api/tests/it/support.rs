@@ -323,3 +323,16 @@ impl TestApp {
         card["card"].clone()
     }
 }
+
+impl TestApp {
+    /// A second server process on the same database (same secrets), as a scaled-out deployment
+    /// runs; stopped with the test. Returns its base URL.
+    pub async fn second_server(&self) -> String {
+        let mut config = (*self.state.config).clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build(config).await.expect("second server builds");
+        let base = format!("http://{}", app.address());
+        tokio::spawn(app.run_until(std::future::pending()));
+        base
+    }
+}
