@@ -1,6 +1,8 @@
 //! The `cardplane` binary: one process, several subcommands. Thin: everything real lives in the
 //! library crates so tests can drive it.
 
+mod simulate;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -44,6 +46,24 @@ enum Command {
     Network {
         #[command(subcommand)]
         command: NetworkCommand,
+    },
+    /// Drive a realistic stream of sandbox card activity against a running server.
+    Simulate {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A sandbox API key: KEY_ID:SECRET.
+        #[arg(long, env = "CARDPLANE_SIMULATE_KEY", hide_env_values = true)]
+        key: String,
+        /// A funded stored-balance program to issue the simulated cards in.
+        #[arg(long, default_value = "Apto_GPR")]
+        program: String,
+        #[arg(long, default_value_t = 5)]
+        cards: usize,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Minor units loaded onto each card.
+        #[arg(long, default_value_t = 20_000)]
+        load: i64,
     },
     /// Ledger checks.
     Ledger {
@@ -235,6 +255,24 @@ async fn main() -> anyhow::Result<()> {
                     issued.id, issued.secret, issued.environment
                 );
             }
+        }
+        Command::Simulate {
+            url,
+            key,
+            program,
+            cards,
+            count,
+            load,
+        } => {
+            simulate::run(simulate::Options {
+                url,
+                key,
+                program,
+                cards: cards.max(1),
+                count,
+                load,
+            })
+            .await?;
         }
         Command::Ledger {
             command: LedgerCommand::Verify,
