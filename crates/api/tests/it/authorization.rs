@@ -714,7 +714,40 @@ async fn two_server_processes_on_one_database_keep_the_invariants(b: Backend) {
     assert_books_clean(&app).await;
 }
 
+async fn stand_in_advice_is_always_recorded_and_never_overdraws(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let net = setup(&app, 100_000).await;
+    let c = card(&app, &net, 500).await;
+    app.post(&net.tenant.sandbox, &format!("/cards/{}/freeze", c.id), &json!({}))
+        .await;
+    let id = ntid();
+    let mut advice = auth_body(&c, &id, 800);
+    advice["stand_in_advice"] = json!(true);
+    let answer = network(&app, &net, "/network/authorizations", &advice).await;
+    assert_eq!(
+        (answer["decision"].as_str(), answer["stand_in"].as_bool()),
+        (Some("approved"), Some(true)),
+        "{answer}"
+    );
+    assert_eq!(
+        balance(&app, &net, &c).await,
+        (500, 500, 0),
+        "the hold reserves what the card has"
+    );
+    network(&app, &net, "/network/clearings", &json!({"network_transaction_id": ntid(), "original_network_transaction_id": id, "amount": 800, "currency": "USD"})).await;
+    assert_eq!(balance(&app, &net, &c).await, (0, 0, 0));
+    let (_, t) = app
+        .get(
+            &net.tenant.sandbox,
+            &format!("/transactions/{}", answer["authorization_id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(t["transaction"]["decision_trace"][0]["check"], "stand_in_advice");
+    assert_books_clean(&app).await;
+}
+
 both_backends!(
+    stand_in_advice_is_always_recorded_and_never_overdraws,
     a_hold_is_cleared_reversed_and_refunded_through_the_ledger,
     each_decline_reason_answers_with_its_response_code,
     a_repeated_network_message_is_not_applied_twice,

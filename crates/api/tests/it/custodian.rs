@@ -237,6 +237,44 @@ async fn a_custodian_decides_funds_and_stand_in_covers_every_failure(b: Backend)
     let after = authorize(10).await;
     assert_eq!(after["stand_in"], false);
     assert_eq!(custodian.calls(), before + 2, "closed again");
+
+    // A program whose stand-in policy declines answers 91 when its custodian cannot be reached.
+    let unreachable = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/authorize", l.local_addr().unwrap())
+    };
+    let (status, _) = app
+        .post(
+            t,
+            "/programs",
+            &json!({
+                "program_id": "CUST2", "name": "Strict", "network": "VISA", "bin": "433333", "currency": "USD",
+                "design_keys": ["blue"], "funding_model": "custodian_authority",
+                "custodian": {"url": unreachable, "signing_secret": SECRET, "deadline_ms": DEADLINE_MS}
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, card2) = app
+        .post(
+            t,
+            &format!("/cardholders/{}/cards", holder["id"].as_str().unwrap()),
+            &json!({"program_id": "CUST2"}),
+        )
+        .await;
+    let id2 = card2["card"]["id"].as_str().unwrap();
+    let (_, s2) = app.post(t, &format!("/cards/{id2}/reveal"), &json!({})).await;
+    let body = json!({
+        "network_transaction_id": "nt_unreachable", "pan": s2["pan"], "expiration": s2["expiration"], "amount": 100,
+        "currency": "USD", "merchant": {"id": "m", "name": "Shop", "mcc": "5411", "country": "USA", "city": "NYC"}
+    });
+    let (_, answer) = app.post(&net, "/network/authorizations", &body).await;
+    assert_eq!(
+        (answer["response_code"].as_str(), answer["reason"].as_str()),
+        (Some("91"), Some("custodian_unavailable")),
+        "{answer}"
+    );
+    assert_eq!(answer["stand_in"], true);
 }
 
 both_backends!(a_custodian_decides_funds_and_stand_in_covers_every_failure);
