@@ -1,6 +1,7 @@
 //! The `cardplane` binary: one process, several subcommands. Thin: everything real lives in the
 //! library crates so tests can drive it.
 
+mod bench;
 mod simulate;
 
 use std::path::PathBuf;
@@ -64,6 +65,28 @@ enum Command {
         /// Minor units loaded onto each card.
         #[arg(long, default_value_t = 20_000)]
         load: i64,
+    },
+    /// Benchmark: provision, start a server on the configured database, drive load, verify.
+    Bench {
+        #[arg(value_enum, default_value = "authorize")]
+        workload: bench::Workload,
+        #[arg(long, default_value_t = 10_000)]
+        cards: usize,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// Open loop at this many authorizations per second (default: closed loop).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Card counts for the growth workload, e.g. 10000,1000000.
+        #[arg(long, value_delimiter = ',')]
+        growth: Vec<usize>,
+        /// Skip the HTTP-ceiling and naive-database baselines.
+        #[arg(long)]
+        no_baselines: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Ledger checks.
     Ledger {
@@ -273,6 +296,37 @@ async fn main() -> anyhow::Result<()> {
                 load,
             })
             .await?;
+        }
+        Command::Bench {
+            workload,
+            cards,
+            connections,
+            duration_secs,
+            rate,
+            growth,
+            no_baselines,
+            json,
+        } => {
+            let state = open_state(config).await?;
+            let options = bench::Options {
+                workload,
+                cards: cards.max(1),
+                connections: connections.max(1),
+                duration: std::time::Duration::from_secs(duration_secs.max(1)),
+                rate,
+                growth,
+                baselines: !no_baselines,
+            };
+            let report = bench::run(state.clone(), options).await?;
+            state.db.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                bench::print(&report);
+            }
+            if report.runs.iter().any(|r| !r.ledger_clean || !r.money_conserved) {
+                std::process::exit(1);
+            }
         }
         Command::Ledger {
             command: LedgerCommand::Verify,

@@ -134,3 +134,37 @@ both_backends!(
     tenant_create_prints_keys_and_ledger_verify_catches_tampering,
     kek_rotation_updates_the_key_file_and_keeps_the_vault_open,
 );
+
+/// The benchmark harness end to end, small: it provisions, starts a server, drives load, and
+/// verifies the ledger (exit status 1 on any discrepancy).
+async fn the_benchmark_harness_runs_and_checks_the_books(b: Backend) {
+    let Some(db) = TestDb::create(b).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = cardplane(
+        &db,
+        dir.path(),
+        &[
+            "bench",
+            "lifecycle",
+            "--cards",
+            "50",
+            "--connections",
+            "4",
+            "--duration-secs",
+            "1",
+            "--no-baselines",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &report["runs"][0];
+    assert_eq!(run["cards"], 50);
+    assert!(run["authorizations"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(run["ledger_clean"], true);
+    assert_eq!(run["money_conserved"], true);
+    assert_eq!(run["errors"], 0, "{report}");
+}
+
+both_backends!(the_benchmark_harness_runs_and_checks_the_books);

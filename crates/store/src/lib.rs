@@ -27,6 +27,7 @@ macro_rules! store_enum {
 }
 
 pub mod api_keys;
+pub mod bench;
 pub mod cardholders;
 pub mod cards;
 pub mod events;
