@@ -427,12 +427,15 @@ async fn drive(
     });
     let started = Instant::now();
     let deadline = started + duration;
+    // Network transaction ids must be new in every run: a reused one gets its stored answer.
+    let run = uuid_like();
     let mut tasks = Vec::new();
     for task in 0..connections {
         let (http, cards, counters) = (http.clone(), cards.clone(), counters.clone());
         let url = format!("{base}/network/authorizations");
         let base = base.to_owned();
         let (user, secret) = (credential.0.to_owned(), credential.1.to_owned());
+        let run = run.clone();
         // Open loop: each connection sends at rate/connections, latency counted from the planned send.
         let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1) as f64));
         tasks.push(tokio::spawn(async move {
@@ -452,7 +455,7 @@ async fn drive(
                 let oversized = workload == Workload::Lifecycle && rng.random_bool(0.03);
                 let amount = if oversized { CARD_FUNDS_MINOR * 10 } else { rng.random_range(AMOUNT_MIN_MINOR..=AMOUNT_MAX_MINOR) };
                 seq += 1;
-                let ntid = format!("b{task}_{seq}_{}", rng.random::<u32>());
+                let ntid = format!("b{run}_{task}_{seq}");
                 let body = json!({"network_transaction_id": ntid, "pan": card.pan, "expiration": card.expiration, "amount": amount,
                                   "currency": "USD", "merchant": merchant(), "entry_mode": "chip"});
                 let sent = http.post(&url).basic_auth(&user, Some(&secret)).json(&body).send().await;
@@ -500,6 +503,10 @@ async fn drive(
         }
     }
     (counters, merged, started.elapsed())
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
 }
 
 /// The HTTP ceiling: the same stack (axum + hyper, reqwest client) answering a trivial JSON echo.
