@@ -20,6 +20,10 @@ crate::wire_enum!(EventType {
     BalanceAdjustmentCreated => "balance_adjustment.created",
     ApiKeyCreated => "api_key.created",
     ApiKeyRevoked => "api_key.revoked",
+    WebhookEndpointCreated => "webhook_endpoint.created",
+    WebhookEndpointUpdated => "webhook_endpoint.updated",
+    WebhookEndpointDeleted => "webhook_endpoint.deleted",
+    WebhookEndpointDisabled => "webhook_endpoint.disabled",
 });
 
 #[derive(Debug, Clone, PartialEq)]

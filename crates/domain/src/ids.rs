@@ -91,6 +91,8 @@ define_id!(JournalId, "jrnl");
 define_id!(LedgerEntryId, "entry");
 define_id!(BalanceAdjustmentId, "badj");
 define_id!(CardRevealId, "rvl");
+define_id!(WebhookEndpointId, "we");
+define_id!(WebhookAttemptId, "whatt");
 
 #[cfg(test)]
 mod tests {
