@@ -15,6 +15,8 @@ pub mod routes;
 pub mod secrets;
 pub mod state;
 pub mod views;
+pub mod delivery;
+pub mod webhook_listen;
 
 pub use app::{Application, open_state, router};
 pub use config::Config;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, cardholders, cards, events, ops, programs, sandbox};
+use crate::routes::{api_keys, cardholders, cards, events, ops, programs, sandbox, webhooks};
 
 struct BasicAuth;
 
@@ -68,6 +68,15 @@ impl Modify for BasicAuth {
         ops::healthz,
         ops::readyz,
         ops::metrics,
+        webhooks::create_endpoint,
+        webhooks::list_endpoints,
+        webhooks::get_endpoint,
+        webhooks::update_endpoint,
+        webhooks::delete_endpoint,
+        webhooks::rotate_secret,
+        webhooks::list_deliveries,
+        webhooks::replay,
+        webhooks::redeliver_event,
     ),
     modifiers(&BasicAuth),
     tags(
@@ -78,6 +87,7 @@ impl Modify for BasicAuth {
         (name = "API keys", description = "Credentials of your tenant, per environment"),
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),
+        (name = "Webhooks", description = "Signed event delivery (Standard Webhooks), the delivery log, replay"),
     )
 )]
 pub struct ApiDoc;

@@ -19,6 +19,8 @@ use crate::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
 use crate::middleware::LastUsed;
 use crate::secrets::CardKeys;
 use cardplane_domain::Environment;
+use cardplane_domain::webhook::Network;
+use cardplane_store::webhooks::WebhookStore;
 
 /// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL.
 #[derive(Clone)]
@@ -40,6 +42,9 @@ pub struct AppState {
     pub kyc_live: Arc<dyn KycProvider>,
     pub metrics: PrometheusHandle,
     pub last_used: Arc<LastUsed>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// Networks live webhook endpoints may reach although internal (operator allowlist).
+    pub webhook_allowlist: Arc<[Network]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,7 @@ impl AppState {
         let store = Arc::new(SqlStore::new(db.clone()));
         let kyc_sandbox = provider(config.kyc.sandbox_provider, &config, Environment::Sandbox)?;
         let kyc_live = provider(config.kyc.live_provider, &config, Environment::Live)?;
+        let config_webhooks = config.webhooks.clone();
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -91,13 +97,15 @@ impl AppState {
             cards: store.clone(),
             ledger: store.clone(),
             card_keys: Arc::new(card_keys),
-            idempotency: store,
+            idempotency: store.clone(),
             vault: Arc::new(vault),
             pepper: pepper.into(),
             kyc_sandbox,
             kyc_live,
             metrics,
             last_used: Arc::default(),
+            webhook_allowlist: crate::delivery::allowlist(&config_webhooks).unwrap_or_default().into(),
+            webhooks: store,
         })
     }
 

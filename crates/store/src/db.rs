@@ -72,6 +72,7 @@ fn migrator(backend: Backend) -> Migrator {
         migration(1, "foundation", include_str!("../migrations/0001_foundation.sql")),
         migration(2, "cards ledger", include_str!("../migrations/0002_cards_ledger.sql")),
         migration(3, "immutable ledger", immutable),
+        migration(10, "webhooks", include_str!("../migrations/0010_webhooks.sql")),
     ])
 }
 

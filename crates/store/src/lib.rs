@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod programs;
 pub mod tenants;
 pub mod vault;
+pub mod webhooks;
 
 pub use db::{Backend, Db, DbOptions};
 pub use error::StoreError;

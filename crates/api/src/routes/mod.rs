@@ -5,3 +5,4 @@ pub mod events;
 pub mod ops;
 pub mod programs;
 pub mod sandbox;
+pub mod webhooks;

@@ -11,3 +11,4 @@ mod isolation;
 mod kyc;
 mod ledger;
 mod pagination;
+mod webhooks;
