@@ -227,6 +227,13 @@ impl Deliverer {
             attempt = attempt_number, http.status = sent.status, latency_ms, error = sent.error.as_deref(),
             "webhook attempt"
         );
+        let result = match verdict {
+            AttemptVerdict::Delivered => "delivered",
+            AttemptVerdict::Gone => "gone",
+            AttemptVerdict::Failed { .. } => "failed",
+        };
+        metrics::counter!("webhook_attempts_total", "result" => result).increment(1);
+        metrics::histogram!("webhook_attempt_duration_seconds").record(started.elapsed().as_secs_f64());
         let record = AttemptRecord {
             attempt_id: WebhookAttemptId::generate(),
             attempt_number,

@@ -28,6 +28,8 @@ enum Answer {
     StatusRetryAfter(u16, u64),
     /// Never answers (until the test ends).
     Hang,
+    /// 200 with a body that never ends.
+    Huge,
 }
 
 #[derive(Clone)]
@@ -73,6 +75,15 @@ impl Receiver {
                     Answer::Hang => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         500
+                    }
+                    Answer::Huge => {
+                        let chunks = futures::stream::repeat_with(|| {
+                            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 16 * 1024]))
+                        });
+                        return response
+                            .status(200)
+                            .body(axum::body::Body::from_stream(chunks))
+                            .unwrap();
                     }
                 };
                 if (300..400).contains(&status) {
@@ -661,6 +672,33 @@ async fn the_background_worker_delivers_on_its_own(b: Backend) {
     assert!(receiver.script.lock().unwrap().is_empty());
 }
 
+async fn a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, |c| {
+        quiet(c);
+        c.webhooks.attempt_timeout_ms = 300;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = app.tenant().await;
+    let receiver = Receiver::start(&[Answer::Hang, Answer::Huge]).await;
+    let (id, _) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
+    let deliverer = Deliverer::new(&app.state);
+    let now = Timestamp::now();
+    assert_eq!(deliverer.deliver_due(now).await.unwrap(), 1);
+    let log = attempts(&app, &t.sandbox, &id).await;
+    assert!(log[0]["status_code"].is_null());
+    assert_eq!(log[0]["error"], "timeout");
+    let next = Timestamp::from_micros(micros(&log[0]["next_attempt_at"]) + 1000);
+    // A 200 with an endless body counts as delivered once the status is in; the body is not
+    // read past the cap.
+    assert_eq!(deliverer.deliver_due(next).await.unwrap(), 1);
+    let log = attempts(&app, &t.sandbox, &id).await;
+    assert_eq!(log[1]["status_code"], 200, "{log:?}");
+    assert!(log[1]["next_attempt_at"].is_null());
+}
+
 both_backends!(
     endpoints_are_managed_per_scope_and_the_secret_is_shown_once,
     live_endpoints_may_reach_networks_the_operator_allows,
@@ -674,4 +712,5 @@ both_backends!(
     two_servers_never_deliver_the_same_attempt,
     replay_since_t_resends_exactly_the_events_after_t,
     the_background_worker_delivers_on_its_own,
+    a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap,
 );
