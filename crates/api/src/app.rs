@@ -119,7 +119,10 @@ pub fn router(state: AppState) -> Router {
             "/webhook_endpoints/{endpoint_id}/rotate_secret",
             post(webhooks::rotate_secret),
         )
-        .route("/webhook_endpoints/{endpoint_id}/deliveries", get(webhooks::list_deliveries))
+        .route(
+            "/webhook_endpoints/{endpoint_id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
         .route("/webhook_endpoints/{endpoint_id}/replay", post(webhooks::replay))
         .route("/events/{event_id}/redeliver", post(webhooks::redeliver_event))
         // Layers run bottom-up: authenticate, then idempotency, then the handler.
@@ -166,8 +169,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let mut options = DbOptions::new(config.database_url.clone());
     options.max_connections = config.database_max_connections;
-    crate::delivery::allowlist(&config.webhooks)
-        .map_err(|e| anyhow::anyhow!("webhooks.live_allowed_networks: {e}"))?;
+    crate::delivery::allowlist(&config.webhooks).map_err(|e| anyhow::anyhow!("webhooks.live_allowed_networks: {e}"))?;
     let db = Db::connect(&options).await?;
     db.migrate().await?;
     let secrets = Secrets::load(&config)?;

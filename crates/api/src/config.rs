@@ -169,7 +169,12 @@ impl WebhooksConfig {
             self.disable_after_failing_secs = parsed("CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS", v)?;
         }
         if let Some(v) = get("CARDPLANE_WEBHOOKS_LIVE_ALLOWED_NETWORKS") {
-            self.live_allowed_networks = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            self.live_allowed_networks = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         Ok(())
     }

@@ -92,9 +92,7 @@ impl Resolve for GuardedResolver {
         let allow = self.allow.clone();
         Box::pin(async move {
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let allowed: Vec<SocketAddr> = found
-                .filter(|a| address_allowed(a.ip(), environment, &allow))
-                .collect();
+            let allowed: Vec<SocketAddr> = found.filter(|a| address_allowed(a.ip(), environment, &allow)).collect();
             if allowed.is_empty() {
                 return Err("no allowed address for this host".into());
             }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod issuing;
@@ -15,7 +16,6 @@ pub mod routes;
 pub mod secrets;
 pub mod state;
 pub mod views;
-pub mod delivery;
 pub mod webhook_listen;
 
 pub use app::{Application, open_state, router};

@@ -29,7 +29,8 @@ pub fn check(secret: &WebhookSecret, headers: &HeaderMap, body: &[u8], now: Time
         return Err("missing webhook-id, webhook-timestamp or webhook-signature".into());
     };
     verify(secret, id, ts, sig, body, now).map_err(|e| format!("rejected {id}: {e}"))?;
-    let event: serde_json::Value = serde_json::from_slice(body).map_err(|_| format!("rejected {id}: body is not JSON"))?;
+    let event: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| format!("rejected {id}: body is not JSON"))?;
     Ok(event.to_string())
 }
 

@@ -323,11 +323,7 @@ impl Network {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
-            if prefix == 0 {
-                0
-            } else {
-                bits >> (width - prefix)
-            }
+            if prefix == 0 { 0 } else { bits >> (width - prefix) }
         }
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(n), IpAddr::V4(ip)) => {
@@ -409,11 +405,7 @@ mod tests {
     fn signature_matches_the_standard_webhooks_example() {
         // The example from the Standard Webhooks specification's reference tests.
         let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = secret.sign(
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            br#"{"test": 2432232314}"#,
-        );
+        let sig = secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -432,7 +424,14 @@ mod tests {
             Err(VerifyError::NoMatch)
         );
         assert_eq!(
-            verify(&WebhookSecret::generate(), "evt_1", &ts.to_string(), &header, b"{}", now),
+            verify(
+                &WebhookSecret::generate(),
+                "evt_1",
+                &ts.to_string(),
+                &header,
+                b"{}",
+                now
+            ),
             Err(VerifyError::NoMatch)
         );
         let late = now.plus_secs(TIMESTAMP_TOLERANCE_SECS + 1);
@@ -487,7 +486,15 @@ mod tests {
     #[test]
     fn live_refuses_internal_addresses_unless_allowlisted() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        for internal in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "::1", "fd00::1", "100.64.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.0.1",
+            "::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
             assert!(!address_allowed(ip(internal), Environment::Live, &[]), "{internal}");
         }
         for never in ["169.254.169.254", "0.0.0.0", "fe80::1", "::ffff:169.254.169.254"] {
@@ -497,7 +504,10 @@ mod tests {
         assert!(address_allowed(ip("93.184.216.34"), Environment::Live, &[]));
         assert!(address_allowed(ip("127.0.0.1"), Environment::Sandbox, &[]));
         assert!(!address_allowed(ip("::ffff:127.0.0.1"), Environment::Live, &[]));
-        let allow = [Network::parse("127.0.0.0/8").unwrap(), Network::parse("10.0.0.5").unwrap()];
+        let allow = [
+            Network::parse("127.0.0.0/8").unwrap(),
+            Network::parse("10.0.0.5").unwrap(),
+        ];
         assert!(address_allowed(ip("127.0.0.1"), Environment::Live, &allow));
         assert!(address_allowed(ip("10.0.0.5"), Environment::Live, &allow));
         assert!(!address_allowed(ip("10.0.0.6"), Environment::Live, &allow));

@@ -343,7 +343,10 @@ impl WebhookStore for SqlStore {
             columns: ENDPOINT_COLUMNS,
             filter: None,
         };
-        let page = list_page(self.db.reader(), spec, scope, page, |r| endpoint_from_row(r, Vec::new())).await?;
+        let page = list_page(self.db.reader(), spec, scope, page, |r| {
+            endpoint_from_row(r, Vec::new())
+        })
+        .await?;
         let mut items = Vec::with_capacity(page.items.len());
         for mut e in page.items {
             if e.enabled_events != EnabledEvents::All {
@@ -496,13 +499,15 @@ impl WebhookStore for SqlStore {
         respond: RespondWith<'_>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        let row = sqlx::query("SELECT all_events FROM webhook_endpoints WHERE tenant_id = $1 AND environment = $2 AND id = $3")
-            .bind(scope.tenant_id.as_str())
-            .bind(scope.environment.as_str())
-            .bind(endpoint_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT all_events FROM webhook_endpoints WHERE tenant_id = $1 AND environment = $2 AND id = $3",
+        )
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .bind(endpoint_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         let all: i16 = row.try_get("all_events")?;
         let sql = format!(
             "INSERT INTO webhook_deliveries (id, tenant_id, environment, endpoint_id, event_id, state, attempts, \
@@ -644,10 +649,12 @@ async fn apply_endpoint_outcome(
     let now = record.attempted_at.as_micros();
     match &record.endpoint {
         EndpointOutcome::Healthy => {
-            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                .bind(due.endpoint_id.as_str())
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(due.endpoint_id.as_str())
+            .execute(&mut *conn)
+            .await?;
         }
         EndpointOutcome::Failing => {
             sqlx::query("UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")

@@ -192,9 +192,8 @@ async fn parse_url(state: &AppState, ctx: &Ctx, raw: &str) -> ApiResult<String> 
 fn parse_events(raw: Option<Vec<String>>) -> ApiResult<EnabledEvents> {
     match raw {
         None => Ok(EnabledEvents::All),
-        Some(list) => {
-            EnabledEvents::parse(&list).map_err(|m| ApiError::invalid("parameter_invalid", m).with_param("enabled_events"))
-        }
+        Some(list) => EnabledEvents::parse(&list)
+            .map_err(|m| ApiError::invalid("parameter_invalid", m).with_param("enabled_events")),
     }
 }
 
@@ -301,7 +300,11 @@ pub async fn list_endpoints(
 )]
 pub async fn get_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_endpoint_id(&id)?;
-    let endpoint = state.webhooks.get_endpoint(&ctx.scope, &id).await.map_err(endpoint_missing)?;
+    let endpoint = state
+        .webhooks
+        .get_endpoint(&ctx.scope, &id)
+        .await
+        .map_err(endpoint_missing)?;
     Reply::ok(&EndpointEnvelope {
         webhook_endpoint: (&endpoint).into(),
     })
@@ -324,7 +327,11 @@ pub async fn update_endpoint(
     JsonBody(req): JsonBody<UpdateEndpointRequest>,
 ) -> ApiResult<Reply> {
     let id = parse_endpoint_id(&id)?;
-    let mut endpoint = state.webhooks.get_endpoint(&ctx.scope, &id).await.map_err(endpoint_missing)?;
+    let mut endpoint = state
+        .webhooks
+        .get_endpoint(&ctx.scope, &id)
+        .await
+        .map_err(endpoint_missing)?;
     if let Some(url) = &req.url {
         endpoint.url = parse_url(&state, &ctx, url).await?;
     }
@@ -372,7 +379,11 @@ pub async fn update_endpoint(
 )]
 pub async fn delete_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_endpoint_id(&id)?;
-    let mut endpoint = state.webhooks.get_endpoint(&ctx.scope, &id).await.map_err(endpoint_missing)?;
+    let mut endpoint = state
+        .webhooks
+        .get_endpoint(&ctx.scope, &id)
+        .await
+        .map_err(endpoint_missing)?;
     let now = ctx.now();
     endpoint.enabled = false;
     endpoint.updated_at = now;
@@ -400,7 +411,11 @@ pub async fn delete_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): 
 )]
 pub async fn rotate_secret(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_endpoint_id(&id)?;
-    let mut endpoint = state.webhooks.get_endpoint(&ctx.scope, &id).await.map_err(endpoint_missing)?;
+    let mut endpoint = state
+        .webhooks
+        .get_endpoint(&ctx.scope, &id)
+        .await
+        .map_err(endpoint_missing)?;
     let now = ctx.now();
     let secret = WebhookSecret::generate();
     let sealed = state.vault.seal(secret.key_bytes(), &secret_context(id.as_str()));
@@ -435,7 +450,11 @@ pub async fn list_deliveries(
     StrictQuery(params): StrictQuery<ListParams>,
 ) -> ApiResult<Reply> {
     let id = parse_endpoint_id(&id)?;
-    state.webhooks.get_endpoint(&ctx.scope, &id).await.map_err(endpoint_missing)?;
+    state
+        .webhooks
+        .get_endpoint(&ctx.scope, &id)
+        .await
+        .map_err(endpoint_missing)?;
     let page = params.page(|a| WebhookAttemptId::parse(a).is_ok())?;
     let page = state.webhooks.list_attempts(&ctx.scope, &id, &page).await?;
     let (deliveries, has_more, total) = page_items(&page, |a| DeliveryAttemptEnvelope { delivery: a.into() });
@@ -484,7 +503,10 @@ pub async fn replay(
         .replay_endpoint(&ctx.scope, &id, since, ctx.now(), &respond)
         .await
         .map_err(endpoint_missing)?;
-    Ok(Reply::committed(StatusCode::OK, render(&ScheduledView { scheduled: n })?))
+    Ok(Reply::committed(
+        StatusCode::OK,
+        render(&ScheduledView { scheduled: n })?,
+    ))
 }
 
 #[utoipa::path(
@@ -507,5 +529,8 @@ pub async fn redeliver_event(State(state): State<AppState>, ctx: Ctx, Path(id): 
             StoreError::NotFound => ApiError::not_found("event"),
             other => other.into(),
         })?;
-    Ok(Reply::committed(StatusCode::OK, render(&ScheduledView { scheduled: n })?))
+    Ok(Reply::committed(
+        StatusCode::OK,
+        render(&ScheduledView { scheduled: n })?,
+    ))
 }
