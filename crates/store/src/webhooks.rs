@@ -598,7 +598,8 @@ impl WebhookStore for SqlStore {
         sqlx::query(
             "INSERT INTO webhook_attempts (id, tenant_id, environment, endpoint_id, event_id, event_type, attempt_number, \
              attempted_at, status_code, latency_ms, error, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8 \
+             WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $4)",
         )
         .bind(record.attempt_id.as_str())
         .bind(due.scope.tenant_id.as_str())
@@ -614,6 +615,7 @@ impl WebhookStore for SqlStore {
         .bind(next.map(Timestamp::as_micros))
         .execute(&mut *tx)
         .await?;
+        // (An endpoint deleted while we were sending has no log left to write to.)
         let state = match record.delivery {
             DeliveryOutcome::Delivered => "delivered",
             DeliveryOutcome::RetryAt(_) => "pending",
