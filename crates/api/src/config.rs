@@ -123,6 +123,8 @@ pub struct WebhooksConfig {
     pub disable_after_failing_secs: i64,
     /// Deliveries claimed per worker round.
     pub batch_size: u32,
+    /// A claim lasts the attempt timeout plus this margin; then another worker may take it over.
+    pub lease_margin_secs: i64,
     /// Networks (CIDR) live endpoints may reach even though they are private, loopback or
     /// link-local.
     pub live_allowed_networks: Vec<String>,
@@ -137,6 +139,7 @@ impl Default for WebhooksConfig {
             secret_overlap_secs: 24 * 3600,
             disable_after_failing_secs: 5 * 24 * 3600,
             batch_size: 32,
+            lease_margin_secs: 30,
             live_allowed_networks: Vec::new(),
         }
     }
@@ -167,6 +170,9 @@ impl WebhooksConfig {
         }
         if let Some(v) = get("CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS") {
             self.disable_after_failing_secs = parsed("CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS") {
+            self.lease_margin_secs = parsed("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS", v)?;
         }
         if let Some(v) = get("CARDPLANE_WEBHOOKS_LIVE_ALLOWED_NETWORKS") {
             self.live_allowed_networks = v

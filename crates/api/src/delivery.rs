@@ -24,8 +24,6 @@ use crate::state::AppState;
 
 /// Response bodies are read up to this size and then dropped (we only need the status).
 pub const RESPONSE_BODY_READ_MAX_BYTES: usize = 64 * 1024;
-/// A claim outlives the attempt timeout by this much before another worker may take it over.
-const LEASE_MARGIN_SECS: i64 = 30;
 const USER_AGENT: &str = concat!("Cardplane-Webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// The vault context an endpoint secret is sealed under.
@@ -145,9 +143,10 @@ impl Deliverer {
         }
     }
 
-    /// How long a claim is held: the attempt timeout plus a margin.
+    /// How long a claim is held: the attempt timeout (rounded up) plus a margin for recording.
     pub fn lease_secs(&self) -> i64 {
-        i64::try_from(self.config.attempt_timeout_ms / 1000).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_SECS
+        let timeout = i64::try_from(self.config.attempt_timeout_ms.div_ceil(1000)).unwrap_or(i64::MAX / 4);
+        timeout.saturating_add(self.config.lease_margin_secs.max(1))
     }
 
     /// One round: claims what is due at `now`, sends it, records every attempt. Returns how many
