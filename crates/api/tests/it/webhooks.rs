@@ -119,6 +119,15 @@ impl Receiver {
         self.got.lock().unwrap().clear();
     }
 
+    /// Every request the receiver got verifies with the reference library under `secret`.
+    fn assert_all_verify(&self, secret: &str) {
+        let got = self.deliveries();
+        assert!(!got.is_empty());
+        for d in &got {
+            verify(secret, d).unwrap_or_else(|e| panic!("delivery {} does not verify: {e}", d.header("webhook-id")));
+        }
+    }
+
     fn ids(&self) -> Vec<String> {
         self.deliveries().iter().map(|d| d.header("webhook-id")).collect()
     }
@@ -511,7 +520,7 @@ async fn a_410_disables_the_endpoint_with_an_event(b: Backend) {
     let Some(app) = spawn(b).await else { return };
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Status(410)]).await;
-    let (id, _) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
+    let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
     let deliverer = Deliverer::new(&app.state);
     assert_eq!(deliverer.deliver_due(Timestamp::now()).await.unwrap(), 1);
     let (_, got) = app.get(&t.sandbox, &format!("/webhook_endpoints/{id}")).await;
@@ -541,13 +550,14 @@ async fn a_410_disables_the_endpoint_with_an_event(b: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(deliverer.deliver_due(Timestamp::now()).await.unwrap() >= 1);
+    receiver.assert_all_verify(&secret);
 }
 
 async fn retry_after_is_honoured(b: Backend) {
     let Some(app) = spawn(b).await else { return };
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::StatusRetryAfter(503, 120), Answer::StatusRetryAfter(500, 900)]).await;
-    let (id, _) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
+    let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
     let deliverer = Deliverer::new(&app.state);
     let now = Timestamp::now();
     deliverer.deliver_due(now).await.unwrap();
@@ -564,6 +574,7 @@ async fn retry_after_is_honoured(b: Backend) {
     let log = attempts(&app, &t.sandbox, &id).await;
     let next = micros(&log[1]["next_attempt_at"]);
     assert!(next >= second.plus_secs(300).as_micros() - 1000 && next <= second.plus_secs(330).as_micros() + 1000);
+    receiver.assert_all_verify(&secret);
 }
 
 async fn an_endpoint_failing_for_the_configured_period_is_disabled(b: Backend) {
@@ -577,7 +588,7 @@ async fn an_endpoint_failing_for_the_configured_period_is_disabled(b: Backend) {
     };
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Status(500); 10]).await;
-    let (id, _) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
+    let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
     let deliverer = Deliverer::new(&app.state);
     let mut now = Timestamp::now();
     for _ in 0..3 {
@@ -596,6 +607,7 @@ async fn an_endpoint_failing_for_the_configured_period_is_disabled(b: Backend) {
     assert_eq!(attempts(&app, &t.sandbox, &id).await.len(), 3);
     let (_, events) = app.get(&t.sandbox, "/events?limit=1").await;
     assert_eq!(events["events"][0]["event"]["type"], "webhook_endpoint.disabled");
+    receiver.assert_all_verify(&secret);
 }
 
 async fn a_crash_mid_delivery_loses_nothing(b: Backend) {
@@ -631,6 +643,7 @@ async fn a_crash_mid_delivery_loses_nothing(b: Backend) {
     let log = attempts(&app, &t.sandbox, &id).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["status_code"], 204);
+    receiver.assert_all_verify(&secret);
     restarted.db.close().await;
 }
 
@@ -645,7 +658,7 @@ async fn two_servers_never_deliver_the_same_attempt(b: Backend) {
     };
     let t = app.tenant().await;
     let receiver = Receiver::start(&[]).await;
-    endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
+    let (_, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
     for _ in 0..14 {
         some_event(&app, &t.sandbox).await;
     }
@@ -665,6 +678,7 @@ async fn two_servers_never_deliver_the_same_attempt(b: Backend) {
     let ids = receiver.ids();
     assert_eq!(ids.len(), 15, "each delivery sent exactly once");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 15);
+    receiver.assert_all_verify(&secret);
     other.db.close().await;
 }
 
@@ -672,7 +686,7 @@ async fn replay_since_t_resends_exactly_the_events_after_t(b: Backend) {
     let Some(app) = spawn(b).await else { return };
     let t = app.tenant().await;
     let receiver = Receiver::start(&[]).await;
-    let (id, _) = endpoint(&app, &t.sandbox, &receiver.url, json!(["api_key.created"])).await;
+    let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["api_key.created"])).await;
     some_event(&app, &t.sandbox).await;
     some_event(&app, &t.sandbox).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -739,6 +753,7 @@ async fn replay_since_t_resends_exactly_the_events_after_t(b: Backend) {
         .post(&t.live, &format!("/events/{event_id}/redeliver"), &json!({}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    receiver.assert_all_verify(&secret);
 }
 
 async fn the_background_worker_delivers_on_its_own(b: Backend) {
@@ -772,7 +787,7 @@ async fn a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap(b
     };
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Hang, Answer::Huge]).await;
-    let (id, _) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
+    let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
     let deliverer = Deliverer::new(&app.state);
     let now = Timestamp::now();
     assert_eq!(deliverer.deliver_due(now).await.unwrap(), 1);
@@ -786,6 +801,7 @@ async fn a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap(b
     let log = attempts(&app, &t.sandbox, &id).await;
     assert_eq!(log[1]["status_code"], 200, "{log:?}");
     assert!(log[1]["next_attempt_at"].is_null());
+    receiver.assert_all_verify(&secret);
 }
 
 both_backends!(
