@@ -125,6 +125,8 @@ pub struct WebhooksConfig {
     pub batch_size: u32,
     /// A claim lasts the attempt timeout plus this margin; then another worker may take it over.
     pub lease_margin_secs: i64,
+    /// The delivery log keeps attempts this long.
+    pub history_retention_days: i64,
     /// Networks (CIDR) live endpoints may reach even though they are private, loopback or
     /// link-local.
     pub live_allowed_networks: Vec<String>,
@@ -140,6 +142,7 @@ impl Default for WebhooksConfig {
             disable_after_failing_secs: 5 * 24 * 3600,
             batch_size: 32,
             lease_margin_secs: 30,
+            history_retention_days: 30,
             live_allowed_networks: Vec::new(),
         }
     }
@@ -173,6 +176,9 @@ impl WebhooksConfig {
         }
         if let Some(v) = get("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS") {
             self.lease_margin_secs = parsed("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_HISTORY_RETENTION_DAYS") {
+            self.history_retention_days = parsed("CARDPLANE_WEBHOOKS_HISTORY_RETENTION_DAYS", v)?;
         }
         if let Some(v) = get("CARDPLANE_WEBHOOKS_LIVE_ALLOWED_NETWORKS") {
             self.live_allowed_networks = v

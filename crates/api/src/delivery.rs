@@ -367,10 +367,30 @@ pub fn payload(due: &DueDelivery) -> String {
     .to_string()
 }
 
+/// The delivery log is trimmed this often.
+const HISTORY_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+impl Deliverer {
+    /// Drops delivery-log entries older than the retention period.
+    pub async fn purge_history(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let days = self.config.history_retention_days.max(1);
+        self.store.purge_webhook_history(now.plus_secs(-days * 86_400)).await
+    }
+}
+
 /// The background loop `serve` runs: a round every poll interval (immediately again while there
-/// is a full batch).
+/// is a full batch), and a trim of the delivery log every hour.
 pub async fn run(deliverer: Deliverer, poll_interval: Duration) {
+    let mut last_purge: Option<Instant> = None;
     loop {
+        if last_purge.is_none_or(|t| t.elapsed() >= HISTORY_PURGE_EVERY) {
+            last_purge = Some(Instant::now());
+            match deliverer.purge_history(Timestamp::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "old webhook delivery records removed"),
+                Err(e) => tracing::warn!(error = %e, "webhook history purge failed"),
+            }
+        }
         match deliverer.deliver_due(Timestamp::now()).await {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}

@@ -154,6 +154,8 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Vec<DueDelivery>, StoreError>;
     /// Logs an attempt and applies its outcome, if our lease still holds.
     async fn record_attempt(&self, due: &DueDelivery, record: &AttemptRecord) -> Result<(), StoreError>;
+    /// Forgets attempts made before `before` and settled deliveries last touched before it.
+    async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Inserts the event's deliveries: one per enabled endpoint of its scope that subscribes to it.
@@ -640,6 +642,18 @@ impl WebhookStore for SqlStore {
         // the attempt stays in the log and the new holder decides what happens next.
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let attempts = sqlx::query("DELETE FROM webhook_attempts WHERE attempted_at < $1")
+            .bind(before.as_micros())
+            .execute(self.db.writer())
+            .await?;
+        let deliveries = sqlx::query("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1")
+            .bind(before.as_micros())
+            .execute(self.db.writer())
+            .await?;
+        Ok(attempts.rows_affected() + deliveries.rows_affected())
     }
 }
 

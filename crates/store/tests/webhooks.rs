@@ -179,6 +179,19 @@ async fn a_claimed_delivery_waits_for_its_lease_and_a_stale_holder_cannot_settle
     assert_eq!(third[0].failing_since, Some(later));
     let page = cardplane_domain::page::PageRequest::parse(None, None, None, |_| true).unwrap();
     assert_eq!(store.list_attempts(&s, &id, &page).await.unwrap().items.len(), 2);
+
+    // Trimming the log keeps recent attempts and pending deliveries.
+    assert_eq!(store.purge_webhook_history(later).await.unwrap(), 0);
+    assert_eq!(store.purge_webhook_history(later.plus_secs(1)).await.unwrap(), 2);
+    assert!(store.list_attempts(&s, &id, &page).await.unwrap().items.is_empty());
+    assert_eq!(
+        store
+            .claim_due(retry_at.plus_secs(60), retry_at.plus_secs(120), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn concurrent_claims_never_share_a_delivery(b: Backend) {
