@@ -267,11 +267,14 @@ fn attempt_from_row(row: &AnyRow) -> Result<WebhookAttempt, StoreError> {
 /// cannot race.
 fn claim_sql(backend: Backend) -> &'static str {
     match backend {
+        // A locking CTE is evaluated exactly once, so the LIMIT holds however the plan looks.
         Backend::Postgres => {
-            "UPDATE webhook_deliveries SET lease_token = $1, lease_until = $2 WHERE id IN (\
+            "WITH due AS (\
              SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              WHERE d.state = 'pending' AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until <= $3) \
-             AND e.enabled = 1 ORDER BY d.next_attempt_at LIMIT $4 FOR UPDATE OF d SKIP LOCKED) RETURNING id"
+             AND e.enabled = 1 ORDER BY d.next_attempt_at LIMIT $4 FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE webhook_deliveries SET lease_token = $1, lease_until = $2 FROM due \
+             WHERE webhook_deliveries.id = due.id RETURNING webhook_deliveries.id AS id"
         }
         Backend::Sqlite => {
             "UPDATE webhook_deliveries SET lease_token = $1, lease_until = $2 WHERE id IN (\
