@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorType};
 use crate::middleware::{access_log, api_version, authenticate, idempotency};
 use crate::routes::{
-    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions,
+    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions, webhooks,
 };
 use crate::secrets::{Secrets, card_keys, open_vault};
 use crate::state::AppState;
@@ -131,6 +131,26 @@ pub fn router(state: AppState) -> Router {
         .route("/simulate/refunds", post(simulate::simulate_refund))
         .route("/events", get(events::list_events))
         .route("/events/{event_id}", get(events::get_event))
+        .route(
+            "/webhook_endpoints",
+            get(webhooks::list_endpoints).post(webhooks::create_endpoint),
+        )
+        .route(
+            "/webhook_endpoints/{endpoint_id}",
+            get(webhooks::get_endpoint)
+                .post(webhooks::update_endpoint)
+                .delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/webhook_endpoints/{endpoint_id}/rotate_secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/webhook_endpoints/{endpoint_id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route("/webhook_endpoints/{endpoint_id}/replay", post(webhooks::replay))
+        .route("/events/{event_id}/redeliver", post(webhooks::redeliver_event))
         // Layers run bottom-up: authenticate, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
@@ -182,6 +202,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let mut options = DbOptions::new(config.database_url.clone());
     options.max_connections = config.database_max_connections;
+    crate::delivery::allowlist(&config.webhooks).map_err(|e| anyhow::anyhow!("webhooks.live_allowed_networks: {e}"))?;
     let db = Db::connect(&options).await?;
     db.migrate().await?;
     let secrets = Secrets::load(&config)?;
@@ -230,12 +251,19 @@ impl Application {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
         let expiry = tokio::spawn(expire_holds_periodically(state.clone()));
+        let webhooks = state.config.webhooks.worker.then(|| {
+            let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
+            tokio::spawn(crate::delivery::run(crate::delivery::Deliverer::new(&state), poll))
+        });
         let app = router(state.clone());
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         purge.abort();
         expiry.abort();
+        if let Some(w) = webhooks {
+            w.abort();
+        }
         state.db.close().await;
         served
     }

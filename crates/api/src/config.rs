@@ -28,6 +28,7 @@ pub struct Config {
     pub custodian_breaker_failures: u32,
     /// How long an open breaker sends every authorization to stand-in before probing again.
     pub custodian_breaker_open_ms: u64,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -87,6 +88,7 @@ impl Default for Config {
             kyc: KycConfig::default(),
             custodian_breaker_failures: 5,
             custodian_breaker_open_ms: 30_000,
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -107,7 +109,92 @@ impl fmt::Debug for Config {
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
+            .field("webhooks", &self.webhooks)
             .finish()
+    }
+}
+
+/// Webhook delivery (`[webhooks]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Run the delivery worker in `serve` (tests that drive it with an injected clock turn it off).
+    pub worker: bool,
+    pub poll_interval_ms: u64,
+    /// Per-attempt timeout, connect to last body byte.
+    pub attempt_timeout_ms: u64,
+    /// How long the previous secret keeps signing after `rotate_secret`.
+    pub secret_overlap_secs: i64,
+    /// An endpoint whose attempts have all failed for this long is disabled.
+    pub disable_after_failing_secs: i64,
+    /// Deliveries claimed per worker round.
+    pub batch_size: u32,
+    /// A claim lasts the attempt timeout plus this margin; then another worker may take it over.
+    pub lease_margin_secs: i64,
+    /// The delivery log keeps attempts this long.
+    pub history_retention_days: i64,
+    /// Networks (CIDR) live endpoints may reach even though they are private, loopback or
+    /// link-local.
+    pub live_allowed_networks: Vec<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            poll_interval_ms: 1000,
+            attempt_timeout_ms: 10_000,
+            secret_overlap_secs: 24 * 3600,
+            disable_after_failing_secs: 5 * 24 * 3600,
+            batch_size: 32,
+            lease_margin_secs: 30,
+            history_retention_days: 30,
+            live_allowed_networks: Vec::new(),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn apply_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &str, raw: String) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            raw.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_WORKER") {
+            self.worker = parsed("CARDPLANE_WEBHOOKS_WORKER", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_POLL_INTERVAL_MS") {
+            self.poll_interval_ms = parsed("CARDPLANE_WEBHOOKS_POLL_INTERVAL_MS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_ATTEMPT_TIMEOUT_MS") {
+            self.attempt_timeout_ms = parsed("CARDPLANE_WEBHOOKS_ATTEMPT_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_SECRET_OVERLAP_SECS") {
+            self.secret_overlap_secs = parsed("CARDPLANE_WEBHOOKS_SECRET_OVERLAP_SECS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS") {
+            self.disable_after_failing_secs = parsed("CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS") {
+            self.lease_margin_secs = parsed("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_HISTORY_RETENTION_DAYS") {
+            self.history_retention_days = parsed("CARDPLANE_WEBHOOKS_HISTORY_RETENTION_DAYS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_WEBHOOKS_LIVE_ALLOWED_NETWORKS") {
+            self.live_allowed_networks = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        Ok(())
     }
 }
 
@@ -227,6 +314,7 @@ impl Config {
         if let Some(v) = get("CARDPLANE_KYC_HTTP_SECRET") {
             self.kyc.http_secret = Some(v);
         }
+        self.webhooks.apply_env(&get)?;
         Ok(())
     }
 }

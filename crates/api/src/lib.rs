@@ -6,6 +6,7 @@ pub mod app;
 pub mod authorize;
 pub mod config;
 pub mod custodian;
+pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod issuing;
@@ -17,6 +18,7 @@ pub mod routes;
 pub mod secrets;
 pub mod state;
 pub mod views;
+pub mod webhook_listen;
 
 pub use app::{Application, open_state, router};
 pub use config::Config;

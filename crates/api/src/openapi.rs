@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions,
+    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -96,6 +96,15 @@ impl Modify for BasicAuth {
         ops::healthz,
         ops::readyz,
         ops::metrics,
+        webhooks::create_endpoint,
+        webhooks::list_endpoints,
+        webhooks::get_endpoint,
+        webhooks::update_endpoint,
+        webhooks::delete_endpoint,
+        webhooks::rotate_secret,
+        webhooks::list_deliveries,
+        webhooks::replay,
+        webhooks::redeliver_event,
     ),
     modifiers(&BasicAuth),
     tags(
@@ -109,6 +118,7 @@ impl Modify for BasicAuth {
         (name = "API keys", description = "Credentials of your tenant, per environment"),
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),
+        (name = "Webhooks", description = "Signed event delivery (Standard Webhooks), the delivery log, replay"),
     )
 )]
 pub struct ApiDoc;

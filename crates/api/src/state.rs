@@ -23,6 +23,8 @@ use crate::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
 use crate::middleware::LastUsed;
 use crate::secrets::CardKeys;
 use cardplane_domain::Environment;
+use cardplane_domain::webhook::Network;
+use cardplane_store::webhooks::WebhookStore;
 
 /// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL.
 #[derive(Clone)]
@@ -49,6 +51,9 @@ pub struct AppState {
     pub kyc_live: Arc<dyn KycProvider>,
     pub metrics: PrometheusHandle,
     pub last_used: Arc<LastUsed>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// Networks live webhook endpoints may reach although internal (operator allowlist).
+    pub webhook_allowlist: Arc<[Network]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,7 @@ impl AppState {
             config.custodian_breaker_failures.max(1),
             Duration::from_millis(config.custodian_breaker_open_ms),
         );
+        let config_webhooks = config.webhooks.clone();
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -112,13 +118,15 @@ impl AppState {
                 .expect("reqwest client builds with rustls"),
             breakers: Arc::new(breakers),
             card_keys: Arc::new(card_keys),
-            idempotency: store,
+            idempotency: store.clone(),
             vault: Arc::new(vault),
             pepper: pepper.into(),
             kyc_sandbox,
             kyc_live,
             metrics,
             last_used: Arc::default(),
+            webhook_allowlist: crate::delivery::allowlist(&config_webhooks).unwrap_or_default().into(),
+            webhooks: store,
         })
     }
 

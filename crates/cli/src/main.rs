@@ -93,6 +93,23 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Webhook tools.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Run a local receiver that verifies each delivery's signature and prints the event.
+    Listen {
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// The endpoint's signing secret (`whsec_...`).
+        #[arg(long, env = "CARDPLANE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -346,6 +363,13 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             println!("ledger verify: clean");
+        }
+        Command::Webhooks {
+            command: WebhooksCommand::Listen { port, secret },
+        } => {
+            let secret = cardplane_domain::webhook::WebhookSecret::parse(&secret).context("--secret")?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            cardplane_api::webhook_listen::listen(addr, secret, shutdown_signal()).await?;
         }
     }
     Ok(())

@@ -168,3 +168,64 @@ async fn the_benchmark_harness_runs_and_checks_the_books(b: Backend) {
 }
 
 both_backends!(the_benchmark_harness_runs_and_checks_the_books);
+/// `cardplane webhooks listen` prints verified events and refuses forged ones.
+#[test]
+fn webhooks_listen_prints_verified_events_and_refuses_forgeries() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    use cardplane_domain::Timestamp;
+    use cardplane_domain::webhook::WebhookSecret;
+
+    let secret = WebhookSecret::generate();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardplane"))
+        .args(["webhooks", "listen", "--port", "0", "--secret", &secret.expose()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cardplane runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).unwrap();
+    let addr = banner
+        .trim()
+        .strip_prefix("listening for webhooks on http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+        .to_owned();
+
+    let post = |body: &str, signature: &str| -> String {
+        let ts = Timestamp::now().unix_seconds();
+        let signature = if signature.is_empty() {
+            secret.sign("evt_1", ts, body.as_bytes())
+        } else {
+            signature.to_owned()
+        };
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nwebhook-id: evt_1\r\n\
+             webhook-timestamp: {ts}\r\nwebhook-signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or_default().to_owned()
+    };
+    let event = r#"{"id":"evt_1","type":"card.created"}"#;
+    assert!(post(event, "").contains("204"));
+    let forged = WebhookSecret::generate().sign("evt_1", Timestamp::now().unix_seconds(), event.as_bytes());
+    assert!(post(event, &forged).contains("400"));
+
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let printed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(printed["type"], "card.created");
+    let mut rejected = String::new();
+    stderr.read_line(&mut rejected).unwrap();
+    assert!(rejected.contains("rejected evt_1"), "{rejected}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}

@@ -24,6 +24,10 @@ crate::wire_enum!(EventType {
     SpendControlUpdated => "spend_control.updated",
     ApiKeyCreated => "api_key.created",
     ApiKeyRevoked => "api_key.revoked",
+    WebhookEndpointCreated => "webhook_endpoint.created",
+    WebhookEndpointUpdated => "webhook_endpoint.updated",
+    WebhookEndpointDeleted => "webhook_endpoint.deleted",
+    WebhookEndpointDisabled => "webhook_endpoint.disabled",
 });
 
 #[derive(Debug, Clone, PartialEq)]

@@ -94,6 +94,8 @@ define_id!(CardRevealId, "rvl");
 define_id!(TransactionId, "txn");
 define_id!(SpendControlId, "sc");
 define_id!(NetworkCredentialId, "net");
+define_id!(WebhookEndpointId, "we");
+define_id!(WebhookAttemptId, "whatt");
 
 #[cfg(test)]
 mod tests {

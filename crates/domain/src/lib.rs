@@ -26,6 +26,7 @@ pub mod tenant;
 pub mod time;
 pub mod vault;
 pub mod version;
+pub mod webhook;
 
 pub use environment::Environment;
 pub use error::FieldError;

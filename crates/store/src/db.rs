@@ -77,6 +77,7 @@ fn migrator(backend: Backend) -> Migrator {
             "authorizations",
             include_str!("../migrations/0004_authorizations.sql"),
         ),
+        migration(10, "webhooks", include_str!("../migrations/0010_webhooks.sql")),
     ])
 }
 

@@ -38,6 +38,7 @@ pub mod programs;
 pub mod tenants;
 pub mod transactions;
 pub mod vault;
+pub mod webhooks;
 
 pub use db::{Backend, Db, DbOptions};
 pub use error::StoreError;

@@ -10,11 +10,24 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
 use crate::{IdempotentResponse, Scope, StoreError};
 
+/// Appends events, each with the next sequence number of its tenant and environment, and
+/// schedules their webhook deliveries (the outbox) in the same transaction, so no event can be
+/// committed without its deliveries.
 pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) -> Result<(), StoreError> {
     for e in events {
+        let sequence: i64 = sqlx::query(
+            "INSERT INTO event_sequences (tenant_id, environment, last_value) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant_id, environment) DO UPDATE SET last_value = event_sequences.last_value + 1 \
+             RETURNING last_value",
+        )
+        .bind(e.tenant_id.as_str())
+        .bind(e.environment.as_str())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("last_value")?;
         sqlx::query(
-            "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at, sequence) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(e.id.as_str())
         .bind(e.tenant_id.as_str())
@@ -23,8 +36,10 @@ pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) ->
         .bind(e.object_id.as_str())
         .bind(e.data.to_string())
         .bind(e.created_at.as_micros())
+        .bind(sequence)
         .execute(&mut *conn)
         .await?;
+        crate::webhooks::schedule_deliveries(conn, e).await?;
     }
     Ok(())
 }

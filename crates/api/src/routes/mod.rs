@@ -9,3 +9,4 @@ pub mod programs;
 pub mod sandbox;
 pub mod simulate;
 pub mod transactions;
+pub mod webhooks;

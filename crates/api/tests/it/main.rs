@@ -14,3 +14,4 @@ mod kyc;
 mod ledger;
 mod lifecycle_model;
 mod pagination;
+mod webhooks;

@@ -1,0 +1,225 @@
+//! Webhook delivery across real `cardplane serve` processes on one database: a server killed
+//! (SIGKILL) mid-delivery loses nothing once another starts, and two servers never both send the
+//! same delivery.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use cardplane_testkit::{Backend, TestDb, both_backends};
+use serde_json::{Value, json};
+
+/// A `cardplane serve` child on port 0 with a fast worker; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db: &TestDb, dir: &std::path::Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cardplane"))
+            .arg("serve")
+            .current_dir(dir)
+            .env("CARDPLANE_DATABASE_URL", &db.url)
+            .env("CARDPLANE_KEY_FILE", dir.join("cardplane.keys"))
+            .env("CARDPLANE_LISTEN", "127.0.0.1:0")
+            .env("CARDPLANE_WEBHOOKS_POLL_INTERVAL_MS", "50")
+            .env("CARDPLANE_WEBHOOKS_ATTEMPT_TIMEOUT_MS", "1000")
+            .env("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("CARDPLANE_KEK")
+            .env_remove("CARDPLANE_API_KEY_PEPPER")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cardplane serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("server exited before listening").unwrap();
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if log["message"] == "listening" {
+                break log["address"].as_str().unwrap().to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base: format!("http://{address}"),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A receiver that never answers the first request and answers 204 to the rest; counts requests
+/// per `webhook-id`.
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Receiver {
+    async fn start(hang_first: bool) -> Receiver {
+        let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let log = seen.clone();
+        let handler = move |headers: HeaderMap, _body: Bytes| {
+            let log = log.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let first = {
+                    let mut seen = log.lock().unwrap();
+                    let total: usize = seen.values().sum();
+                    *seen.entry(id).or_default() += 1;
+                    total == 0
+                };
+                if hang_first && first {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                StatusCode::NO_CONTENT
+            }
+        };
+        let router = axum::Router::new().fallback(axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Receiver { url, seen }
+    }
+
+    fn counts(&self) -> HashMap<String, usize> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn tenant_key(db: &TestDb, dir: &std::path::Path) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cardplane"))
+        .args(["tenant", "create", "--name", "Hooks", "--json"])
+        .current_dir(dir)
+        .env("CARDPLANE_DATABASE_URL", &db.url)
+        .env("CARDPLANE_KEY_FILE", dir.join("cardplane.keys"))
+        .env("RUST_LOG", "warn")
+        .env_remove("CARDPLANE_KEK")
+        .env_remove("CARDPLANE_API_KEY_PEPPER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        t["sandbox_key"]["id"].as_str().unwrap().to_owned(),
+        t["sandbox_key"]["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn post(server: &Server, key: &(String, String), path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", server.base))
+        .basic_auth(&key.0, Some(&key.1))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.unwrap()
+}
+
+async fn event_ids(server: &Server, key: &(String, String)) -> Vec<String> {
+    let events: Value = reqwest::Client::new()
+        .get(format!("{}/events?limit=50", server.base))
+        .basic_auth(&key.0, Some(&key.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits (bounded) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn a_server_killed_mid_delivery_loses_nothing(b: Backend) {
+    let Some(db) = TestDb::create(b).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = tenant_key(&db, dir.path());
+    let receiver = Receiver::start(true).await;
+    let mut first = Server::start(&db, dir.path());
+    post(&first, &key, "/webhook_endpoints", json!({"url": receiver.url})).await;
+    eventually("the first delivery is in flight", || !receiver.counts().is_empty()).await;
+    for _ in 0..3 {
+        post(&first, &key, "/api_keys", json!({"name": "more events"})).await;
+    }
+    first.kill();
+
+    let second = Server::start(&db, dir.path());
+    let expected = event_ids(&second, &key).await;
+    let hooked: Vec<String> = expected.iter().take(4).cloned().collect(); // the endpoint came first
+    eventually("every event after the endpoint has arrived", || {
+        let counts = receiver.counts();
+        hooked.iter().all(|id| counts.contains_key(id))
+    })
+    .await;
+    eventually("the interrupted delivery was sent again", || {
+        receiver.counts().values().any(|n| *n >= 2)
+    })
+    .await;
+}
+
+async fn two_servers_never_send_the_same_delivery(b: Backend) {
+    let Some(db) = TestDb::create(b).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = tenant_key(&db, dir.path());
+    let receiver = Receiver::start(false).await;
+    let one = Server::start(&db, dir.path());
+    let two = Server::start(&db, dir.path());
+    post(&one, &key, "/webhook_endpoints", json!({"url": receiver.url})).await;
+    for i in 0..12 {
+        let server = if i % 2 == 0 { &one } else { &two };
+        post(server, &key, "/api_keys", json!({"name": "more events"})).await;
+    }
+    eventually("all 13 events have arrived", || receiver.counts().len() == 13).await;
+    // A further poll round of both servers finds nothing left to send.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = receiver.counts();
+    assert_eq!(counts.len(), 13);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
+
+both_backends!(
+    a_server_killed_mid_delivery_loses_nothing,
+    two_servers_never_send_the_same_delivery,
+);
