@@ -656,11 +656,13 @@ fn posted_answer(t: &Transaction, available: Option<i64>) -> String {
     })
 }
 
-/// Clearing: captures a pending authorization (all, part, or more within the MCC's tolerance) and
-/// releases the rest of its hold. Without a pending authorization it is a force post. Always
-/// posted, even if the card was frozen or closed since.
-pub async fn clear(state: &AppState, environment: Environment, msg: PostingMessage) -> Result<Answer, ApiError> {
-    let now = Timestamp::now();
+/// The authorization a posting names (if any) and the card it is for: the original's card, or
+/// the card its PAN names.
+async fn posting_target(
+    state: &AppState,
+    environment: Environment,
+    msg: &PostingMessage,
+) -> Result<(Option<Transaction>, Option<Card>), ApiError> {
     let original = match &msg.original {
         Some(ntid) => state.transactions.find_authorization_by_ntid(environment, ntid).await?,
         None => None,
@@ -681,6 +683,15 @@ pub async fn clear(state: &AppState, environment: Environment, msg: PostingMessa
         (None, Some(pan)) => card_for(state, environment, pan).await?,
         (None, None) => None,
     };
+    Ok((original, card))
+}
+
+/// Clearing: captures a pending authorization (all, part, or more within the MCC's tolerance) and
+/// releases the rest of its hold. Without a pending authorization it is a force post. Always
+/// posted, even if the card was frozen or closed since.
+pub async fn clear(state: &AppState, environment: Environment, msg: PostingMessage) -> Result<Answer, ApiError> {
+    let now = Timestamp::now();
+    let (_, card) = posting_target(state, environment, &msg).await?;
     let Some(card) = card else {
         return answer_without_card(state, environment, &msg, "clearing").await;
     };
@@ -817,26 +828,7 @@ async fn answer_without_card(
 /// A refund: a credit to the card from the settlement side, linked to an authorization or not.
 pub async fn refund(state: &AppState, environment: Environment, msg: PostingMessage) -> Result<Answer, ApiError> {
     let now = Timestamp::now();
-    let original = match &msg.original {
-        Some(ntid) => state.transactions.find_authorization_by_ntid(environment, ntid).await?,
-        None => None,
-    };
-    let card = match (&original, &msg.pan) {
-        (Some(o), _) => Some(
-            state
-                .cards
-                .get_card(
-                    &Scope {
-                        tenant_id: o.tenant_id.clone(),
-                        environment,
-                    },
-                    &o.card_id,
-                )
-                .await?,
-        ),
-        (None, Some(pan)) => card_for(state, environment, pan).await?,
-        (None, None) => None,
-    };
+    let (original, card) = posting_target(state, environment, &msg).await?;
     let Some(card) = card else {
         return answer_without_card(state, environment, &msg, "refund").await;
     };

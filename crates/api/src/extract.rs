@@ -101,6 +101,13 @@ pub struct Ctx {
 pub struct IdempotencyClaim {
     pub key: String,
     pub token: String,
+    /// Stored responses are sealed: some hold secrets shown once (API key and webhook secrets).
+    pub vault: std::sync::Arc<cardplane_domain::vault::Vault>,
+}
+
+/// The vault context a stored response is sealed under: bound to its scope and key.
+pub fn idempotency_context(scope: &Scope, key: &str) -> String {
+    format!("idempotency:{}:{}:{key}", scope.tenant_id, scope.environment.as_str())
 }
 
 impl Ctx {
@@ -114,7 +121,7 @@ impl Ctx {
             key: c.key.clone(),
             claim_token: c.token.clone(),
             status: status.as_u16(),
-            body: body.to_owned(),
+            body: c.vault.seal(body.as_bytes(), &idempotency_context(&self.scope, &c.key)),
         })
     }
 

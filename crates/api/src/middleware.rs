@@ -288,6 +288,11 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .into_response();
         }
         Claim::Completed { status, body, .. } => {
+            let sealed = String::from_utf8_lossy(&body).into_owned();
+            let body = match state.vault.open(&sealed, &crate::extract::idempotency_context(&scope, &key)) {
+                Ok(clear) => clear,
+                Err(e) => return ApiError::internal(format!("stored idempotent response unreadable: {e}")).into_response(),
+            };
             let mut r = (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 body,
@@ -303,6 +308,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     ctx.idempotency = Some(IdempotencyClaim {
         key: key.clone(),
         token: token.clone(),
+        vault: state.vault.clone(),
     });
     parts.extensions.insert(ctx);
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -324,7 +330,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         key: key.clone(),
         claim_token: token.clone(),
         status: resp_parts.status.as_u16(),
-        body: String::from_utf8_lossy(&resp_bytes).into_owned(),
+        body: state.vault.seal(&resp_bytes, &crate::extract::idempotency_context(&scope, &key)),
     };
     if let Err(e) = state.idempotency.complete(&scope, &stored, Timestamp::now()).await {
         tracing::warn!(error = %e, "could not store idempotent error response; releasing key");

@@ -112,6 +112,8 @@ struct Books {
     program: Program,
     funding: Account,
     holder: CardholderId,
+    /// Cards issued so far: bulk PANs are numbered, so they never collide in the fresh BIN.
+    issued: AtomicU64,
 }
 
 async fn books(state: &AppState) -> anyhow::Result<Books> {
@@ -121,8 +123,18 @@ async fn books(state: &AppState) -> anyhow::Result<Books> {
         environment: Environment::Sandbox,
     };
     let now = Timestamp::now();
-    // A fresh 8-digit BIN each run, so runs can share a database.
-    let bin = format!("49{:06}", rand::rng().random_range(0..1_000_000));
+    // A fresh 6-digit BIN each run (so runs can share a database), retried if it overlaps.
+    for _ in 0..20 {
+        let bin = format!("4{:05}", rand::rng().random_range(0..100_000));
+        match try_program(state, &scope, bin, now).await? {
+            Some((program, funding)) => return finish_books(state, scope, program, funding, now).await,
+            None => continue,
+        }
+    }
+    bail!("no free BIN for the benchmark program")
+}
+
+async fn try_program(state: &AppState, scope: &Scope, bin: String, now: Timestamp) -> anyhow::Result<Option<(Program, Account)>> {
     let program = Program {
         id: ProgramId::generate(),
         tenant_id: scope.tenant_id.clone(),
@@ -156,13 +168,14 @@ async fn books(state: &AppState) -> anyhow::Result<Books> {
         .iter()
         .map(|k| Account::open(&scope.tenant_id, scope.environment, &program.id, *k, usd(), now))
         .collect();
-    if let Err(e) = state
-        .programs
-        .insert_program(&scope, &program, &accounts, &[], None, now)
-        .await
-    {
-        bail!("creating the benchmark program: {e}");
+    match state.programs.insert_program(scope, &program, &accounts, &[], None, now).await {
+        Ok(()) => Ok(Some((program, accounts[0].clone()))),
+        Err(cardplane_store::programs::ProgramWriteError::BinOverlap) => Ok(None),
+        Err(e) => bail!("creating the benchmark program: {e}"),
     }
+}
+
+async fn finish_books(state: &AppState, scope: Scope, program: Program, funding: Account, now: Timestamp) -> anyhow::Result<Books> {
     let holder = Cardholder {
         id: CardholderId::generate(),
         tenant_id: scope.tenant_id.clone(),
@@ -204,13 +217,7 @@ async fn books(state: &AppState) -> anyhow::Result<Books> {
         .insert_cardholder(&scope, write, now)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let funding = accounts[0].clone();
-    Ok(Books {
-        scope,
-        program,
-        funding,
-        holder: holder.id,
-    })
+    Ok(Books { scope, program, funding, holder: holder.id, issued: AtomicU64::new(0) })
 }
 
 /// Funds the program and bulk-issues `count` more funded cards, returning their PANs.
@@ -243,14 +250,13 @@ async fn provision(state: &AppState, books: &Books, count: usize) -> anyhow::Res
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut cards = Vec::with_capacity(count);
-    let mut rng = StdRng::seed_from_u64(SEED);
     let (exp_month, exp_year) = books.program.expiry_for(now);
     while cards.len() < count {
         let n = PROVISION_BATCH.min(count - cards.len());
         let mut batch = Vec::with_capacity(n);
         let mut pans = Vec::with_capacity(n);
         for _ in 0..n {
-            let pan = Pan::generate(&books.program.bin, &mut rng);
+            let pan = numbered_pan(&books.program.bin, books.issued.fetch_add(1, Ordering::Relaxed));
             let account = Account::open(
                 &books.scope.tenant_id,
                 Environment::Sandbox,
@@ -314,6 +320,13 @@ async fn provision(state: &AppState, books: &Books, count: usize) -> anyhow::Res
     }
     bar.finish_and_clear();
     Ok(cards)
+}
+
+/// BIN + the card's number + Luhn digit: unique by construction within the benchmark's BIN.
+fn numbered_pan(bin: &str, n: u64) -> Pan {
+    let payload = format!("{bin}{n:0width$}", width = cardplane_domain::pan::PAN_LEN - 1 - bin.len());
+    let check = cardplane_domain::pan::luhn_check_digit(&payload);
+    Pan::parse(&format!("{payload}{check}")).expect("a numbered PAN is valid")
 }
 
 struct Server {

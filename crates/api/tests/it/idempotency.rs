@@ -200,7 +200,30 @@ async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
     assert_eq!(fake.received.lock().unwrap().len(), 1, "the provider was asked once");
 }
 
+/// An API key's secret is shown once, yet a retry must get it again: the stored response is
+/// sealed, so the secret never rests in clear.
+async fn stored_responses_are_sealed_so_secrets_never_rest_in_clear(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant().await;
+    let (status, first) = app.post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = app.post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"})).await;
+    assert_eq!(first, again, "the retry gets the same key and secret");
+    let secret = first["secret"].as_str().unwrap();
+    let stored = match app.db.sqlite_path() {
+        Some(path) => {
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        None => crate::cardholders::postgres_dump(&app.db.url).await,
+    };
+    assert!(stored.contains("new-key"), "the scan sees the idempotency row");
+    assert!(!stored.contains(secret), "an API secret rests in clear");
+}
+
 both_backends!(
+    stored_responses_are_sealed_so_secrets_never_rest_in_clear,
     a_replay_returns_the_stored_response_byte_for_byte,
     a_reused_key_with_a_different_request_is_422,
     fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder,
