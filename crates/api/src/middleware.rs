@@ -289,9 +289,14 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         }
         Claim::Completed { status, body, .. } => {
             let sealed = String::from_utf8_lossy(&body).into_owned();
-            let body = match state.vault.open(&sealed, &crate::extract::idempotency_context(&scope, &key)) {
+            let body = match state
+                .vault
+                .open(&sealed, &crate::extract::idempotency_context(&scope, &key))
+            {
                 Ok(clear) => clear,
-                Err(e) => return ApiError::internal(format!("stored idempotent response unreadable: {e}")).into_response(),
+                Err(e) => {
+                    return ApiError::internal(format!("stored idempotent response unreadable: {e}")).into_response();
+                }
             };
             let mut r = (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -330,7 +335,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         key: key.clone(),
         claim_token: token.clone(),
         status: resp_parts.status.as_u16(),
-        body: state.vault.seal(&resp_bytes, &crate::extract::idempotency_context(&scope, &key)),
+        body: state
+            .vault
+            .seal(&resp_bytes, &crate::extract::idempotency_context(&scope, &key)),
     };
     if let Err(e) = state.idempotency.complete(&scope, &stored, Timestamp::now()).await {
         tracing::warn!(error = %e, "could not store idempotent error response; releasing key");

@@ -134,7 +134,12 @@ async fn books(state: &AppState) -> anyhow::Result<Books> {
     bail!("no free BIN for the benchmark program")
 }
 
-async fn try_program(state: &AppState, scope: &Scope, bin: String, now: Timestamp) -> anyhow::Result<Option<(Program, Account)>> {
+async fn try_program(
+    state: &AppState,
+    scope: &Scope,
+    bin: String,
+    now: Timestamp,
+) -> anyhow::Result<Option<(Program, Account)>> {
     let program = Program {
         id: ProgramId::generate(),
         tenant_id: scope.tenant_id.clone(),
@@ -168,14 +173,24 @@ async fn try_program(state: &AppState, scope: &Scope, bin: String, now: Timestam
         .iter()
         .map(|k| Account::open(&scope.tenant_id, scope.environment, &program.id, *k, usd(), now))
         .collect();
-    match state.programs.insert_program(scope, &program, &accounts, &[], None, now).await {
+    match state
+        .programs
+        .insert_program(scope, &program, &accounts, &[], None, now)
+        .await
+    {
         Ok(()) => Ok(Some((program, accounts[0].clone()))),
         Err(cardplane_store::programs::ProgramWriteError::BinOverlap) => Ok(None),
         Err(e) => bail!("creating the benchmark program: {e}"),
     }
 }
 
-async fn finish_books(state: &AppState, scope: Scope, program: Program, funding: Account, now: Timestamp) -> anyhow::Result<Books> {
+async fn finish_books(
+    state: &AppState,
+    scope: Scope,
+    program: Program,
+    funding: Account,
+    now: Timestamp,
+) -> anyhow::Result<Books> {
     let holder = Cardholder {
         id: CardholderId::generate(),
         tenant_id: scope.tenant_id.clone(),
@@ -217,7 +232,13 @@ async fn finish_books(state: &AppState, scope: Scope, program: Program, funding:
         .insert_cardholder(&scope, write, now)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Books { scope, program, funding, holder: holder.id, issued: AtomicU64::new(0) })
+    Ok(Books {
+        scope,
+        program,
+        funding,
+        holder: holder.id,
+        issued: AtomicU64::new(0),
+    })
 }
 
 /// Funds the program and bulk-issues `count` more funded cards, returning their PANs.
@@ -324,7 +345,10 @@ async fn provision(state: &AppState, books: &Books, count: usize) -> anyhow::Res
 
 /// BIN + the card's number + Luhn digit: unique by construction within the benchmark's BIN.
 fn numbered_pan(bin: &str, n: u64) -> Pan {
-    let payload = format!("{bin}{n:0width$}", width = cardplane_domain::pan::PAN_LEN - 1 - bin.len());
+    let payload = format!(
+        "{bin}{n:0width$}",
+        width = cardplane_domain::pan::PAN_LEN - 1 - bin.len()
+    );
     let check = cardplane_domain::pan::luhn_check_digit(&payload);
     Pan::parse(&format!("{payload}{check}")).expect("a numbered PAN is valid")
 }

@@ -68,7 +68,7 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => include_str!("../migrations/0003_immutable_ledger.sqlite.sql"),
         Backend::Postgres => include_str!("../migrations/0003_immutable_ledger.postgres.sql"),
     };
-    Migrator::with_migrations(vec![
+    let mut migrations = vec![
         migration(1, "foundation", include_str!("../migrations/0001_foundation.sql")),
         migration(2, "cards ledger", include_str!("../migrations/0002_cards_ledger.sql")),
         migration(3, "immutable ledger", immutable),
@@ -78,7 +78,15 @@ fn migrator(backend: Backend) -> Migrator {
             include_str!("../migrations/0004_authorizations.sql"),
         ),
         migration(10, "webhooks", include_str!("../migrations/0010_webhooks.sql")),
-    ])
+    ];
+    if backend == Backend::Postgres {
+        migrations.push(migration(
+            11,
+            "event sequence",
+            include_str!("../migrations/0011_event_sequence.postgres.sql"),
+        ));
+    }
+    Migrator::with_migrations(migrations)
 }
 
 fn pool_options(max: u32, acquire_timeout: Duration) -> AnyPoolOptions {

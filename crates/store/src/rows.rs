@@ -14,21 +14,30 @@ use crate::{IdempotentResponse, Scope, StoreError};
 /// schedules their webhook deliveries (the outbox) in the same transaction, so no event can be
 /// committed without its deliveries.
 pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) -> Result<(), StoreError> {
+    // PostgreSQL draws from one sequence (no lock held to commit); SQLite's single writer already
+    // serialises every transaction, so a per-tenant counter costs it nothing.
+    let postgres =
+        conn.backend_name().eq_ignore_ascii_case("postgresql") || conn.backend_name().eq_ignore_ascii_case("postgres");
     for e in events {
-        let sequence: i64 = sqlx::query(
-            "INSERT INTO event_sequences (tenant_id, environment, last_value) VALUES ($1, $2, 1) \
-             ON CONFLICT (tenant_id, environment) DO UPDATE SET last_value = event_sequences.last_value + 1 \
-             RETURNING last_value",
-        )
-        .bind(e.tenant_id.as_str())
-        .bind(e.environment.as_str())
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("last_value")?;
-        sqlx::query(
+        let sequence_sql = if postgres {
+            "nextval('event_sequence')"
+        } else {
+            "(SELECT last_value FROM event_sequences WHERE tenant_id = $2 AND environment = $3)"
+        };
+        if !postgres {
+            sqlx::query(
+                "INSERT INTO event_sequences (tenant_id, environment, last_value) VALUES ($1, $2, 1) \
+                 ON CONFLICT (tenant_id, environment) DO UPDATE SET last_value = event_sequences.last_value + 1",
+            )
+            .bind(e.tenant_id.as_str())
+            .bind(e.environment.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at, sequence) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {sequence_sql})"
+        )))
         .bind(e.id.as_str())
         .bind(e.tenant_id.as_str())
         .bind(e.environment.as_str())
@@ -36,7 +45,6 @@ pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) ->
         .bind(e.object_id.as_str())
         .bind(e.data.to_string())
         .bind(e.created_at.as_micros())
-        .bind(sequence)
         .execute(&mut *conn)
         .await?;
         crate::webhooks::schedule_deliveries(conn, e).await?;

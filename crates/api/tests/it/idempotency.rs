@@ -205,9 +205,13 @@ async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
 async fn stored_responses_are_sealed_so_secrets_never_rest_in_clear(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else { return };
     let t = app.tenant().await;
-    let (status, first) = app.post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"})).await;
+    let (status, first) = app
+        .post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, again) = app.post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"})).await;
+    let (_, again) = app
+        .post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"}))
+        .await;
     assert_eq!(first, again, "the retry gets the same key and secret");
     let secret = first["secret"].as_str().unwrap();
     let stored = match app.db.sqlite_path() {
