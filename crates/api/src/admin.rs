@@ -40,12 +40,14 @@ pub async fn create_tenant(
     pepper: &[u8],
     name: &str,
     permissions: &[Permission],
+    rate_limit_per_second: Option<u32>,
 ) -> Result<ProvisionedTenant, StoreError> {
     let now = Timestamp::now();
     let tenant = Tenant {
         id: TenantId::generate(),
         name: name.to_owned(),
         api_version: ApiVersion::current(),
+        rate_limit_per_second,
         created_at: now,
     };
     let (sandbox, sandbox_secret) = ApiKey::issue(

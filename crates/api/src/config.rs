@@ -24,6 +24,10 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub log_format: LogFormat,
     pub kyc: KycConfig,
+    /// Requests per second per API key (a tenant can have its own); bursts up to one second's worth.
+    pub rate_limit_per_second: u32,
+    /// Failed authentications per minute from one address before it is refused for a minute.
+    pub auth_failures_per_minute: u32,
     /// Consecutive custodian failures that open a program's circuit breaker.
     pub custodian_breaker_failures: u32,
     /// How long an open breaker sends every authorization to stand-in before probing again.
@@ -86,6 +90,8 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             log_format: LogFormat::Json,
             kyc: KycConfig::default(),
+            rate_limit_per_second: 200,
+            auth_failures_per_minute: 30,
             custodian_breaker_failures: 5,
             custodian_breaker_open_ms: 30_000,
             webhooks: WebhooksConfig::default(),
@@ -295,6 +301,12 @@ impl Config {
                     });
                 }
             };
+        }
+        if let Some(v) = get("CARDPLANE_RATE_LIMIT_PER_SECOND") {
+            self.rate_limit_per_second = parsed("CARDPLANE_RATE_LIMIT_PER_SECOND", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_AUTH_FAILURES_PER_MINUTE") {
+            self.auth_failures_per_minute = parsed("CARDPLANE_AUTH_FAILURES_PER_MINUTE", v)?;
         }
         if let Some(v) = get("CARDPLANE_KYC_MINIMUM_AGE_YEARS") {
             self.kyc.minimum_age_years = parsed("CARDPLANE_KYC_MINIMUM_AGE_YEARS", v)?;

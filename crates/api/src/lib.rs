@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod issuing;
 pub mod kyc;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod reply;

@@ -127,36 +127,73 @@ fn unauthenticated(code: &str, message: &str) -> Response {
 }
 
 /// HTTP basic auth: username = key id, password = secret. The key decides tenant and environment.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some((user, password)) = basic_credentials(req.headers()) else {
-        return unauthenticated(
+/// The active API key these basic-auth credentials name, or the 401 to answer.
+async fn check_credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<cardplane_domain::api_key::ApiKey, Response> {
+    let Some((user, password)) = basic_credentials(headers) else {
+        return Err(unauthenticated(
             "credentials_missing",
             "Authenticate with HTTP basic auth: your key id as username and secret as password",
-        );
+        ));
     };
     let invalid = || unauthenticated("credentials_invalid", "Invalid API key id or secret");
     let Ok(key_id) = ApiKeyId::parse(&user) else {
-        return invalid();
+        return Err(invalid());
     };
     let key = match state.api_keys.find_api_key(&key_id).await {
         Ok(k) => k,
         Err(StoreError::NotFound) => {
             // Same work as a real check so timing does not reveal which key ids exist.
             let _ = ApiSecret::from_presented(&password).verify(&state.pepper, "");
-            return invalid();
+            return Err(invalid());
         }
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return Err(ApiError::from(e).into_response()),
     };
     if !ApiSecret::from_presented(&password).verify(&state.pepper, &key.secret_hash) {
-        return invalid();
+        return Err(invalid());
     }
     if !key.is_active() {
-        return unauthenticated("api_key_revoked", "This API key has been revoked");
+        return Err(unauthenticated("api_key_revoked", "This API key has been revoked"));
     }
+    Ok(key)
+}
+
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(wait) = source.and_then(|ip| state.limits.auth_blocked(ip)) {
+        return crate::limits::too_many(
+            "too_many_failed_authentications",
+            "Too many failed authentications from this address; retry after the delay in Retry-After",
+            wait,
+        );
+    }
+    let key = match check_credentials(&state, req.headers()).await {
+        Ok(key) => key,
+        Err(response) => {
+            if response.status() == StatusCode::UNAUTHORIZED
+                && let Some(ip) = source
+            {
+                state.limits.auth_failed(ip);
+            }
+            return response;
+        }
+    };
     let tenant = match state.tenants.get_tenant(&key.tenant_id).await {
         Ok(t) => t,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    if let Err(wait) = state.limits.check_key(&key.id, tenant.rate_limit_per_second) {
+        return crate::limits::too_many(
+            "rate_limited",
+            "Too many requests for this API key; retry after the delay in Retry-After",
+            wait,
+        );
+    }
     touch_last_used(&state, &key.id);
     let requested = req.extensions().get::<RequestedVersion>().and_then(|r| r.0);
     let version = requested.unwrap_or(tenant.api_version);

@@ -43,6 +43,7 @@ pub struct AppState {
     /// Outbound calls (custodian authority); per-call deadlines are applied by the caller.
     pub http: reqwest::Client,
     pub breakers: Arc<Breakers>,
+    pub limits: Arc<crate::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub vault: Arc<Vault>,
@@ -94,6 +95,7 @@ impl AppState {
         let store = Arc::new(SqlStore::new(db.clone()));
         let kyc_sandbox = provider(config.kyc.sandbox_provider, &config, Environment::Sandbox)?;
         let kyc_live = provider(config.kyc.live_provider, &config, Environment::Live)?;
+        let limits = crate::limits::Limits::new(config.rate_limit_per_second, config.auth_failures_per_minute);
         let breakers = Breakers::new(
             config.custodian_breaker_failures.max(1),
             Duration::from_millis(config.custodian_breaker_open_ms),
@@ -117,6 +119,7 @@ impl AppState {
                 .build()
                 .expect("reqwest client builds with rustls"),
             breakers: Arc::new(breakers),
+            limits: Arc::new(limits),
             card_keys: Arc::new(card_keys),
             idempotency: store.clone(),
             vault: Arc::new(vault),

@@ -117,7 +117,8 @@ struct Books {
 }
 
 async fn books(state: &AppState) -> anyhow::Result<Books> {
-    let tenant = cardplane_api::admin::create_tenant(state.tenants.as_ref(), &state.pepper, "Benchmark", &[]).await?;
+    let tenant =
+        cardplane_api::admin::create_tenant(state.tenants.as_ref(), &state.pepper, "Benchmark", &[], None).await?;
     let scope = Scope {
         tenant_id: cardplane_domain::ids::TenantId::parse(&tenant.tenant_id)?,
         environment: Environment::Sandbox,

@@ -164,6 +164,9 @@ enum TenantCommand {
         /// Extra permissions for both keys (e.g. `reveal`).
         #[arg(long = "permission", value_parser = parse_permission)]
         permissions: Vec<Permission>,
+        /// Requests per second each of the tenant's API keys may make (default: the server's).
+        #[arg(long)]
+        rate_limit: Option<u32>,
     },
 }
 
@@ -224,11 +227,18 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     json,
                     permissions,
+                    rate_limit,
                 },
         } => {
             let state = open_state(config).await?;
-            let tenant =
-                cardplane_api::admin::create_tenant(state.tenants.as_ref(), &state.pepper, &name, &permissions).await?;
+            let tenant = cardplane_api::admin::create_tenant(
+                state.tenants.as_ref(),
+                &state.pepper,
+                &name,
+                &permissions,
+                rate_limit,
+            )
+            .await?;
             state.db.close().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenant)?);

@@ -23,17 +23,29 @@ struct Client {
 }
 
 impl Client {
+    /// POSTs, waiting out the key's rate limit (429 + Retry-After) when the stream outpaces it.
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .basic_auth(&self.user, Some(&self.secret))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
+        loop {
+            let r = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .basic_auth(&self.user, Some(&self.secret))
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("POST {path}"))?;
+            let status = r.status().as_u16();
+            if status == 429 {
+                let secs = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(1u64);
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                continue;
+            }
+            return Ok((status, r.json().await.unwrap_or(Value::Null)));
+        }
     }
 }
 

@@ -10,5 +10,7 @@ pub struct Tenant {
     pub name: String,
     /// The API version requests get when they send no `Cardplane-Version` header.
     pub api_version: ApiVersion,
+    /// Requests per second each of its API keys may make; `None`: the server's default.
+    pub rate_limit_per_second: Option<u32>,
     pub created_at: Timestamp,
 }

@@ -77,6 +77,7 @@ fn migrator(backend: Backend) -> Migrator {
             "authorizations",
             include_str!("../migrations/0004_authorizations.sql"),
         ),
+        migration(5, "rate limits", include_str!("../migrations/0005_rate_limits.sql")),
         migration(10, "webhooks", include_str!("../migrations/0010_webhooks.sql")),
     ];
     if backend == Backend::Postgres {

@@ -21,11 +21,12 @@ pub trait TenantStore: Send + Sync {
 impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant, keys: &[ApiKey], events: &[Event]) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        sqlx::query("INSERT INTO tenants (id, name, api_version, created_at) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO tenants (id, name, api_version, created_at, rate_limit_per_second) VALUES ($1, $2, $3, $4, $5)")
             .bind(tenant.id.as_str())
             .bind(tenant.name.as_str())
             .bind(tenant.api_version.as_str())
             .bind(tenant.created_at.as_micros())
+            .bind(tenant.rate_limit_per_second.map(i64::from))
             .execute(&mut *tx)
             .await?;
         for key in keys {
@@ -37,11 +38,12 @@ impl TenantStore for SqlStore {
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant, StoreError> {
-        let row = sqlx::query("SELECT id, name, api_version, created_at FROM tenants WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(self.db.reader())
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query("SELECT id, name, api_version, created_at, rate_limit_per_second FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(self.db.reader())
+                .await?
+                .ok_or(StoreError::NotFound)?;
         let version: String = row.try_get("api_version")?;
         Ok(Tenant {
             id: id.clone(),
@@ -49,6 +51,9 @@ impl TenantStore for SqlStore {
             // A version we no longer support falls forward to the current one.
             api_version: ApiVersion::parse(&version).unwrap_or_else(ApiVersion::current),
             created_at: ts(&row, "created_at")?,
+            rate_limit_per_second: row
+                .try_get::<Option<i64>, _>("rate_limit_per_second")?
+                .and_then(|n| u32::try_from(n).ok()),
         })
     }
 }

@@ -34,6 +34,7 @@ async fn tenant(store: &SqlStore) -> (Tenant, Scope) {
         id: TenantId::generate(),
         name: "T".into(),
         api_version: ApiVersion::current(),
+        rate_limit_per_second: None,
         created_at: Timestamp::now(),
     };
     store.create_tenant(&t, &[], &[]).await.unwrap();

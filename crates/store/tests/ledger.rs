@@ -54,6 +54,7 @@ async fn books(store: &SqlStore, bin: &str, card_accounts: usize) -> Books {
         id: TenantId::generate(),
         name: "T".into(),
         api_version: ApiVersion::current(),
+        rate_limit_per_second: None,
         created_at: now,
     };
     store.create_tenant(&tenant, &[], &[]).await.unwrap();

@@ -13,5 +13,6 @@ mod isolation;
 mod kyc;
 mod ledger;
 mod lifecycle_model;
+mod limits;
 mod pagination;
 mod webhooks;

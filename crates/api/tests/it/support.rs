@@ -94,6 +94,8 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             kek: Some(Kek::generate().encode()),
             api_key_pepper: Some("test-pepper".into()),
+            // Tests drive keys hard; the limits tests set a tenant's own rate.
+            rate_limit_per_second: 100_000,
             ..Config::default()
         };
         configure(&mut config);
@@ -118,11 +120,16 @@ impl TestApp {
     }
 
     pub async fn tenant_with(&self, permissions: &[Permission]) -> TestTenant {
+        self.tenant_limited(permissions, None).await
+    }
+
+    pub async fn tenant_limited(&self, permissions: &[Permission], rate_limit: Option<u32>) -> TestTenant {
         create_tenant(
             self.state.tenants.as_ref(),
             &self.state.pepper,
             "Test Tenant",
             permissions,
+            rate_limit,
         )
         .await
         .unwrap()

@@ -1,0 +1,94 @@
+use std::time::Duration;
+
+use cardplane_testkit::{Backend, both_backends};
+use reqwest::{Method, StatusCode};
+
+use crate::support::{Creds, TestApp, assert_error, send};
+
+async fn each_api_key_has_its_own_token_bucket(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let limited = app.tenant_limited(&[], Some(5)).await;
+    let other = app.tenant().await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let req = app.request(Method::GET, "/cardholders", &limited.sandbox);
+        tasks.push(tokio::spawn(async move {
+            let r = req.send().await.unwrap();
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            (r.status(), retry_after, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut limited_count = 0;
+    for t in tasks {
+        let (status, retry_after, body) = t.await.unwrap();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited_count += 1;
+            assert_error(
+                status,
+                &body,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limited",
+            );
+            assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+        } else {
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    assert!(
+        limited_count >= 10,
+        "a burst of 20 on a 5/s key is mostly refused ({limited_count})"
+    );
+    // Other keys are unaffected, and the bucket refills.
+    assert_eq!(app.get(&other.sandbox, "/cardholders").await.0, StatusCode::OK);
+    let mut recovered = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.get(&limited.sandbox, "/cardholders").await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered);
+}
+
+async fn repeated_failed_authentication_is_refused_for_a_while(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, |c| c.auth_failures_per_minute = 5).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    let wrong = Creds {
+        id: t.sandbox.id.clone(),
+        secret: "sk_test_wrong".into(),
+    };
+    for _ in 0..5 {
+        let (status, _) = app.get(&wrong, "/cardholders").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = app.get(&wrong, "/cardholders").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the sixth failure trips the brake");
+    let r = app
+        .request(Method::GET, "/cardholders", &t.sandbox)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even good credentials wait now"
+    );
+    assert!(r.headers().get("retry-after").is_some());
+    let (status, body) = send(app.request(Method::GET, "/cardholders", &t.sandbox)).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        "too_many_failed_authentications",
+    );
+}
+
+both_backends!(
+    each_api_key_has_its_own_token_bucket,
+    repeated_failed_authentication_is_refused_for_a_while
+);
