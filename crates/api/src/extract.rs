@@ -69,13 +69,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::invalid("json_invalid", format!("The body is not valid JSON: {message}"));
         }
-        // serde_path_to_error's path already ends with the unknown field's name.
-        let code = if message.starts_with("unknown field") {
-            "parameter_unknown"
+        // serde_path_to_error's path already ends with an unknown field's name; a missing field's
+        // name is only in the message.
+        let field_in_message = message.split('`').nth(1).map(str::to_owned);
+        let (code, param) = if message.starts_with("unknown field") {
+            ("parameter_unknown", path)
+        } else if message.starts_with("missing field") {
+            let field = field_in_message.unwrap_or_default();
+            (
+                "parameter_missing",
+                if path == "." { field } else { format!("{path}.{field}") },
+            )
         } else {
-            "parameter_invalid"
+            ("parameter_invalid", path)
         };
-        let param = path;
         let err = ApiError::invalid(code, message);
         if param.is_empty() || param == "." {
             err

@@ -10,6 +10,7 @@ mod conventions;
 mod custodian;
 mod idempotency;
 mod isolation;
+mod isolation_matrix;
 mod kyc;
 mod ledger;
 mod lifecycle_model;
