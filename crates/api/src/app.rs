@@ -22,7 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorType};
-use crate::middleware::{access_log, api_version, authenticate, idempotency};
+use crate::middleware::{access_log, api_version, authenticate, idempotency, request_deadline};
 use crate::routes::{
     api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions, webhooks,
 };
@@ -174,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))
+        .layer(from_fn_with_state(state.clone(), request_deadline))
         .layer(from_fn(access_log))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(state.config.request_body_limit_bytes))

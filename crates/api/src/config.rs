@@ -290,6 +290,9 @@ impl Config {
         if let Some(v) = get("CARDPLANE_REQUEST_BODY_LIMIT_BYTES") {
             self.request_body_limit_bytes = parsed("CARDPLANE_REQUEST_BODY_LIMIT_BYTES", v)?;
         }
+        if let Some(v) = get("CARDPLANE_REQUEST_TIMEOUT_MS") {
+            self.request_timeout_ms = parsed("CARDPLANE_REQUEST_TIMEOUT_MS", v)?;
+        }
         if let Some(v) = get("CARDPLANE_LOG_FORMAT") {
             self.log_format = match v.as_str() {
                 "json" => LogFormat::Json,

@@ -72,6 +72,22 @@ pub async fn access_log(req: Request, next: Next) -> Response {
 #[derive(Clone)]
 struct LogTenant(String);
 
+/// Bounds every request, including reading a slowly sent body: past the limit the client gets
+/// `408 request_timeout` in the envelope and the connection's work is dropped.
+pub async fn request_deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = std::time::Duration::from_millis(state.config.request_timeout_ms.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorType::InvalidRequestError,
+            "request_timeout",
+            "The request took too long to arrive or to complete",
+        )
+        .into_response(),
+    }
+}
+
 /// Refuses unknown `Cardplane-Version` values (400) and echoes the version used on every response.
 pub async fn api_version(mut req: Request, next: Next) -> Response {
     let requested = match req.headers().get(VERSION_HEADER) {

@@ -92,3 +92,35 @@ both_backends!(
     each_api_key_has_its_own_token_bucket,
     repeated_failed_authentication_is_refused_for_a_while
 );
+
+/// A client that sends its body too slowly is cut off with 408 in the envelope.
+async fn a_slow_client_gets_408(b: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(app) = TestApp::spawn_with(b, |c| c.request_timeout_ms = 300).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", t.sandbox.id, t.sandbox.secret),
+    );
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /cardholders HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"first_"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    assert!(
+        read.is_ok(),
+        "the server answered and closed instead of waiting forever"
+    );
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+    let (_, list) = app.get(&t.sandbox, "/cardholders").await;
+    assert_eq!(list["total"], 0);
+}
+
+both_backends!(a_slow_client_gets_408);
