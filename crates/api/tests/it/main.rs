@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod authorization;
+mod bank;
 mod cardholders;
 mod cards;
 mod conventions;
