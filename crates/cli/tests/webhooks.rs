@@ -3,69 +3,18 @@
 //! same delivery.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use cardplane_testkit::{Backend, TestDb, both_backends};
+
+mod common;
+use common::Server;
 use serde_json::{Value, json};
-
-/// A `cardplane serve` child on port 0 with a fast worker; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db: &TestDb, dir: &std::path::Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cardplane"))
-            .arg("serve")
-            .current_dir(dir)
-            .env("CARDPLANE_DATABASE_URL", &db.url)
-            .env("CARDPLANE_KEY_FILE", dir.join("cardplane.keys"))
-            .env("CARDPLANE_LISTEN", "127.0.0.1:0")
-            .env("CARDPLANE_WEBHOOKS_POLL_INTERVAL_MS", "50")
-            .env("CARDPLANE_WEBHOOKS_ATTEMPT_TIMEOUT_MS", "1000")
-            .env("CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("CARDPLANE_KEK")
-            .env_remove("CARDPLANE_API_KEY_PEPPER")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cardplane serve starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if log["message"] == "listening" {
-                break log["address"].as_str().unwrap().to_owned();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            base: format!("http://{address}"),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A receiver that never answers the first request and answers 204 to the rest; counts requests
 /// per `webhook-id`.
