@@ -2,7 +2,6 @@
 //! stream in; after each restart every authorization that was answered "approved" exists with its
 //! hold, and the ledger verifies.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,54 +9,14 @@ use cardplane_testkit::{Backend, TestDb, both_backends};
 use serde_json::{Value, json};
 
 mod common;
-use common::Server;
+use common::{Server, assert_ledger_verifies, provision};
 
 const KILLS: usize = 3;
-
-fn cli(db: &TestDb, dir: &std::path::Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cardplane"))
-        .args(args)
-        .current_dir(dir)
-        .env("CARDPLANE_DATABASE_URL", &db.url)
-        .env("CARDPLANE_KEY_FILE", dir.join("cardplane.keys"))
-        .env("RUST_LOG", "warn")
-        .env_remove("CARDPLANE_KEK")
-        .env_remove("CARDPLANE_API_KEY_PEPPER")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
 
 async fn approved_authorizations_survive_kill_9(b: Backend) {
     let Some(db) = TestDb::create(b).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let tenant = cli(
-        &db,
-        dir.path(),
-        &[
-            "tenant",
-            "create",
-            "--name",
-            "Crash",
-            "--json",
-            "--permission",
-            "reveal",
-        ],
-    );
-    let key = (
-        tenant["sandbox_key"]["id"].as_str().unwrap().to_owned(),
-        tenant["sandbox_key"]["secret"].as_str().unwrap().to_owned(),
-    );
-    let net = cli(
-        &db,
-        dir.path(),
-        &["network", "create-credential", "--environment", "sandbox", "--json"],
-    );
-    let net = (
-        net["id"].as_str().unwrap().to_owned(),
-        net["secret"].as_str().unwrap().to_owned(),
-    );
+    let (key, net) = provision(&db.url, dir.path());
     let http = reqwest::Client::new();
     let mut server = Server::start(&db, dir.path());
     let post = |base: String, creds: (String, String), path: &str, body: Value| {
@@ -179,14 +138,7 @@ async fn approved_authorizations_survive_kill_9(b: Backend) {
         "every answered approval still holds: {balance}"
     );
     server.kill();
-    let out = Command::new(env!("CARGO_BIN_EXE_cardplane"))
-        .args(["ledger", "verify"])
-        .current_dir(dir.path())
-        .env("CARDPLANE_DATABASE_URL", &db.url)
-        .env("CARDPLANE_KEY_FILE", dir.path().join("cardplane.keys"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_ledger_verifies(&db.url, dir.path());
 }
 
 both_backends!(approved_authorizations_survive_kill_9);

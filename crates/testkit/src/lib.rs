@@ -11,6 +11,9 @@ use std::sync::Once;
 
 use sqlx::{Connection, Executor, PgConnection};
 
+mod cluster;
+pub use cluster::PgCluster;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

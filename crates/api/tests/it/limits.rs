@@ -124,3 +124,74 @@ async fn a_slow_client_gets_408(b: Backend) {
 }
 
 both_backends!(a_slow_client_gets_408);
+
+/// Heads over `request_header_limit_bytes` (16 KiB) get 431 in the envelope, whether one giant
+/// header or many ordinary ones; heads the HTTP layer itself refuses (over ~400 KiB or more than
+/// 100 headers) get a bare 431 or a closed connection, never a 5xx or a hang.
+async fn oversized_request_headers_are_refused_with_431(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant().await;
+    let ok = app
+        .request(Method::GET, "/cardholders", &t.sandbox)
+        .header("x-note", "n".repeat(8 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK, "an 8 KiB header is within the limit");
+
+    let (status, body) = send(
+        app.request(Method::GET, "/cardholders", &t.sandbox)
+            .header("x-giant", "g".repeat(20 * 1024)),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "invalid_request_error",
+        "headers_too_large",
+    );
+
+    let mut many = app.request(Method::GET, "/cardholders", &t.sandbox);
+    for i in 0..20 {
+        many = many.header(format!("x-part-{i}"), "p".repeat(1024));
+    }
+    let (status, body) = send(many).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "invalid_request_error",
+        "headers_too_large",
+    );
+    // Refused before authentication: bad credentials with a giant head are a 431, not a 401.
+    let wrong = Creds {
+        id: t.sandbox.id.clone(),
+        secret: "sk_test_wrong".into(),
+    };
+    let (status, _) = send(
+        app.request(Method::GET, "/cardholders", &wrong)
+            .header("x-giant", "g".repeat(20 * 1024)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+    let mut crowd = app.request(Method::GET, "/cardholders", &t.sandbox);
+    for i in 0..150 {
+        crowd = crowd.header(format!("x-h-{i}"), "v");
+    }
+    let huge = app
+        .request(Method::GET, "/cardholders", &t.sandbox)
+        .header("x-huge", "h".repeat(1024 * 1024));
+    for req in [crowd, huge] {
+        match tokio::time::timeout(Duration::from_secs(10), req.send()).await {
+            Ok(Ok(r)) => assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            Ok(Err(_closed)) => {}
+            Err(_) => panic!("the server neither answered nor closed the connection"),
+        }
+    }
+    // The server is fine afterwards.
+    assert_eq!(app.get(&t.sandbox, "/cardholders").await.0, StatusCode::OK);
+}
+
+both_backends!(oversized_request_headers_are_refused_with_431);
