@@ -122,3 +122,75 @@ pub async fn create_network_credential(
         environment: environment.as_str().to_owned(),
     })
 }
+
+/// `cardplane operator create`: the first administrator (or any operator) without signing in.
+/// Audited as the command line.
+pub async fn create_operator(
+    state: &crate::state::AppState,
+    email: &str,
+    name: &str,
+    role: cardplane_domain::people::OperatorRole,
+    password: String,
+) -> anyhow::Result<cardplane_domain::people::Person> {
+    use cardplane_domain::audit::{ActorKind, AuditRecord, Outcome};
+    use cardplane_domain::people::{Person, Role, SignInGuard, normalize_email};
+    let email = normalize_email(email).map_err(|_| anyhow::anyhow!("--email is not an email address"))?;
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().count() <= 100,
+        "--name needs 1 to 100 characters"
+    );
+    let person = Person {
+        id: cardplane_domain::ids::UserId::generate(),
+        email,
+        name: name.to_owned(),
+        role: Role::Operator(role),
+        tenant_id: None,
+        disabled: false,
+        mfa_enabled: false,
+        guard: SignInGuard::default(),
+        created_at: Timestamp::now(),
+        last_login_at: None,
+    };
+    let user = crate::routes::ops_auth::new_user(person, password)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.body.message))?;
+    let audit = AuditRecord::new(
+        Timestamp::now(),
+        ActorKind::Cli,
+        Some("cardplane operator create".into()),
+        "user.created",
+        Outcome::Success,
+    )
+    .on("user", user.person.id.as_str())
+    .with_details(serde_json::json!({ "email": user.person.email, "role": role.as_str() }));
+    state.people.insert_user(&user, &audit).await.map_err(|e| {
+        if e.is_conflict_on("users_email", "email") {
+            anyhow::anyhow!("somebody already signs in with this email")
+        } else {
+            anyhow::anyhow!(e)
+        }
+    })?;
+    Ok(user.person)
+}
+
+/// An audit entry for something done from the command line (a person at the server's shell).
+pub async fn audit_cli(
+    state: &crate::state::AppState,
+    command: &str,
+    action: &str,
+    object: (&str, &str),
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    use cardplane_domain::audit::{ActorKind, AuditRecord, Outcome};
+    let record = AuditRecord::new(
+        Timestamp::now(),
+        ActorKind::Cli,
+        Some(command.to_owned()),
+        action,
+        Outcome::Success,
+    )
+    .on(object.0, object.1)
+    .with_details(details);
+    state.audit.append_audit(&record).await.map(|_| ())
+}

@@ -11,7 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use cardplane_domain::Timestamp;
 use cardplane_store::{Db, DbOptions, SqlStore};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -22,9 +22,13 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorType};
-use crate::middleware::{access_log, api_version, authenticate, idempotency, request_deadline};
+use crate::middleware::{
+    access_log, api_version, audit_mutation, authenticate, header_limit, idempotency, request_deadline,
+};
+use crate::people::staff_session;
 use crate::routes::{
-    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions, webhooks,
+    api_keys, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases, ops_people, programs,
+    sandbox, simulate, transactions, webhooks,
 };
 use crate::secrets::{Secrets, card_keys, open_vault};
 use crate::state::AppState;
@@ -151,9 +155,70 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/webhook_endpoints/{endpoint_id}/replay", post(webhooks::replay))
         .route("/events/{event_id}/redeliver", post(webhooks::redeliver_event))
-        // Layers run bottom-up: authenticate, then idempotency, then the handler.
+        // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
+        .route_layer(from_fn_with_state(state.clone(), audit_mutation))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
+    let document_limit = state.config.operators.document_max_bytes + 64 * 1024;
+    let ops = Router::new()
+        .route("/ops/session", get(ops_auth::get_session))
+        .route("/ops/logout", post(ops_auth::logout))
+        .route("/ops/mfa/totp", post(ops_auth::begin_totp))
+        .route("/ops/mfa/totp/confirm", post(ops_auth::confirm_totp))
+        .route("/ops/password", post(ops_auth::change_password))
+        .route(
+            "/ops/operators",
+            get(ops_people::list_operators).post(ops_people::create_operator),
+        )
+        .route("/ops/operators/{user_id}", post(ops_people::update_operator))
+        .route("/ops/operators/{user_id}/reset", post(ops_people::reset_operator))
+        .route("/ops/tenants", get(ops_people::list_tenants))
+        .route("/ops/tenants/{tenant_id}", get(ops_people::get_tenant))
+        .route(
+            "/ops/tenants/{tenant_id}/users",
+            get(ops_people::list_tenant_users).post(ops_people::create_tenant_user),
+        )
+        .route(
+            "/ops/tenants/{tenant_id}/users/{user_id}",
+            post(ops_people::update_tenant_user),
+        )
+        .route(
+            "/ops/tenants/{tenant_id}/api_keys",
+            get(ops_people::list_tenant_api_keys),
+        )
+        .route(
+            "/ops/tenants/{tenant_id}/api_keys/{api_key_id}/revoke",
+            post(ops_people::revoke_tenant_api_key),
+        )
+        .route("/ops/cases", get(ops_cases::list_cases).post(ops_cases::open_case))
+        .route("/ops/cases/{case_id}", get(ops_cases::get_case))
+        .route("/ops/cases/{case_id}/assign", post(ops_cases::assign_case))
+        .route("/ops/cases/{case_id}/notes", post(ops_cases::add_note))
+        .route(
+            "/ops/cases/{case_id}/documents",
+            post(ops_cases::upload_document).layer(DefaultBodyLimit::max(document_limit)),
+        )
+        .route(
+            "/ops/cases/{case_id}/request_documents",
+            post(ops_cases::request_documents),
+        )
+        .route("/ops/cases/{case_id}/decisions", post(ops_cases::decide_case))
+        .route(
+            "/ops/documents/{document_id}/content",
+            get(ops_cases::download_document),
+        )
+        .route(
+            "/ops/programs/{program_id}/approval_chains",
+            get(ops_cases::list_chains),
+        )
+        .route(
+            "/ops/programs/{program_id}/approval_chains/{trigger}",
+            put(ops_cases::put_chain),
+        )
+        .route("/ops/audit", get(ops_audit::list_audit))
+        .route("/ops/audit/export", get(ops_audit::export_audit))
+        .route_layer(from_fn_with_state(state.clone(), staff_session))
+        .route("/ops/login", post(ops_auth::login));
     let network = Router::new()
         .route("/network/authorizations", post(network::network_authorization))
         .route("/network/reversals", post(network::network_reversal))
@@ -171,10 +236,12 @@ pub fn router(state: AppState) -> Router {
         .merge(swagger)
         .merge(api)
         .merge(network)
+        .merge(ops)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))
         .layer(from_fn_with_state(state.clone(), request_deadline))
+        .layer(from_fn_with_state(state.clone(), header_limit))
         .layer(from_fn(access_log))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(state.config.request_body_limit_bytes))
@@ -203,6 +270,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let mut options = DbOptions::new(config.database_url.clone());
     options.max_connections = config.database_max_connections;
+    options.acquire_timeout = Duration::from_millis(config.database_acquire_timeout_ms.max(1));
     crate::delivery::allowlist(&config.webhooks).map_err(|e| anyhow::anyhow!("webhooks.live_allowed_networks: {e}"))?;
     let db = Db::connect(&options).await?;
     db.migrate().await?;

@@ -13,6 +13,9 @@ pub struct Config {
     /// `sqlite://cardplane.db` (embedded default) or `postgres://user@host/db`.
     pub database_url: String,
     pub database_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered
+    /// `503 service_unavailable` (also what bounds a request while the database is down).
+    pub database_acquire_timeout_ms: u64,
     pub listen: SocketAddr,
     /// Where generated secrets live when none are configured (created on first start, mode 0600).
     pub key_file: PathBuf,
@@ -21,6 +24,8 @@ pub struct Config {
     /// Server pepper for API secret hashes. Overrides the key file.
     pub api_key_pepper: Option<String>,
     pub request_body_limit_bytes: usize,
+    /// Request line plus all headers (name, value and 4 bytes of separators each); over it: 431.
+    pub request_header_limit_bytes: usize,
     pub request_timeout_ms: u64,
     pub log_format: LogFormat,
     pub kyc: KycConfig,
@@ -33,6 +38,34 @@ pub struct Config {
     /// How long an open breaker sends every authorization to stand-in before probing again.
     pub custodian_breaker_open_ms: u64,
     pub webhooks: WebhooksConfig,
+    pub operators: OperatorsConfig,
+}
+
+/// People who sign in to `/ops` (`[operators]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorsConfig {
+    /// A session unused for this long is over (15 minutes by default).
+    pub session_idle_secs: i64,
+    /// Send the session cookie with `Secure` (turn off only for plain-HTTP development).
+    pub cookie_secure: bool,
+    /// Require a TOTP second factor before anything but enrolment.
+    pub require_mfa: bool,
+    /// Where uploaded documents are stored (encrypted).
+    pub documents_dir: PathBuf,
+    pub document_max_bytes: usize,
+}
+
+impl Default for OperatorsConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: cardplane_domain::people::SESSION_IDLE_SECS,
+            cookie_secure: true,
+            require_mfa: true,
+            documents_dir: PathBuf::from("cardplane-documents"),
+            document_max_bytes: 10 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -82,11 +115,13 @@ impl Default for Config {
         Self {
             database_url: "sqlite://cardplane.db".into(),
             database_max_connections: 16,
+            database_acquire_timeout_ms: 2_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             key_file: PathBuf::from("cardplane.keys"),
             kek: None,
             api_key_pepper: None,
             request_body_limit_bytes: 64 * 1024,
+            request_header_limit_bytes: 16 * 1024,
             request_timeout_ms: 30_000,
             log_format: LogFormat::Json,
             kyc: KycConfig::default(),
@@ -95,6 +130,7 @@ impl Default for Config {
             custodian_breaker_failures: 5,
             custodian_breaker_open_ms: 30_000,
             webhooks: WebhooksConfig::default(),
+            operators: OperatorsConfig::default(),
         }
     }
 }
@@ -112,10 +148,12 @@ impl fmt::Debug for Config {
             .field("kek", &masked(&self.kek))
             .field("api_key_pepper", &masked(&self.api_key_pepper))
             .field("request_body_limit_bytes", &self.request_body_limit_bytes)
+            .field("request_header_limit_bytes", &self.request_header_limit_bytes)
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
             .field("webhooks", &self.webhooks)
+            .field("operators", &self.operators)
             .finish()
     }
 }
@@ -275,6 +313,9 @@ impl Config {
         if let Some(v) = get("CARDPLANE_DATABASE_MAX_CONNECTIONS") {
             self.database_max_connections = parsed("CARDPLANE_DATABASE_MAX_CONNECTIONS", v)?;
         }
+        if let Some(v) = get("CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS") {
+            self.database_acquire_timeout_ms = parsed("CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS", v)?;
+        }
         if let Some(v) = get("CARDPLANE_LISTEN") {
             self.listen = parsed("CARDPLANE_LISTEN", v)?;
         }
@@ -289,6 +330,9 @@ impl Config {
         }
         if let Some(v) = get("CARDPLANE_REQUEST_BODY_LIMIT_BYTES") {
             self.request_body_limit_bytes = parsed("CARDPLANE_REQUEST_BODY_LIMIT_BYTES", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_REQUEST_HEADER_LIMIT_BYTES") {
+            self.request_header_limit_bytes = parsed("CARDPLANE_REQUEST_HEADER_LIMIT_BYTES", v)?;
         }
         if let Some(v) = get("CARDPLANE_REQUEST_TIMEOUT_MS") {
             self.request_timeout_ms = parsed("CARDPLANE_REQUEST_TIMEOUT_MS", v)?;
@@ -330,6 +374,21 @@ impl Config {
             self.kyc.http_secret = Some(v);
         }
         self.webhooks.apply_env(&get)?;
+        if let Some(v) = get("CARDPLANE_OPERATORS_SESSION_IDLE_SECS") {
+            self.operators.session_idle_secs = parsed("CARDPLANE_OPERATORS_SESSION_IDLE_SECS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_OPERATORS_COOKIE_SECURE") {
+            self.operators.cookie_secure = parsed("CARDPLANE_OPERATORS_COOKIE_SECURE", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_OPERATORS_REQUIRE_MFA") {
+            self.operators.require_mfa = parsed("CARDPLANE_OPERATORS_REQUIRE_MFA", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_OPERATORS_DOCUMENTS_DIR") {
+            self.operators.documents_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("CARDPLANE_OPERATORS_DOCUMENT_MAX_BYTES") {
+            self.operators.document_max_bytes = parsed("CARDPLANE_OPERATORS_DOCUMENT_MAX_BYTES", v)?;
+        }
         Ok(())
     }
 }
@@ -364,5 +423,100 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("supersecretkek"));
         assert!(!shown.contains("hunter2"));
+    }
+
+    /// Every environment variable Config reads.
+    const ENV_NAMES: [&str; 27] = [
+        "CARDPLANE_API_KEY_PEPPER",
+        "CARDPLANE_AUTH_FAILURES_PER_MINUTE",
+        "CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS",
+        "CARDPLANE_DATABASE_MAX_CONNECTIONS",
+        "CARDPLANE_DATABASE_URL",
+        "CARDPLANE_KEK",
+        "CARDPLANE_KEY_FILE",
+        "CARDPLANE_KYC_HTTP_SECRET",
+        "CARDPLANE_KYC_HTTP_TIMEOUT_MS",
+        "CARDPLANE_KYC_HTTP_URL",
+        "CARDPLANE_KYC_LIVE_PROVIDER",
+        "CARDPLANE_KYC_MINIMUM_AGE_YEARS",
+        "CARDPLANE_KYC_SANDBOX_PROVIDER",
+        "CARDPLANE_LISTEN",
+        "CARDPLANE_LOG_FORMAT",
+        "CARDPLANE_RATE_LIMIT_PER_SECOND",
+        "CARDPLANE_REQUEST_BODY_LIMIT_BYTES",
+        "CARDPLANE_REQUEST_HEADER_LIMIT_BYTES",
+        "CARDPLANE_REQUEST_TIMEOUT_MS",
+        "CARDPLANE_WEBHOOKS_ATTEMPT_TIMEOUT_MS",
+        "CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS",
+        "CARDPLANE_WEBHOOKS_HISTORY_RETENTION_DAYS",
+        "CARDPLANE_WEBHOOKS_LEASE_MARGIN_SECS",
+        "CARDPLANE_WEBHOOKS_LIVE_ALLOWED_NETWORKS",
+        "CARDPLANE_WEBHOOKS_POLL_INTERVAL_MS",
+        "CARDPLANE_WEBHOOKS_SECRET_OVERLAP_SECS",
+        "CARDPLANE_WEBHOOKS_WORKER",
+    ];
+
+    /// TOML keys (top level and per table) that Config knows.
+    const TOML_KEYS: [&str; 20] = [
+        "database_url",
+        "database_max_connections",
+        "database_acquire_timeout_ms",
+        "listen",
+        "key_file",
+        "kek",
+        "api_key_pepper",
+        "request_body_limit_bytes",
+        "request_header_limit_bytes",
+        "request_timeout_ms",
+        "log_format",
+        "rate_limit_per_second",
+        "auth_failures_per_minute",
+        "custodian_breaker_failures",
+        "custodian_breaker_open_ms",
+        "minimum_age_years",
+        "sandbox_provider",
+        "http_timeout_ms",
+        "poll_interval_ms",
+        "live_allowed_networks",
+    ];
+
+    fn toml_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            "-?[0-9]{1,30}",
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "\\PC{0,20}".prop_map(|s| format!("{s:?}")),
+            Just("\"127.0.0.1:99999\"".to_owned()),
+            Just("[\"10.0.0.0/8\", 3]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Config parsing never panics: arbitrary TOML text, TOML made of known keys with
+        /// arbitrary values, and arbitrary environment values all end in `Ok` or a `ConfigError`.
+        #[test]
+        fn config_parsing_never_panics(
+            text in "\\PC{0,200}",
+            entries in proptest::collection::vec((proptest::sample::select(TOML_KEYS.to_vec()), toml_value()), 0..6),
+            table in proptest::sample::select(vec!["", "[kyc]\n", "[webhooks]\n", "[nope]\n"]),
+            env in proptest::collection::vec((proptest::sample::select(ENV_NAMES.to_vec()), "\\PC{0,30}|-?[0-9]{1,25}|true|json"), 0..8),
+        ) {
+            let _ = toml::from_str::<Config>(&text);
+            let doc = entries.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>();
+            let _ = toml::from_str::<Config>(&format!("{table}{doc}"));
+            let mut config = toml::from_str::<Config>(&doc).unwrap_or_default();
+            let lookup = |name: &str| env.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+            if config.apply_env(lookup).is_ok() {
+                // The secrets do not show in Debug: swapping them changes nothing printed.
+                let mut other = config.clone();
+                other.kek = other.kek.map(|_| "other".into());
+                other.api_key_pepper = other.api_key_pepper.map(|_| "other".into());
+                other.kyc.http_secret = other.kyc.http_secret.map(|_| "other".into());
+                proptest::prop_assert_eq!(format!("{config:?}"), format!("{other:?}"));
+            }
+        }
     }
 }

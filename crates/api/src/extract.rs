@@ -39,6 +39,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        // serde's derived structs also accept a JSON array of their fields in order; a request
+        // body is an object.
+        if bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b != b'{')
+        {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                return parse_json(&bytes).map(JsonBody);
+            }
+            return Err(ApiError::invalid(
+                "parameter_invalid",
+                "The request body must be a JSON object",
+            ));
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }

@@ -11,6 +11,7 @@ use cardplane_domain::ledger::{Account, AccountKind, BalanceAdjustment, Directio
 use cardplane_domain::money::Money;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::program::{FormFactor, IssueRefusal, Program};
+use cardplane_store::Scope;
 use cardplane_store::cards::CardIssue;
 use cardplane_store::ledger::PostError;
 
@@ -58,15 +59,12 @@ pub struct IssueSpec<'a> {
 }
 
 pub fn card_event(ctx: &Ctx, kind: EventType, card: &Card, now: Timestamp) -> Event {
+    card_event_in(&ctx.scope, kind, card, now)
+}
+
+pub fn card_event_in(scope: &Scope, kind: EventType, card: &Card, now: Timestamp) -> Event {
     let data = serde_json::to_value(CardView::from(card)).unwrap_or_default();
-    Event::new(
-        &ctx.scope.tenant_id,
-        ctx.scope.environment,
-        kind,
-        card.id.as_str(),
-        data,
-        now,
-    )
+    Event::new(&scope.tenant_id, scope.environment, kind, card.id.as_str(), data, now)
 }
 
 pub fn balance_view(card_id: &CardId, account: &Account) -> BalanceView {
@@ -96,7 +94,7 @@ pub fn adjustment_view(a: &BalanceAdjustment, balance: BalanceView) -> BalanceAd
 /// Builds everything a new card writes, with a fresh PAN. Call again after a PAN collision.
 pub async fn prepare_issue(
     state: &AppState,
-    ctx: &Ctx,
+    scope: &Scope,
     cardholder: &Cardholder,
     spec: &IssueSpec<'_>,
     now: Timestamp,
@@ -119,8 +117,8 @@ pub async fn prepare_issue(
         Some(_) => None,
         None => {
             let mut account = Account::open(
-                &ctx.scope.tenant_id,
-                ctx.scope.environment,
+                &scope.tenant_id,
+                scope.environment,
                 &program.id,
                 AccountKind::CardBalance,
                 program.currency,
@@ -141,8 +139,8 @@ pub async fn prepare_issue(
     };
     let card = Card {
         id: id.clone(),
-        tenant_id: ctx.scope.tenant_id.clone(),
-        environment: ctx.scope.environment,
+        tenant_id: scope.tenant_id.clone(),
+        environment: scope.environment,
         cardholder_id: cardholder.id.clone(),
         program: program.id.clone(),
         program_ref: program.program_id.clone(),
@@ -166,12 +164,12 @@ pub async fn prepare_issue(
         updated_at: now,
         version: 1,
     };
-    let mut events = vec![card_event(ctx, EventType::CardCreated, &card, now)];
+    let mut events = vec![card_event_in(scope, EventType::CardCreated, &card, now)];
     let initial_load = match (spec.initial_load, &new_account) {
         (Some(amount), Some(account)) => {
             let funding = state
                 .programs
-                .program_account(&ctx.scope, &program.id, AccountKind::ProgramFunding)
+                .program_account(scope, &program.id, AccountKind::ProgramFunding)
                 .await?;
             let (adjustment, journal) = BalanceAdjustment::post(
                 &id,
@@ -190,8 +188,8 @@ pub async fn prepare_issue(
             let view = adjustment_view(&adjustment, balance_view(&id, &after));
             let data = serde_json::to_value(&view).unwrap_or_default();
             events.push(Event::new(
-                &ctx.scope.tenant_id,
-                ctx.scope.environment,
+                &scope.tenant_id,
+                scope.environment,
                 EventType::BalanceAdjustmentCreated,
                 adjustment.id.as_str(),
                 data,

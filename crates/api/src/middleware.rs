@@ -88,6 +88,33 @@ pub async fn request_deadline(State(state): State<AppState>, req: Request, next:
     }
 }
 
+/// Refuses a request whose request line and headers together exceed `request_header_limit_bytes`
+/// (`431 headers_too_large` in the envelope), before any authentication work. Far larger heads
+/// (over ~400 KiB, or more than 100 headers) never get here: the HTTP layer refuses them with a
+/// bare 431 and closes the connection.
+pub async fn header_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let size = req.method().as_str().len()
+        + req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > state.config.request_header_limit_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorType::InvalidRequestError,
+            "headers_too_large",
+            format!(
+                "The request line and headers exceed the size limit of {} bytes",
+                state.config.request_header_limit_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Refuses unknown `Cardplane-Version` values (400) and echoes the version used on every response.
 pub async fn api_version(mut req: Request, next: Next) -> Response {
     let requested = match req.headers().get(VERSION_HEADER) {
@@ -374,7 +401,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     if response.extensions().get::<Committed>().is_some() {
         return response;
     }
-    if response.extensions().get::<Sensitive>().is_some() {
+    // A 503 says "retry later": storing it would replay the refusal to that very retry. Nothing
+    // was committed, so the key is released instead.
+    if response.extensions().get::<Sensitive>().is_some() || response.status() == StatusCode::SERVICE_UNAVAILABLE {
         let _ = state.idempotency.release(&scope, &key, &token).await;
         return response;
     }
@@ -397,4 +426,117 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         let _ = state.idempotency.release(&scope, &key, &token).await;
     }
     Response::from_parts(resp_parts, Body::from(resp_bytes))
+}
+
+/// The id in a path's last `{..._id}` segment, and the kind it names (`card` for `{card_id}`).
+pub(crate) fn object_in_path(template: &str, path: &str) -> Option<(String, String)> {
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .filter_map(|(t, p)| {
+            let name = t.strip_prefix('{')?.strip_suffix('}')?;
+            Some((name.strip_suffix("_id").unwrap_or(name).to_owned(), p.to_owned()))
+        })
+        .last()
+}
+
+/// Reads a (small, JSON) response body so its `id` or error code can be recorded, and rebuilds it.
+pub(crate) async fn peek_json(response: Response) -> (Response, Option<serde_json::Value>) {
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(bytes) => {
+            let json = serde_json::from_slice(&bytes).ok();
+            (Response::from_parts(parts, Body::from(bytes)), json)
+        }
+        Err(_) => (ApiError::internal("response body unreadable").into_response(), None),
+    }
+}
+
+/// What a create answered: its `id`, top level or one envelope down (`{"card": {"id": ...}}`).
+fn created_id(body: &serde_json::Value) -> Option<String> {
+    let obj = body.as_object()?;
+    if let Some(id) = obj.get("id").and_then(|v| v.as_str()) {
+        return Some(id.to_owned());
+    }
+    obj.values()
+        .find_map(|v| v.get("id").and_then(|i| i.as_str()))
+        .map(str::to_owned)
+}
+
+/// One audit entry per state-changing API request, success or failure: which key, what, on which
+/// object, from where. Written before the response is returned.
+pub async fn audit_mutation(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let origin = crate::people::Origin::of(&parts);
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let mut object = object_in_path(&template, parts.uri.path());
+    let ctx = parts.extensions.get::<Ctx>().cloned();
+    let action = format!("{} {template}", parts.method);
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let Some(ctx) = ctx else { return response };
+    let status = response.status();
+    let needs_body = !status.is_success() || object.is_none();
+    let (response, body) = if needs_body {
+        let (parts, body) = response.into_parts();
+        match axum::body::to_bytes(body, 1 << 20).await {
+            Ok(bytes) => {
+                let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+                (Response::from_parts(parts, Body::from(bytes)), json)
+            }
+            Err(_) => (ApiError::internal("response body unreadable").into_response(), None),
+        }
+    } else {
+        (response, None)
+    };
+    let mut details = serde_json::json!({});
+    if status.is_success() {
+        if object.is_none()
+            && let Some(id) = body.as_ref().and_then(created_id)
+        {
+            let kind = template
+                .trim_start_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('s')
+                .to_owned();
+            object = Some((kind, id));
+        }
+    } else if let Some(code) = body
+        .as_ref()
+        .and_then(|b| b.pointer("/error/code"))
+        .and_then(|c| c.as_str())
+    {
+        details = serde_json::json!({ "code": code });
+    }
+    let mut record = origin.record(
+        cardplane_domain::audit::ActorKind::ApiKey,
+        Some(ctx.key.id.to_string()),
+        &action,
+        if status.is_success() {
+            cardplane_domain::audit::Outcome::Success
+        } else {
+            cardplane_domain::audit::Outcome::Failure
+        },
+        status.as_u16(),
+    );
+    record.tenant_id = Some(ctx.scope.tenant_id.to_string());
+    record.environment = Some(ctx.scope.environment.as_str().to_owned());
+    if let Some((kind, id)) = object {
+        record.object_type = Some(kind);
+        record.object_id = Some(id);
+    }
+    record.details = details;
+    if let Err(e) = state.audit.append_audit(&record).await {
+        // The change itself is committed; losing its audit entry is logged loudly, not hidden.
+        tracing::error!(error = %e, action = %record.action, "could not write the audit entry for a committed request");
+    }
+    response
 }

@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, cardholders, cards, controls, events, network, ops, programs, sandbox, simulate, transactions, webhooks,
+    api_keys, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases, ops_people, programs,
+    sandbox, simulate, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -31,6 +32,15 @@ impl Modify for BasicAuth {
                     .description(Some("The card network's credential (`net_...` and its secret), from `cardplane network create-credential`."))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    crate::people::SESSION_COOKIE,
+                    "Set by POST /ops/login. State-changing requests also need the X-CSRF-Token header.",
+                ),
+            )),
         );
     }
 }
@@ -105,6 +115,36 @@ impl Modify for BasicAuth {
         webhooks::list_deliveries,
         webhooks::replay,
         webhooks::redeliver_event,
+        ops_auth::login,
+        ops_auth::get_session,
+        ops_auth::logout,
+        ops_auth::begin_totp,
+        ops_auth::confirm_totp,
+        ops_auth::change_password,
+        ops_people::list_operators,
+        ops_people::create_operator,
+        ops_people::update_operator,
+        ops_people::reset_operator,
+        ops_people::list_tenants,
+        ops_people::get_tenant,
+        ops_people::list_tenant_users,
+        ops_people::create_tenant_user,
+        ops_people::update_tenant_user,
+        ops_people::list_tenant_api_keys,
+        ops_people::revoke_tenant_api_key,
+        ops_cases::list_cases,
+        ops_cases::open_case,
+        ops_cases::get_case,
+        ops_cases::assign_case,
+        ops_cases::add_note,
+        ops_cases::upload_document,
+        ops_cases::download_document,
+        ops_cases::request_documents,
+        ops_cases::decide_case,
+        ops_cases::list_chains,
+        ops_cases::put_chain,
+        ops_audit::list_audit,
+        ops_audit::export_audit,
     ),
     modifiers(&BasicAuth),
     tags(
@@ -119,6 +159,7 @@ impl Modify for BasicAuth {
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),
         (name = "Webhooks", description = "Signed event delivery (Standard Webhooks), the delivery log, replay"),
+        (name = "Operations console", description = "People (operators and tenant users), sign-in with TOTP, the compliance queue with approval chains and documents, and the audit log. Cookie session + X-CSRF-Token."),
     )
 )]
 pub struct ApiDoc;
@@ -126,5 +167,6 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    crate::common_responses::add(&mut doc);
     doc
 }

@@ -35,6 +35,14 @@ impl Reply {
         })
     }
 
+    pub fn created<T: Serialize>(value: &T) -> Result<Reply, ApiError> {
+        Ok(Reply {
+            status: StatusCode::CREATED,
+            body: render(value)?,
+            committed: false,
+        })
+    }
+
     pub fn committed(status: StatusCode, body: String) -> Reply {
         Reply {
             status,

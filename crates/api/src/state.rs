@@ -19,11 +19,15 @@ use cardplane_store::{Backend, Db};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::{Config, KycProviderKind};
+use crate::documents::{DocumentStorage, FsDocuments};
 use crate::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
 use crate::middleware::LastUsed;
 use crate::secrets::CardKeys;
 use cardplane_domain::Environment;
 use cardplane_domain::webhook::Network;
+use cardplane_store::audit::AuditStore;
+use cardplane_store::compliance::ComplianceStore;
+use cardplane_store::people::PeopleStore;
 use cardplane_store::webhooks::WebhookStore;
 
 /// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL.
@@ -55,6 +59,12 @@ pub struct AppState {
     pub webhooks: Arc<dyn WebhookStore>,
     /// Networks live webhook endpoints may reach although internal (operator allowlist).
     pub webhook_allowlist: Arc<[Network]>,
+    pub people: Arc<dyn PeopleStore>,
+    pub compliance: Arc<dyn ComplianceStore>,
+    pub audit: Arc<dyn AuditStore>,
+    pub documents: Arc<dyn DocumentStorage>,
+    /// Network credentials recently read (see `routes::network`).
+    pub credentials: Arc<crate::routes::network::CredentialCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +111,7 @@ impl AppState {
             Duration::from_millis(config.custodian_breaker_open_ms),
         );
         let config_webhooks = config.webhooks.clone();
+        let documents_dir = config.operators.documents_dir.clone();
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -129,6 +140,11 @@ impl AppState {
             metrics,
             last_used: Arc::default(),
             webhook_allowlist: crate::delivery::allowlist(&config_webhooks).unwrap_or_default().into(),
+            documents: Arc::new(FsDocuments::new(documents_dir)),
+            credentials: Arc::default(),
+            people: store.clone(),
+            compliance: store.clone(),
+            audit: store.clone(),
             webhooks: store,
         })
     }

@@ -352,6 +352,8 @@ impl From<&cardplane_domain::controls::SpendLimit> for SpendLimitView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProgramView {
+    /// Cardplane's id for the program (`prog_...`); operators' approval chains use it.
+    pub id: String,
     /// Your identifier for the program.
     #[schema(example = "Apto_GPR")]
     pub program_id: String,
@@ -385,6 +387,7 @@ pub struct ProgramView {
 impl From<&cardplane_domain::program::Program> for ProgramView {
     fn from(p: &cardplane_domain::program::Program) -> Self {
         ProgramView {
+            id: p.id.to_string(),
             program_id: p.program_id.clone(),
             livemode: p.environment.livemode(),
             name: p.name.clone(),

@@ -12,6 +12,7 @@ use cardplane_api::secrets::{Secrets, rotate_kek, store_rotated_kek};
 use cardplane_api::{Application, open_state};
 use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
+use cardplane_domain::people::OperatorRole;
 use cardplane_domain::vault::Kek;
 use cardplane_store::SqlStore;
 use clap::{Parser, Subcommand};
@@ -98,6 +99,55 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// People who run the platform (the /ops console).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create an operator (bootstraps the first admin). The password comes from
+    /// CARDPLANE_OPERATOR_PASSWORD or, with --password-stdin, the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// admin, compliance_officer, operations, support or read_only.
+        #[arg(long, default_value = "admin", value_parser = parse_operator_role)]
+        role: OperatorRole,
+        #[arg(
+            long,
+            env = "CARDPLANE_OPERATOR_PASSWORD",
+            hide_env_values = true,
+            required_unless_present = "password_stdin"
+        )]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain from the first entry; exits 1 at the first break.
+    Verify,
+}
+
+fn parse_operator_role(raw: &str) -> Result<OperatorRole, String> {
+    OperatorRole::parse(raw).ok_or_else(|| {
+        let all: Vec<&str> = OperatorRole::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown role `{raw}`; one of {}", all.join(", "))
+    })
 }
 
 #[derive(Subcommand)]
@@ -239,6 +289,19 @@ async fn main() -> anyhow::Result<()> {
                 rate_limit,
             )
             .await?;
+            let permission_names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+            cardplane_api::admin::audit_cli(
+                &state,
+                "cardplane tenant create",
+                "tenant.created",
+                ("tenant", &tenant.tenant_id),
+                serde_json::json!({
+                    "name": tenant.name,
+                    "api_keys": [tenant.sandbox_key.id, tenant.live_key.id],
+                    "permissions": permission_names,
+                }),
+            )
+            .await?;
             state.db.close().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenant)?);
@@ -261,6 +324,14 @@ async fn main() -> anyhow::Result<()> {
             };
             let state = open_state(config).await?;
             let n = rotate_kek(&SqlStore::new(state.db.clone()), &old, &new).await?;
+            cardplane_api::admin::audit_cli(
+                &state,
+                "cardplane keys rotate-kek",
+                "kek.rotated",
+                ("kek", new.id()),
+                serde_json::json!({ "from": old.id(), "data_keys": n }),
+            )
+            .await?;
             state.db.close().await;
             if store_rotated_kek(&state.config, &new)? {
                 eprintln!(
@@ -294,6 +365,14 @@ async fn main() -> anyhow::Result<()> {
                 &state.pepper,
                 environment,
                 &name,
+            )
+            .await?;
+            cardplane_api::admin::audit_cli(
+                &state,
+                "cardplane network create-credential",
+                "network_credential.created",
+                ("network_credential", &issued.id),
+                serde_json::json!({ "environment": environment.as_str(), "name": name }),
             )
             .await?;
             state.db.close().await;
@@ -373,6 +452,60 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             println!("ledger verify: clean");
+        }
+        Command::Operator {
+            command:
+                OperatorCommand::Create {
+                    email,
+                    name,
+                    role,
+                    password,
+                    password_stdin,
+                    json,
+                },
+        } => {
+            let password = match (password, password_stdin) {
+                (_, true) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+                (Some(p), false) => p,
+                (None, false) => anyhow::bail!("give a password (CARDPLANE_OPERATOR_PASSWORD or --password-stdin)"),
+            };
+            let state = open_state(config).await?;
+            let person = cardplane_api::admin::create_operator(&state, &email, &name, role, password).await;
+            state.db.close().await;
+            let person = person?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": person.id, "email": person.email, "role": person.role.as_str() })
+                );
+            } else {
+                println!(
+                    "operator {} <{}> created with role {}; sign in at POST /ops/login and enrol TOTP",
+                    person.id,
+                    person.email,
+                    person.role.as_str()
+                );
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let state = open_state(config).await?;
+            let result = state.audit.verify_audit().await;
+            state.db.close().await;
+            match result? {
+                Ok((entries, head)) => {
+                    println!("audit verify: clean ({entries} entries, head {head})");
+                }
+                Err(broken) => {
+                    println!("audit verify: BROKEN: {broken}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Webhooks {
             command: WebhooksCommand::Listen { port, secret },

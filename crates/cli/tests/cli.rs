@@ -130,9 +130,60 @@ async fn kek_rotation_updates_the_key_file_and_keeps_the_vault_open(b: Backend) 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+async fn operator_bootstrap_and_audit_verify_catch_an_edited_entry(b: Backend) {
+    let Some(db) = TestDb::create(b).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let create = |email: &str, password: &str| {
+        cardplane(
+            &db,
+            dir.path(),
+            &[
+                "operator", "create", "--email", email, "--name", "Ada", "--role", "admin", "--json",
+            ],
+            &[("CARDPLANE_OPERATOR_PASSWORD", password)],
+        )
+    };
+    let out = create("ada@example.com", "elevenchars");
+    assert!(!out.status.success(), "an 11-character password is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("12 characters"));
+    let out = create("Ada@Example.com", "a long enough password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["role"], "admin");
+    assert_eq!(made["email"], "ada@example.com");
+    assert!(
+        !create("ada@example.com", "a long enough password").status.success(),
+        "one account per email"
+    );
+    let out = create("grace@example.com", "another long password");
+    assert!(out.status.success());
+    // Other administrative commands are audited too.
+    let out = cardplane(&db, dir.path(), &["tenant", "create", "--name", "Acme", "--json"], &[]);
+    assert!(out.status.success());
+    let out = cardplane(&db, dir.path(), &["audit", "verify"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clean (3 entries"));
+
+    let unguard = match b {
+        Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER USER",
+    };
+    tamper(&db, unguard).await;
+    tamper(
+        &db,
+        "UPDATE audit_log SET details = '{\"role\":\"read_only\"}' WHERE seq = 1",
+    )
+    .await;
+    let out = cardplane(&db, dir.path(), &["audit", "verify"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("entry 1 was altered"), "{text}");
+}
+
 both_backends!(
     tenant_create_prints_keys_and_ledger_verify_catches_tampering,
     kek_rotation_updates_the_key_file_and_keeps_the_vault_open,
+    operator_bootstrap_and_audit_verify_catch_an_edited_entry,
 );
 
 /// The benchmark harness end to end, small: it provisions, starts a server, drives load, and

@@ -96,6 +96,12 @@ define_id!(SpendControlId, "sc");
 define_id!(NetworkCredentialId, "net");
 define_id!(WebhookEndpointId, "we");
 define_id!(WebhookAttemptId, "whatt");
+define_id!(UserId, "usr");
+define_id!(SessionId, "ses");
+define_id!(CaseId, "case");
+define_id!(CaseNoteId, "note");
+define_id!(DocumentId, "doc");
+define_id!(AuditEntryId, "aud");
 
 #[cfg(test)]
 mod tests {

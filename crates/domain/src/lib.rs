@@ -5,10 +5,12 @@
 mod wire_enum;
 
 pub mod api_key;
+pub mod audit;
 pub mod authorization;
 pub mod card;
 pub mod card_order;
 pub mod cardholder;
+pub mod compliance;
 pub mod controls;
 pub mod country;
 pub mod environment;
@@ -21,9 +23,11 @@ pub mod ledger;
 pub mod money;
 pub mod page;
 pub mod pan;
+pub mod people;
 pub mod program;
 pub mod tenant;
 pub mod time;
+pub mod totp;
 pub mod vault;
 pub mod version;
 pub mod webhook;

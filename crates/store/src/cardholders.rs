@@ -13,10 +13,14 @@ use cardplane_domain::page::{Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::audit::append_audit;
 use crate::cards::{CardIssue, write_card_issues};
+use crate::compliance::{CaseChange, insert_case_row, write_case_change};
 use crate::ledger::PostError;
 use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, opt_ts, ts};
 use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use cardplane_domain::audit::AuditRecord;
+use cardplane_domain::compliance::Case;
 
 /// Everything one cardholder change writes, committed together.
 pub struct CardholderWrite<'a> {
@@ -28,6 +32,16 @@ pub struct CardholderWrite<'a> {
     pub card_issues: &'a [CardIssue],
     pub events: &'a [Event],
     pub response: Option<&'a IdempotentResponse>,
+    /// Compliance work committed with the change: a case KYC opens, or a reviewer's decision.
+    pub review: Option<ReviewWrite<'a>>,
+}
+
+/// The compliance side of a cardholder change.
+#[derive(Default)]
+pub struct ReviewWrite<'a> {
+    /// Opened (with its audit entry) unless the cardholder already has an open case.
+    pub open_case: Option<(&'a Case, &'a AuditRecord)>,
+    pub change: Option<CaseChange<'a>>,
 }
 
 #[async_trait]
@@ -191,6 +205,16 @@ async fn write_related(
         .bind(order.failure_reason.as_deref())
         .execute(&mut *conn)
         .await?;
+    }
+    if let Some(review) = &w.review {
+        if let Some((case, audit)) = review.open_case
+            && insert_case_row(conn, case).await?
+        {
+            append_audit(conn, audit).await?;
+        }
+        if let Some(change) = &review.change {
+            write_case_change(conn, change).await?;
+        }
     }
     insert_events(conn, w.events).await?;
     Ok(complete_idempotency(conn, scope, w.response, now).await?)

@@ -68,6 +68,10 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => include_str!("../migrations/0003_immutable_ledger.sqlite.sql"),
         Backend::Postgres => include_str!("../migrations/0003_immutable_ledger.postgres.sql"),
     };
+    let append_only = match backend {
+        Backend::Sqlite => include_str!("../migrations/0021_append_only.sqlite.sql"),
+        Backend::Postgres => include_str!("../migrations/0021_append_only.postgres.sql"),
+    };
     let mut migrations = vec![
         migration(1, "foundation", include_str!("../migrations/0001_foundation.sql")),
         migration(2, "cards ledger", include_str!("../migrations/0002_cards_ledger.sql")),
@@ -79,6 +83,12 @@ fn migrator(backend: Backend) -> Migrator {
         ),
         migration(5, "rate limits", include_str!("../migrations/0005_rate_limits.sql")),
         migration(10, "webhooks", include_str!("../migrations/0010_webhooks.sql")),
+        migration(
+            20,
+            "people compliance audit",
+            include_str!("../migrations/0020_people_compliance_audit.sql"),
+        ),
+        migration(21, "append only", append_only),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(
@@ -87,6 +97,7 @@ fn migrator(backend: Backend) -> Migrator {
             include_str!("../migrations/0011_event_sequence.postgres.sql"),
         ));
     }
+    migrations.sort_by_key(|m| m.version);
     Migrator::with_migrations(migrations)
 }
 

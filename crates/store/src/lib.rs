@@ -27,13 +27,16 @@ macro_rules! store_enum {
 }
 
 pub mod api_keys;
+pub mod audit;
 pub mod bench;
 pub mod cardholders;
 pub mod cards;
+pub mod compliance;
 pub mod events;
 pub mod idempotency;
 pub mod ledger;
 pub mod network;
+pub mod people;
 pub mod programs;
 pub mod tenants;
 pub mod transactions;

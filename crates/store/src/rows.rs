@@ -150,3 +150,49 @@ pub(crate) fn opt_ts(row: &AnyRow, column: &str) -> Result<Option<Timestamp>, St
 pub(crate) fn ts(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_micros(row.try_get::<i64, _>(column)?))
 }
+
+/// A value bound to a dynamic filter.
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A WHERE clause built from optional filters, numbering its placeholders as it goes.
+#[derive(Default)]
+pub(crate) struct Filters {
+    clauses: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Filters {
+    /// Adds `template` with every `?` standing for `value`.
+    pub fn add(&mut self, template: &str, value: Bind) {
+        self.binds.push(value);
+        self.clauses
+            .push(template.replace('?', &format!("${}", self.binds.len())));
+    }
+
+    /// Adds a clause with no parameter (built only from closed sets of names).
+    pub fn raw(&mut self, clause: String) {
+        self.clauses.push(clause);
+    }
+
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    pub async fn fetch_all(self, pool: &AnyPool, sql: String) -> Result<Vec<AnyRow>, StoreError> {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in self.binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        Ok(q.fetch_all(pool).await?)
+    }
+}

@@ -15,6 +15,8 @@ pub trait TenantStore: Send + Sync {
     /// Creates a tenant with its first API keys, atomically.
     async fn create_tenant(&self, tenant: &Tenant, keys: &[ApiKey], events: &[Event]) -> Result<(), StoreError>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant, StoreError>;
+    /// Every tenant, oldest first (operators' view; tenants are few).
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
 }
 
 #[async_trait]
@@ -44,16 +46,28 @@ impl TenantStore for SqlStore {
                 .fetch_optional(self.db.reader())
                 .await?
                 .ok_or(StoreError::NotFound)?;
-        let version: String = row.try_get("api_version")?;
-        Ok(Tenant {
-            id: id.clone(),
-            name: row.try_get("name")?,
-            // A version we no longer support falls forward to the current one.
-            api_version: ApiVersion::parse(&version).unwrap_or_else(ApiVersion::current),
-            created_at: ts(&row, "created_at")?,
-            rate_limit_per_second: row
-                .try_get::<Option<i64>, _>("rate_limit_per_second")?
-                .and_then(|n| u32::try_from(n).ok()),
-        })
+        tenant_from_row(&row)
     }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, name, api_version, created_at, rate_limit_per_second FROM tenants ORDER BY id")
+                .fetch_all(self.db.reader())
+                .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+}
+
+fn tenant_from_row(row: &sqlx::any::AnyRow) -> Result<Tenant, StoreError> {
+    let version: String = row.try_get("api_version")?;
+    Ok(Tenant {
+        id: TenantId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
+        name: row.try_get("name")?,
+        // A version we no longer support falls forward to the current one.
+        api_version: ApiVersion::parse(&version).unwrap_or_else(ApiVersion::current),
+        created_at: ts(row, "created_at")?,
+        rate_limit_per_second: row
+            .try_get::<Option<i64>, _>("rate_limit_per_second")?
+            .and_then(|n| u32::try_from(n).ok()),
+    })
 }

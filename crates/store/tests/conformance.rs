@@ -85,6 +85,7 @@ fn write(c: &Cardholder) -> CardholderWrite<'_> {
         card_issues: &[],
         events: &[],
         response: None,
+        review: None,
     }
 }
 
@@ -303,6 +304,7 @@ async fn a_failed_write_stores_neither_effect_nor_response(backend: Backend) {
         card_issues: &[],
         events: std::slice::from_ref(&event),
         response: Some(&response),
+        review: None,
     };
     assert!(store.insert_cardholder(&scope, w, now).await.is_err());
     assert_eq!(
@@ -393,6 +395,7 @@ async fn events_are_written_with_their_change_and_listed(backend: Backend) {
         card_issues: &[],
         events: std::slice::from_ref(&event),
         response: None,
+        review: None,
     };
     store.insert_cardholder(&scope, w, now).await.unwrap();
     assert_eq!(store.get_event(&scope, &event.id).await.unwrap(), event);

@@ -291,6 +291,7 @@ async fn a_hundred_thousand_cards_get_unique_luhn_valid_pans_in_their_bin(backen
         card_issues: &[],
         events: &[],
         response: None,
+        review: None,
     };
     store
         .insert_cardholder(&books.scope, w, Timestamp::now())

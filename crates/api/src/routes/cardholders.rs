@@ -1,22 +1,29 @@
 //! `/cardholders`: create (or update by `custodian_uid`), update by id, list, get, KYC history and
 //! card orders.
 
+use crate::review::case_for_kyc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use cardplane_domain::audit::AuditRecord;
 use cardplane_domain::card::Card;
 use cardplane_domain::card_order::{CardOrder, CardOrderEvent, CardOrderStatus};
 use cardplane_domain::cardholder::{
     Address, AddressInput, CardOrderRequest, Cardholder, DateOfBirth, Document, Email, Identity, PhoneNumber,
     parse_custodian_uid, parse_name,
 };
+use cardplane_domain::compliance::Case;
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::{CardholderId, KycCheckId};
+use cardplane_domain::kyc::KycResult;
 use cardplane_domain::kyc::{KycApplicant, KycCheck, KycState};
 use cardplane_domain::program::Program;
 use cardplane_domain::{FieldError, Timestamp};
+use cardplane_store::Scope;
 use cardplane_store::StoreError;
 use cardplane_store::cardholders::CardholderWrite;
+use cardplane_store::cardholders::ReviewWrite;
 use cardplane_store::cards::CardIssue;
+use cardplane_store::compliance::CaseChange;
 use cardplane_store::ledger::PostError;
 
 use crate::issuing::{IssueSpec, PAN_ATTEMPTS_MAX, pan_collision, prepare_issue, refusal};
@@ -254,10 +261,10 @@ fn snapshot<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-fn order_event(ctx: &Ctx, kind: EventType, order: &CardOrder, now: Timestamp) -> Event {
+fn order_event(scope: &Scope, kind: EventType, order: &CardOrder, now: Timestamp) -> Event {
     Event::new(
-        &ctx.scope.tenant_id,
-        ctx.scope.environment,
+        &scope.tenant_id,
+        scope.environment,
         kind,
         order.id.as_str(),
         snapshot(&CardOrderView::from(order)),
@@ -293,7 +300,7 @@ async fn order_program(state: &AppState, ctx: &Ctx, order: &CardOrderRequest) ->
 /// Fulfils a pending order: a card, or the order marked failed with the refusal's code.
 async fn fulfil(
     state: &AppState,
-    ctx: &Ctx,
+    scope: &Scope,
     cardholder: &Cardholder,
     order: &CardOrder,
     program: &Program,
@@ -306,11 +313,11 @@ async fn fulfil(
         initial_load: order.request.initial_load,
         replacing: None,
     };
-    match prepare_issue(state, ctx, cardholder, &spec, now).await {
+    match prepare_issue(state, scope, cardholder, &spec, now).await {
         Ok((issue, mut events)) => {
             let mut done = order.apply(CardOrderEvent::Issued, now).map_err(ApiError::internal)?;
             done.card_id = Some(issue.card.id.clone());
-            events.push(order_event(ctx, EventType::CardOrderUpdated, &done, now));
+            events.push(order_event(scope, EventType::CardOrderUpdated, &done, now));
             Ok((done, Some(issue), events))
         }
         Err(e) if e.status.is_client_error() => {
@@ -318,7 +325,7 @@ async fn fulfil(
             Ok((
                 failed.clone(),
                 None,
-                vec![order_event(ctx, EventType::CardOrderUpdated, &failed, now)],
+                vec![order_event(scope, EventType::CardOrderUpdated, &failed, now)],
             ))
         }
         Err(e) => Err(e),
@@ -343,7 +350,7 @@ impl Fulfilment {
     async fn add(
         &mut self,
         state: &AppState,
-        ctx: &Ctx,
+        scope: &Scope,
         cardholder: &Cardholder,
         order: CardOrder,
         now: Timestamp,
@@ -354,7 +361,7 @@ impl Fulfilment {
         }
         let program = state
             .programs
-            .get_program_by_ref(&ctx.scope, &order.request.program_id)
+            .get_program_by_ref(scope, &order.request.program_id)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => {
@@ -362,7 +369,7 @@ impl Fulfilment {
                 }
                 other => other.into(),
             })?;
-        let (order, issue, events) = fulfil(state, ctx, cardholder, &order, &program, now).await?;
+        let (order, issue, events) = fulfil(state, scope, cardholder, &order, &program, now).await?;
         self.orders.push(order);
         self.issues.extend(issue);
         self.events.extend(events);
@@ -371,7 +378,7 @@ impl Fulfilment {
 
     /// The same orders with no card issued: what is committed when the program cannot fund the
     /// initial loads (the cardholder change itself must not fail for that).
-    fn without_funds(&self, ctx: &Ctx, now: Timestamp) -> ApiResult<Fulfilment> {
+    fn without_funds(&self, scope: &Scope, now: Timestamp) -> ApiResult<Fulfilment> {
         let mut out = Fulfilment {
             events: self
                 .events
@@ -394,7 +401,7 @@ impl Fulfilment {
             };
             if order.status == CardOrderStatus::Failed {
                 out.events
-                    .push(order_event(ctx, EventType::CardOrderUpdated, &order, now));
+                    .push(order_event(scope, EventType::CardOrderUpdated, &order, now));
             }
             out.orders.push(order);
         }
@@ -456,22 +463,24 @@ pub async fn create_cardholder(
     };
     let check = run_kyc(&state, &ctx, &cardholder, &input.document, now).await;
     cardholder.kyc = cardholder.kyc.record(check.result, now);
+    let program_ref = input.card.as_ref().map(|c| c.program_id.as_str());
+    let review = case_for_kyc(&state, &ctx.scope, &id, &check, program_ref, now).await?;
     for _ in 0..PAN_ATTEMPTS_MAX {
         let mut fulfilment = Fulfilment::default();
         let mut created_events = Vec::new();
         if let Some(request) = input.card.clone() {
             let order = CardOrder::place(&id, request, cardholder.kyc.passed(), now);
-            created_events.push(order_event(&ctx, EventType::CardOrderCreated, &order, now));
-            fulfilment.add(&state, &ctx, &cardholder, order, now).await?;
+            created_events.push(order_event(&ctx.scope, EventType::CardOrderCreated, &order, now));
+            fulfilment.add(&state, &ctx.scope, &cardholder, order, now).await?;
         }
         created_events.append(&mut fulfilment.events);
         fulfilment.events = created_events;
-        match insert_new(&state, &ctx, &cardholder, &check, &fulfilment, now).await {
+        match insert_new(&state, &ctx, &cardholder, &check, &fulfilment, review.as_ref(), now).await {
             Ok(reply) => return Ok(reply),
             Err(e) if pan_collision(&e) => continue,
             Err(PostError::InsufficientFunds(_)) => {
-                let unfunded = fulfilment.without_funds(&ctx, now)?;
-                return insert_new(&state, &ctx, &cardholder, &check, &unfunded, now)
+                let unfunded = fulfilment.without_funds(&ctx.scope, now)?;
+                return insert_new(&state, &ctx, &cardholder, &check, &unfunded, review.as_ref(), now)
                     .await
                     .map_err(post_failure);
             }
@@ -509,6 +518,7 @@ async fn insert_new(
     cardholder: &Cardholder,
     check: &KycCheck,
     fulfilment: &Fulfilment,
+    review: Option<&(Case, AuditRecord)>,
     now: Timestamp,
 ) -> Result<Reply, PostError> {
     let envelope = CardholderEnvelope::with_cards(cardholder, &fulfilment.cards());
@@ -530,6 +540,10 @@ async fn insert_new(
         card_issues: &fulfilment.issues,
         events: &events,
         response: response.as_ref(),
+        review: review.map(|(case, audit)| ReviewWrite {
+            open_case: Some((case, audit)),
+            change: None,
+        }),
     };
     state.cardholders.insert_cardholder(&ctx.scope, write, now).await?;
     Ok(Reply::committed(StatusCode::OK, body))
@@ -654,6 +668,18 @@ async fn try_update(
     let newly_passed = cardholder.kyc.passed() && !current.kyc.passed();
 
     let existing_orders = state.cardholders.list_card_orders(&ctx.scope, id).await?;
+    let review = match &check {
+        Some(c) => {
+            let program_ref = card.as_ref().map(|r| r.program_id.clone()).or_else(|| {
+                existing_orders
+                    .iter()
+                    .find(|o| o.status == CardOrderStatus::AwaitingKyc)
+                    .map(|o| o.request.program_id.clone())
+            });
+            case_for_kyc(state, &ctx.scope, id, c, program_ref.as_deref(), now).await?
+        }
+        None => None,
+    };
     let mut fulfilment = Fulfilment::default();
     let mut order_events = Vec::new();
     if newly_passed {
@@ -664,7 +690,7 @@ async fn try_update(
             let pending = order
                 .apply(CardOrderEvent::KycPassed, now)
                 .map_err(ApiError::internal)?;
-            fulfilment.add(state, ctx, &cardholder, pending, now).await?;
+            fulfilment.add(state, &ctx.scope, &cardholder, pending, now).await?;
         }
     }
     if let Some(request) = card {
@@ -674,14 +700,14 @@ async fn try_update(
         });
         if !open {
             let order = CardOrder::place(id, request, cardholder.kyc.passed(), now);
-            order_events.push(order_event(ctx, EventType::CardOrderCreated, &order, now));
-            fulfilment.add(state, ctx, &cardholder, order, now).await?;
+            order_events.push(order_event(&ctx.scope, EventType::CardOrderCreated, &order, now));
+            fulfilment.add(state, &ctx.scope, &cardholder, order, now).await?;
         }
     }
     order_events.append(&mut fulfilment.events);
     fulfilment.events = order_events;
     if unfunded {
-        fulfilment = fulfilment.without_funds(ctx, now)?;
+        fulfilment = fulfilment.without_funds(&ctx.scope, now)?;
     }
 
     let profile_changed = cardholder != current;
@@ -737,6 +763,10 @@ async fn try_update(
         card_issues: &fulfilment.issues,
         events: &all_events,
         response: response.as_ref(),
+        review: review.as_ref().map(|(case, audit)| ReviewWrite {
+            open_case: Some((case, audit)),
+            change: None,
+        }),
     };
     state
         .cardholders
@@ -851,4 +881,113 @@ pub async fn list_card_orders(State(state): State<AppState>, ctx: Ctx, Path(id):
     let mut card_orders: Vec<CardOrderView> = orders.iter().map(CardOrderView::from).collect();
     card_orders.reverse();
     Reply::ok(&CardOrderList { card_orders })
+}
+
+/// A reviewer's verdict, committed with the case change that produced it: the cardholder's KYC
+/// state and history, orders waiting for KYC fulfilled when it passes, events, and the audit
+/// entry, all in one transaction.
+pub async fn apply_review(
+    state: &AppState,
+    scope: &Scope,
+    id: &CardholderId,
+    result: KycResult,
+    change: CaseChange<'_>,
+    now: Timestamp,
+) -> ApiResult<()> {
+    let mut unfunded = false;
+    for _ in 0..UPDATE_ATTEMPTS_MAX + PAN_ATTEMPTS_MAX {
+        match try_apply_review(state, scope, id, result, change, unfunded, now).await {
+            Err(UpdateError::Post(PostError::Store(e)))
+                if e.is_conflict_on("cardholders_version", "cards_pan_hash") =>
+            {
+                continue;
+            }
+            Err(UpdateError::Post(PostError::InsufficientFunds(_))) if !unfunded => unfunded = true,
+            Err(UpdateError::Post(PostError::Store(e)))
+                if e.is_conflict_on("compliance_cases_version", "compliance_cases_version") =>
+            {
+                return Err(ApiError::conflict(
+                    "case_changed",
+                    "The case changed while this decision was made; reload it and decide again",
+                ));
+            }
+            Err(UpdateError::Post(e)) => return Err(post_failure(e)),
+            Err(UpdateError::Api(e)) => return Err(e),
+            Ok(()) => return Ok(()),
+        }
+    }
+    Err(ApiError::conflict(
+        "concurrent_update",
+        "The cardholder is being changed concurrently; retry",
+    ))
+}
+
+async fn try_apply_review(
+    state: &AppState,
+    scope: &Scope,
+    id: &CardholderId,
+    result: KycResult,
+    change: CaseChange<'_>,
+    unfunded: bool,
+    now: Timestamp,
+) -> Result<(), UpdateError> {
+    let current = state.cardholders.get_cardholder(scope, id).await?;
+    let mut cardholder = current.clone();
+    let check = KycCheck {
+        id: KycCheckId::generate(),
+        cardholder_id: id.clone(),
+        provider: "manual_review".into(),
+        result,
+        created_at: now,
+    };
+    cardholder.kyc = cardholder.kyc.record(result, now);
+    cardholder.updated_at = now;
+    cardholder.version = current.version + 1;
+    let mut fulfilment = Fulfilment::default();
+    if cardholder.kyc.passed() && !current.kyc.passed() {
+        for order in state
+            .cardholders
+            .list_card_orders(scope, id)
+            .await?
+            .into_iter()
+            .filter(|o| o.status == CardOrderStatus::AwaitingKyc)
+        {
+            let pending = order
+                .apply(CardOrderEvent::KycPassed, now)
+                .map_err(ApiError::internal)?;
+            fulfilment.add(state, scope, &cardholder, pending, now).await?;
+        }
+    }
+    if unfunded {
+        fulfilment = fulfilment.without_funds(scope, now)?;
+    }
+    let mut cards = state.cards.cards_of(scope, std::slice::from_ref(id)).await?;
+    cards.extend(fulfilment.cards());
+    let envelope = CardholderEnvelope::with_cards(&cardholder, &cards);
+    let mut events = vec![Event::new(
+        &scope.tenant_id,
+        scope.environment,
+        EventType::CardholderKycUpdated,
+        id.as_str(),
+        snapshot(&envelope.cardholder),
+        now,
+    )];
+    events.extend(fulfilment.events.iter().cloned());
+    let write = CardholderWrite {
+        cardholder: &cardholder,
+        kyc_check: Some(&check),
+        card_orders: &fulfilment.orders,
+        card_issues: &fulfilment.issues,
+        events: &events,
+        response: None,
+        review: Some(ReviewWrite {
+            open_case: None,
+            change: Some(change),
+        }),
+    };
+    state
+        .cardholders
+        .update_cardholder(scope, write, current.version, now)
+        .await?;
+    Ok(())
 }

@@ -161,7 +161,7 @@ pub async fn create_card(
     };
     for _ in 0..PAN_ATTEMPTS_MAX {
         let now = Timestamp::now();
-        let (issue, events) = prepare_issue(&state, &ctx, &cardholder, &spec, now).await?;
+        let (issue, events) = prepare_issue(&state, &ctx.scope, &cardholder, &spec, now).await?;
         let body = render(&CardEnvelope {
             card: (&issue.card).into(),
         })?;
@@ -355,7 +355,7 @@ pub async fn replace_card(
             initial_load: None,
             replacing: Some((&old, reason)),
         };
-        let (issue, mut events) = prepare_issue(&state, &ctx, &cardholder, &spec, now).await?;
+        let (issue, mut events) = prepare_issue(&state, &ctx.scope, &cardholder, &spec, now).await?;
         let mut replaced = Card {
             replaced_by: Some(issue.card.id.clone()),
             updated_at: now,

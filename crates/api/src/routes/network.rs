@@ -14,6 +14,7 @@ use cardplane_domain::money::Currency;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::{Environment, FieldError};
 use cardplane_store::StoreError;
+use cardplane_store::network::NetworkCredential;
 use cardplane_store::transactions::Answer;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -50,7 +51,7 @@ pub async fn authenticate_network(State(state): State<AppState>, mut req: Reques
     let Ok(id) = NetworkCredentialId::parse(&user) else {
         return invalid();
     };
-    let credential = match state.network.find_network_credential(&id).await {
+    let credential = match cached_credential(&state, &id).await {
         Ok(c) => c,
         Err(StoreError::NotFound) => return invalid(),
         Err(e) => return ApiError::from(e).into_response(),
@@ -64,6 +65,28 @@ pub async fn authenticate_network(State(state): State<AppState>, mut req: Reques
         environment: credential.environment,
     });
     next.run(req).await
+}
+
+/// How long a network credential read from the database is trusted: the network sends thousands
+/// of messages a second with the same credential, and the read is one of each message's round trips.
+/// A revocation (when one exists) takes effect within this time in every process.
+const CREDENTIAL_CACHE_SECS: u64 = 5;
+
+pub type CredentialCache =
+    std::sync::Mutex<std::collections::HashMap<NetworkCredentialId, (NetworkCredential, std::time::Instant)>>;
+
+async fn cached_credential(state: &AppState, id: &NetworkCredentialId) -> Result<NetworkCredential, StoreError> {
+    let fresh = std::time::Duration::from_secs(CREDENTIAL_CACHE_SECS);
+    if let Some((c, at)) = state.credentials.lock().expect("credential cache lock").get(id)
+        && at.elapsed() < fresh
+    {
+        return Ok(c.clone());
+    }
+    let c = state.network.find_network_credential(id).await?;
+    let mut cache = state.credentials.lock().expect("credential cache lock");
+    // Unknown ids are never cached, so the map only holds real credentials (a handful).
+    cache.insert(id.clone(), (c.clone(), std::time::Instant::now()));
+    Ok(c)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]

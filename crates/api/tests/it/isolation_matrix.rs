@@ -86,7 +86,8 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         .unwrap();
     let mut routes = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        if !path.contains('{') || path.starts_with("/network") {
+        // /ops is for people (cookie sessions); its own matrix is in ops.rs.
+        if !path.contains('{') || path.starts_with("/network") || path.starts_with("/ops") {
             continue;
         }
         let mut concrete = path.clone();

@@ -1,0 +1,999 @@
+//! The compliance queue: cases, notes, documents, approval decisions and per-program approval
+//! chains. Decisions that change a cardholder's KYC go through the cardholder write path.
+
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cardplane_domain::FieldError;
+use cardplane_domain::Timestamp;
+use cardplane_domain::audit::AuditRecord;
+use cardplane_domain::compliance::{
+    ApprovalChain, Case, CaseError, CaseReason, CaseStatus, ChainTrigger, Decision, upload_file_verdict,
+};
+use cardplane_domain::ids::{CardholderId, CaseId, CaseNoteId, DocumentId, ProgramId, TenantId, UserId};
+use cardplane_domain::kyc::FileReason;
+use cardplane_domain::people::{Action, OperatorRole};
+use cardplane_store::compliance::{CaseChange, CaseFilter, CaseNote, DocumentRecord, ScopedObject};
+use cardplane_store::{Scope, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, StrictQuery};
+use crate::people::Staff;
+use crate::reply::Reply;
+use crate::review::chain_for;
+use crate::routes::cardholders::apply_review;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub step: usize,
+    pub role: &'static str,
+    pub user_id: String,
+    pub decision: &'static str,
+    pub comment: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseView {
+    pub id: String,
+    pub tenant_id: String,
+    pub livemode: bool,
+    pub cardholder_id: String,
+    pub program_id: Option<String>,
+    /// kyc_under_review, kyc_upload_file, kyc_resubmit_details, watchlist_match or manual.
+    pub reason: &'static str,
+    /// open, awaiting_documents, pending_approval, approved or rejected.
+    pub status: &'static str,
+    pub assignee_id: Option<String>,
+    pub opened_by: Option<String>,
+    /// The roles that must approve, in order.
+    pub approval_chain: Vec<&'static str>,
+    pub approvals: Vec<ApprovalView>,
+    /// The role the next decision needs, while the case is open.
+    pub next_step_role: Option<&'static str>,
+    pub due_at: String,
+    pub overdue: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub closed_at: Option<String>,
+    pub version: i64,
+}
+
+impl CaseView {
+    fn of(c: &Case, now: Timestamp) -> Self {
+        CaseView {
+            id: c.id.to_string(),
+            tenant_id: c.tenant_id.to_string(),
+            livemode: c.environment.livemode(),
+            cardholder_id: c.cardholder_id.to_string(),
+            program_id: c.program_id.as_ref().map(|p| p.to_string()),
+            reason: c.reason.as_str(),
+            status: c.status.as_str(),
+            assignee_id: c.assignee_id.as_ref().map(|u| u.to_string()),
+            opened_by: c.opened_by.as_ref().map(|u| u.to_string()),
+            approval_chain: c.chain.steps.iter().map(|r| r.as_str()).collect(),
+            approvals: c
+                .approvals
+                .iter()
+                .map(|a| ApprovalView {
+                    step: a.step,
+                    role: a.role.as_str(),
+                    user_id: a.user_id.to_string(),
+                    decision: a.decision.as_str(),
+                    comment: a.comment.clone(),
+                    created_at: a.created_at.to_rfc3339(),
+                })
+                .collect(),
+            next_step_role: c.next_step().map(|(_, r)| r.as_str()),
+            due_at: c.due_at.to_rfc3339(),
+            overdue: c.overdue(now),
+            created_at: c.created_at.to_rfc3339(),
+            updated_at: c.updated_at.to_rfc3339(),
+            closed_at: c.closed_at.map(|t| t.to_rfc3339()),
+            version: c.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseList {
+    pub cases: Vec<CaseView>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    pub id: String,
+    pub author_id: String,
+    pub body: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: String,
+    pub cardholder_id: String,
+    pub case_id: Option<String>,
+    pub kind: String,
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub uploaded_by: String,
+    pub created_at: String,
+}
+
+impl From<&DocumentRecord> for DocumentView {
+    fn from(d: &DocumentRecord) -> Self {
+        DocumentView {
+            id: d.id.to_string(),
+            cardholder_id: d.cardholder_id.to_string(),
+            case_id: d.case_id.as_ref().map(|c| c.to_string()),
+            kind: d.kind.clone(),
+            file_name: d.file_name.clone(),
+            content_type: d.content_type.clone(),
+            size_bytes: d.size_bytes,
+            sha256: d.sha256.clone(),
+            uploaded_by: d.uploaded_by.to_string(),
+            created_at: d.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// What a reviewer sees of the cardholder: enough to decide, never the document number.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardholderSummary {
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub country: String,
+    pub date_of_birth: String,
+    pub document_type: String,
+    pub document_last4: String,
+    pub kyc_status: &'static str,
+    pub kyc_identity_reason: Option<&'static str>,
+    pub kyc_address_reason: Option<&'static str>,
+    pub kyc_file_reason: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseDetail {
+    pub case: CaseView,
+    pub cardholder: CardholderSummary,
+    pub notes: Vec<NoteView>,
+    pub documents: Vec<DocumentView>,
+}
+
+fn case_error(e: CaseError) -> ApiError {
+    ApiError::conflict(e.code(), e.to_string())
+}
+
+fn parse_case_id(raw: &str) -> ApiResult<CaseId> {
+    CaseId::parse(raw).map_err(|_| ApiError::not_found("case"))
+}
+
+/// Cases are operators' work: tenant users never see them (the matrix gives them no case
+/// action), so loading needs only the permission.
+async fn load_case(state: &AppState, staff: &Staff, action: Action, raw: &str) -> ApiResult<Case> {
+    staff.require(action)?;
+    let id = parse_case_id(raw)?;
+    state.compliance.get_case(&id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("case"),
+        other => other.into(),
+    })
+}
+
+/// The same case, touched: its version moves so concurrent changes are noticed.
+fn bumped(case: &Case, now: Timestamp) -> Case {
+    Case {
+        updated_at: now,
+        version: case.version + 1,
+        ..case.clone()
+    }
+}
+
+fn case_scope(c: &Case) -> Scope {
+    Scope {
+        tenant_id: c.tenant_id.clone(),
+        environment: c.environment,
+    }
+}
+
+/// An audit entry about a case by this person.
+fn case_audit(staff: &Staff, action: &str, case: &Case, details: serde_json::Value) -> AuditRecord {
+    let mut a = staff.audit(action, "case", case.id.as_str());
+    a.tenant_id = Some(case.tenant_id.to_string());
+    a.environment = Some(case.environment.as_str().to_owned());
+    a.details = details;
+    a
+}
+
+fn conflict_on_version(e: StoreError) -> ApiError {
+    if e.is_conflict_on("compliance_cases_version", "compliance_cases_version") {
+        ApiError::conflict("case_changed", "The case changed meanwhile; reload it and retry")
+    } else if e.is_conflict_on("case_approvals", "case_approvals.user_id") {
+        case_error(CaseError::SamePersonTwice)
+    } else {
+        e.into()
+    }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CaseQuery {
+    /// Comma-separated statuses; default: every open status.
+    pub status: Option<String>,
+    /// A user id, `me`, or `none` (unassigned).
+    pub assignee: Option<String>,
+    pub reason: Option<String>,
+    pub tenant_id: Option<String>,
+    pub program_id: Option<String>,
+    pub cardholder_id: Option<String>,
+    /// `true`: only cases past their SLA.
+    pub overdue: Option<String>,
+    /// 1 to 100, default 50.
+    pub limit: Option<String>,
+    /// A case id: the page after it (older cases).
+    pub starting_after: Option<String>,
+}
+
+fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::invalid("parameter_invalid", message).with_param(param)
+}
+
+fn case_filter(q: &CaseQuery, staff: &Staff) -> ApiResult<(CaseFilter, u32)> {
+    let mut f = CaseFilter::default();
+    match q.status.as_deref() {
+        None => {
+            f.statuses = CaseStatus::ALL.iter().copied().filter(|s| !s.is_closed()).collect();
+        }
+        Some("all") => {}
+        Some(list) => {
+            for s in list.split(',') {
+                f.statuses
+                    .push(CaseStatus::parse(s.trim()).ok_or_else(|| bad("status", "unknown case status"))?);
+            }
+        }
+    }
+    match q.assignee.as_deref() {
+        None => {}
+        Some("me") => f.assignee_id = Some(staff.person.id.clone()),
+        Some("none") => f.unassigned = true,
+        Some(id) => f.assignee_id = Some(UserId::parse(id).map_err(|_| bad("assignee", "a user id, me or none"))?),
+    }
+    if let Some(r) = &q.reason {
+        f.reason = Some(CaseReason::parse(r).ok_or_else(|| bad("reason", "unknown case reason"))?);
+    }
+    if let Some(t) = &q.tenant_id {
+        f.tenant_id = Some(TenantId::parse(t).map_err(|_| bad("tenant_id", "not a tenant id"))?);
+    }
+    if let Some(p) = &q.program_id {
+        f.program_id = Some(ProgramId::parse(p).map_err(|_| bad("program_id", "not a program id"))?);
+    }
+    if let Some(c) = &q.cardholder_id {
+        f.cardholder_id = Some(CardholderId::parse(c).map_err(|_| bad("cardholder_id", "not a cardholder id"))?);
+    }
+    match q.overdue.as_deref() {
+        None | Some("false") => {}
+        Some("true") => f.overdue_at = Some(Timestamp::now()),
+        Some(_) => return Err(bad("overdue", "true or false")),
+    }
+    if let Some(c) = &q.starting_after {
+        f.before_id = Some(CaseId::parse(c).map_err(|_| bad("starting_after", "not a case id"))?);
+    }
+    let limit = match &q.limit {
+        None => 50,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| bad("limit", "between 1 and 100"))?,
+    };
+    Ok((f, limit))
+}
+
+#[utoipa::path(
+    get, path = "/ops/cases", tag = "Operations console",
+    params(CaseQuery),
+    responses((status = 200, body = CaseList), (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    security(("session_cookie" = []))
+)]
+pub async fn list_cases(
+    State(state): State<AppState>,
+    staff: Staff,
+    StrictQuery(q): StrictQuery<CaseQuery>,
+) -> ApiResult<Reply> {
+    staff.require(Action::ViewCases)?;
+    let (filter, limit) = case_filter(&q, &staff)?;
+    let mut cases = state.compliance.list_cases(&filter, limit + 1).await?;
+    let has_more = cases.len() > limit as usize;
+    cases.truncate(limit as usize);
+    let now = Timestamp::now();
+    Reply::ok(&CaseList {
+        cases: cases.iter().map(|c| CaseView::of(c, now)).collect(),
+        has_more,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenCaseRequest {
+    pub cardholder_id: String,
+    /// Why a person should look; becomes the case's first note.
+    pub note: String,
+}
+
+fn note_body(raw: &str, param: &str) -> ApiResult<String> {
+    let body = raw.trim();
+    if body.is_empty() || body.chars().count() > 10_000 {
+        return Err(ApiError::from(FieldError::invalid(
+            param,
+            "between 1 and 10000 characters",
+        )));
+    }
+    Ok(body.to_owned())
+}
+
+#[utoipa::path(
+    post, path = "/ops/cases", tag = "Operations console",
+    request_body = OpenCaseRequest,
+    responses(
+        (status = 201, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn open_case(
+    State(state): State<AppState>,
+    staff: Staff,
+    JsonBody(req): JsonBody<OpenCaseRequest>,
+) -> ApiResult<Reply> {
+    staff.require(Action::WorkCases)?;
+    let body = note_body(&req.note, "note")?;
+    let cardholder_id = CardholderId::parse(&req.cardholder_id).map_err(|_| ApiError::not_found("cardholder"))?;
+    let scope = state
+        .compliance
+        .scope_of(ScopedObject::Cardholder(&cardholder_id))
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("cardholder"),
+            other => other.into(),
+        })?;
+    let now = Timestamp::now();
+    let chain = chain_for(&state, None, ChainTrigger::Default).await?;
+    let case = Case::open(
+        &scope.tenant_id,
+        scope.environment,
+        &cardholder_id,
+        None,
+        CaseReason::Manual,
+        chain,
+        Some(staff.person.id.clone()),
+        now,
+    );
+    let audit = case_audit(&staff, "case.opened", &case, serde_json::json!({ "reason": "manual" }));
+    state.compliance.insert_case(&case, &audit).await.map_err(|e| {
+        if e.is_conflict_on("compliance_cases_one_open", "compliance_cases_one_open") {
+            ApiError::conflict("case_already_open", "This cardholder already has an open case")
+        } else {
+            e.into()
+        }
+    })?;
+    let note = CaseNote {
+        id: CaseNoteId::generate(),
+        case_id: case.id.clone(),
+        author_id: staff.person.id.clone(),
+        body,
+        created_at: now,
+    };
+    let touched = bumped(&case, now);
+    let note_audit = case_audit(&staff, "case.note_added", &case, serde_json::json!({}));
+    state
+        .compliance
+        .update_case(CaseChange {
+            note: Some(&note),
+            ..CaseChange::of(&touched, case.version, &note_audit)
+        })
+        .await?;
+    Reply::created(&CaseView::of(&touched, now))
+}
+
+#[utoipa::path(
+    get, path = "/ops/cases/{case_id}", tag = "Operations console",
+    params(("case_id" = String, Path)),
+    responses((status = 200, body = CaseDetail), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    security(("session_cookie" = []))
+)]
+pub async fn get_case(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
+    let case = load_case(&state, &staff, Action::ViewCases, &id).await?;
+    let c = state
+        .cardholders
+        .get_cardholder(&case_scope(&case), &case.cardholder_id)
+        .await?;
+    let notes = state.compliance.list_notes(&case.id).await?;
+    let documents = state.compliance.list_documents(&case.cardholder_id).await?;
+    let kyc = c.kyc.result;
+    Reply::ok(&CaseDetail {
+        case: CaseView::of(&case, Timestamp::now()),
+        cardholder: CardholderSummary {
+            id: c.id.to_string(),
+            first_name: c.identity.first_name.clone(),
+            last_name: c.identity.last_name.clone(),
+            email: c.email.as_str().to_owned(),
+            country: c.identity.address.country.as_str().to_owned(),
+            date_of_birth: c.identity.date_of_birth.to_iso(),
+            document_type: c.document_type.as_str().to_owned(),
+            document_last4: c.document_last4.clone(),
+            kyc_status: kyc.status().as_str(),
+            kyc_identity_reason: kyc.identity_reason().map(|r| r.as_str()),
+            kyc_address_reason: kyc.address_reason().map(|r| r.as_str()),
+            kyc_file_reason: kyc.file_reason().map(|r| r.as_str()),
+        },
+        notes: notes
+            .iter()
+            .map(|n| NoteView {
+                id: n.id.to_string(),
+                author_id: n.author_id.to_string(),
+                body: n.body.clone(),
+                created_at: n.created_at.to_rfc3339(),
+            })
+            .collect(),
+        documents: documents.iter().map(DocumentView::from).collect(),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// An operator who may work cases, or null to return the case to the queue.
+    pub assignee_id: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/ops/cases/{case_id}/assign", tag = "Operations console",
+    params(("case_id" = String, Path)),
+    request_body = AssignRequest,
+    responses(
+        (status = 200, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn assign_case(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<AssignRequest>,
+) -> ApiResult<Reply> {
+    let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
+    let assignee = match &req.assignee_id {
+        None => None,
+        Some(raw) => {
+            let id = UserId::parse(raw).map_err(|_| bad("assignee_id", "not a user id"))?;
+            let person = match state.people.get_user(&id).await {
+                Ok(u) => u.person,
+                Err(StoreError::NotFound) => return Err(bad("assignee_id", "no such operator")),
+                Err(e) => return Err(e.into()),
+            };
+            if !(person.can(Action::WorkCases) || person.can(Action::DecideCases)) {
+                return Err(bad("assignee_id", "this person may not work cases"));
+            }
+            Some(id)
+        }
+    };
+    let now = Timestamp::now();
+    let next = case.assign(assignee.clone(), now).map_err(case_error)?;
+    let audit = case_audit(
+        &staff,
+        "case.assigned",
+        &case,
+        serde_json::json!({ "from": case.assignee_id, "to": assignee }),
+    );
+    state
+        .compliance
+        .update_case(CaseChange::of(&next, case.version, &audit))
+        .await
+        .map_err(conflict_on_version)?;
+    Reply::ok(&CaseView::of(&next, now))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    pub body: String,
+}
+
+#[utoipa::path(
+    post, path = "/ops/cases/{case_id}/notes", tag = "Operations console",
+    params(("case_id" = String, Path)),
+    request_body = NoteRequest,
+    responses(
+        (status = 201, body = NoteView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn add_note(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<NoteRequest>,
+) -> ApiResult<Reply> {
+    let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
+    let body = note_body(&req.body, "body")?;
+    let now = Timestamp::now();
+    // Notes go on closed cases too (follow-ups); the case's version still moves.
+    let next = bumped(&case, now);
+    let note = CaseNote {
+        id: CaseNoteId::generate(),
+        case_id: case.id.clone(),
+        author_id: staff.person.id.clone(),
+        body,
+        created_at: now,
+    };
+    let audit = case_audit(
+        &staff,
+        "case.note_added",
+        &case,
+        serde_json::json!({ "note_id": note.id }),
+    );
+    state
+        .compliance
+        .update_case(CaseChange {
+            note: Some(&note),
+            ..CaseChange::of(&next, case.version, &audit)
+        })
+        .await
+        .map_err(conflict_on_version)?;
+    Reply::created(&NoteView {
+        id: note.id.to_string(),
+        author_id: note.author_id.to_string(),
+        body: note.body,
+        created_at: now.to_rfc3339(),
+    })
+}
+
+/// Content types a document may have, checked against the file's own first bytes too.
+const ALLOWED_TYPES: [(&str, &[u8]); 3] = [
+    ("application/pdf", b"%PDF-"),
+    ("image/png", b"\x89PNG\r\n\x1a\n"),
+    ("image/jpeg", b"\xff\xd8\xff"),
+];
+
+cardplane_domain::wire_enum!(DocumentKind {
+    IdentityDocument => "identity_document",
+    ProofOfAddress => "proof_of_address",
+    Selfie => "selfie",
+    Other => "other",
+});
+
+#[utoipa::path(
+    post, path = "/ops/cases/{case_id}/documents", tag = "Operations console",
+    params(("case_id" = String, Path)),
+    request_body(content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    responses(
+        (status = 201, body = DocumentView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 413, body = crate::error::ErrorEnvelope), (status = 415, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn upload_document(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Reply> {
+    let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            crate::error::ErrorType::InvalidRequestError,
+            "unsupported_media_type",
+            "Upload documents as multipart/form-data with `file` and `kind`",
+        )
+    })?;
+    let limit = state.config.operators.document_max_bytes;
+    let mut file: Option<(String, String, Vec<u8>)> = None;
+    let mut kind: Option<DocumentKind> = None;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|_| ApiError::invalid("multipart_invalid", "The multipart body could not be read"))?
+    {
+        match field.name() {
+            Some("file") => {
+                let name = field
+                    .file_name()
+                    .unwrap_or("document")
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
+                let declared = field.content_type().unwrap_or("application/octet-stream").to_owned();
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(|e| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        crate::extract::too_large()
+                    } else {
+                        ApiError::invalid("multipart_invalid", "The multipart body could not be read")
+                    }
+                })? {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            crate::error::ErrorType::InvalidRequestError,
+                            "document_too_large",
+                            format!("Documents may be at most {limit} bytes"),
+                        )
+                        .with_param("file"));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some((name, declared, bytes));
+            }
+            Some("kind") => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|_| ApiError::invalid("multipart_invalid", "`kind` could not be read"))?;
+                kind = Some(
+                    DocumentKind::parse(text.trim())
+                        .ok_or_else(|| bad("kind", "identity_document, proof_of_address, selfie or other"))?,
+                );
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "parameter_unknown",
+                    "Only `file` and `kind` are accepted",
+                ));
+            }
+        }
+    }
+    let (file_name, declared, bytes) =
+        file.ok_or_else(|| ApiError::invalid("parameter_missing", "`file` is required").with_param("file"))?;
+    let kind = kind.ok_or_else(|| ApiError::invalid("parameter_missing", "`kind` is required").with_param("kind"))?;
+    if bytes.is_empty() {
+        return Err(bad("file", "the file is empty"));
+    }
+    let content_type = ALLOWED_TYPES
+        .iter()
+        .find(|(mime, magic)| *mime == declared && bytes.starts_with(magic))
+        .map(|(mime, _)| *mime)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                crate::error::ErrorType::InvalidRequestError,
+                "document_type_forbidden",
+                "Documents must be PDF, PNG or JPEG (declared and actual type alike)",
+            )
+            .with_param("file")
+        })?;
+    let now = Timestamp::now();
+    let doc_id = DocumentId::generate();
+    let record = DocumentRecord {
+        id: doc_id.clone(),
+        tenant_id: case.tenant_id.clone(),
+        environment: case.environment,
+        cardholder_id: case.cardholder_id.clone(),
+        case_id: Some(case.id.clone()),
+        kind: kind.as_str().to_owned(),
+        file_name,
+        content_type: content_type.to_owned(),
+        size_bytes: i64::try_from(bytes.len()).map_err(ApiError::internal)?,
+        sha256: cardplane_domain::api_key::hex(&Sha256::digest(&bytes)),
+        storage_key: doc_id.to_string(),
+        uploaded_by: staff.person.id.clone(),
+        created_at: now,
+    };
+    let sealed = state.vault.seal(&bytes, &document_context(&doc_id));
+    // Bytes first: a row never names a file that is not there (an orphan file is harmless).
+    state
+        .documents
+        .put(&record.storage_key, sealed.into_bytes())
+        .await
+        .map_err(ApiError::unavailable)?;
+    let next = case.document_received(now).map_err(case_error)?;
+    let audit = case_audit(
+        &staff,
+        "document.uploaded",
+        &case,
+        serde_json::json!({ "document_id": doc_id, "kind": kind.as_str(), "size_bytes": record.size_bytes }),
+    );
+    state
+        .compliance
+        .update_case(CaseChange {
+            document: Some(&record),
+            ..CaseChange::of(&next, case.version, &audit)
+        })
+        .await
+        .map_err(conflict_on_version)?;
+    Reply::created(&DocumentView::from(&record))
+}
+
+fn document_context(id: &DocumentId) -> String {
+    format!("document:{id}")
+}
+
+#[utoipa::path(
+    get, path = "/ops/documents/{document_id}/content", tag = "Operations console",
+    params(("document_id" = String, Path)),
+    responses(
+        (status = 200, description = "The document's bytes, with its content type"),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn download_document(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    staff.require(Action::ViewDocuments)?;
+    let id = DocumentId::parse(&id).map_err(|_| ApiError::not_found("document"))?;
+    let doc = state.compliance.get_document(&id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("document"),
+        other => other.into(),
+    })?;
+    let sealed = state
+        .documents
+        .get(&doc.storage_key)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let sealed = String::from_utf8(sealed).map_err(ApiError::internal)?;
+    let bytes = state
+        .vault
+        .open(&sealed, &document_context(&doc.id))
+        .map_err(ApiError::internal)?;
+    let mut audit = staff.audit("document.viewed", "document", doc.id.as_str());
+    audit.tenant_id = Some(doc.tenant_id.to_string());
+    audit.environment = Some(doc.environment.as_str().to_owned());
+    state.audit.append_audit(&audit).await?;
+    let mut r = (StatusCode::OK, bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&doc.content_type).map_err(ApiError::internal)?,
+    );
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDocumentsRequest {
+    /// UNRELATED_FILE, WRONG_FILE or BLURRY: why the cardholder must upload again. The
+    /// cardholder's kyc_status becomes UPLOAD_FILE with this kyc_file_reason.
+    pub kyc_file_reason: String,
+}
+
+#[utoipa::path(
+    post, path = "/ops/cases/{case_id}/request_documents", tag = "Operations console",
+    params(("case_id" = String, Path)),
+    request_body = RequestDocumentsRequest,
+    responses(
+        (status = 200, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn request_documents(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<RequestDocumentsRequest>,
+) -> ApiResult<Reply> {
+    let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
+    let reason = FileReason::parse(&req.kyc_file_reason)
+        .ok_or_else(|| bad("kyc_file_reason", "UNRELATED_FILE, WRONG_FILE or BLURRY"))?;
+    let now = Timestamp::now();
+    let next = case.request_documents(now).map_err(case_error)?;
+    let audit = case_audit(
+        &staff,
+        "case.documents_requested",
+        &case,
+        serde_json::json!({ "kyc_file_reason": reason.as_str() }),
+    );
+    let change = CaseChange::of(&next, case.version, &audit);
+    apply_review(
+        &state,
+        &case_scope(&case),
+        &case.cardholder_id,
+        upload_file_verdict(reason),
+        change,
+        now,
+    )
+    .await?;
+    Reply::ok(&CaseView::of(&next, now))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// approve or reject.
+    pub decision: String,
+    pub comment: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/ops/cases/{case_id}/decisions", tag = "Operations console",
+    params(("case_id" = String, Path)),
+    request_body = DecisionRequest,
+    responses(
+        (status = 200, description = "The step is recorded; the last approval passes KYC, a rejection rejects it", body = CaseView),
+        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
+        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 409, description = "Wrong role for the step, four eyes, or a closed case", body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn decide_case(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<DecisionRequest>,
+) -> ApiResult<Reply> {
+    let case = load_case(&state, &staff, Action::DecideCases, &id).await?;
+    let decision = Decision::parse(&req.decision).ok_or_else(|| bad("decision", "approve or reject"))?;
+    let comment = req.comment.as_deref().map(|c| note_body(c, "comment")).transpose()?;
+    let now = Timestamp::now();
+    let next = case.decide(&staff.person, decision, comment, now).map_err(case_error)?;
+    let approval = next.approvals.last().expect("a decision records an approval");
+    let audit = case_audit(
+        &staff,
+        "case.decided",
+        &case,
+        serde_json::json!({
+            "step": approval.step,
+            "role": approval.role.as_str(),
+            "decision": decision.as_str(),
+            "status": { "from": case.status.as_str(), "to": next.status.as_str() },
+        }),
+    );
+    match next.verdict() {
+        Some(verdict) => {
+            let change = CaseChange {
+                approval: Some(approval),
+                ..CaseChange::of(&next, case.version, &audit)
+            };
+            apply_review(&state, &case_scope(&case), &case.cardholder_id, verdict, change, now).await?;
+        }
+        None => state
+            .compliance
+            .update_case(CaseChange {
+                approval: Some(approval),
+                ..CaseChange::of(&next, case.version, &audit)
+            })
+            .await
+            .map_err(conflict_on_version)?,
+    }
+    Reply::ok(&CaseView::of(&next, now))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainView {
+    /// default or watchlist_match.
+    pub trigger: &'static str,
+    pub steps: Vec<&'static str>,
+    pub sla_hours: i64,
+    /// False when the platform default applies.
+    pub configured: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainList {
+    pub program_id: String,
+    pub approval_chains: Vec<ChainView>,
+}
+
+async fn program_scope(state: &AppState, raw: &str) -> ApiResult<ProgramId> {
+    let id = ProgramId::parse(raw).map_err(|_| ApiError::not_found("program"))?;
+    state
+        .compliance
+        .scope_of(ScopedObject::Program(&id))
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("program"),
+            other => other.into(),
+        })?;
+    Ok(id)
+}
+
+#[utoipa::path(
+    get, path = "/ops/programs/{program_id}/approval_chains", tag = "Operations console",
+    params(("program_id" = String, Path)),
+    responses((status = 200, body = ChainList), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    security(("session_cookie" = []))
+)]
+pub async fn list_chains(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
+    staff.require(Action::ViewApprovalChains)?;
+    let program = program_scope(&state, &id).await?;
+    let mut approval_chains = Vec::new();
+    for trigger in ChainTrigger::ALL {
+        let configured = state.compliance.approval_chain(&program, *trigger).await?;
+        let chain = configured
+            .clone()
+            .unwrap_or_else(|| ApprovalChain::platform_default(*trigger));
+        approval_chains.push(ChainView {
+            trigger: trigger.as_str(),
+            steps: chain.steps.iter().map(|r| r.as_str()).collect(),
+            sla_hours: chain.sla_hours,
+            configured: configured.is_some(),
+        });
+    }
+    Reply::ok(&ChainList {
+        program_id: program.to_string(),
+        approval_chains,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChainRequest {
+    /// Roles in order, each of which may decide cases (admin, compliance_officer).
+    pub steps: Vec<String>,
+    pub sla_hours: i64,
+}
+
+#[utoipa::path(
+    put, path = "/ops/programs/{program_id}/approval_chains/{trigger}", tag = "Operations console",
+    params(("program_id" = String, Path), ("trigger" = String, Path, description = "default or watchlist_match")),
+    request_body = ChainRequest,
+    responses(
+        (status = 200, body = ChainView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::error::ErrorEnvelope),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn put_chain(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path((id, trigger)): Path<(String, String)>,
+    JsonBody(req): JsonBody<ChainRequest>,
+) -> ApiResult<Reply> {
+    staff.require(Action::ManageApprovalChains)?;
+    let program = program_scope(&state, &id).await?;
+    let trigger = ChainTrigger::parse(&trigger).ok_or_else(|| ApiError::not_found("approval chain"))?;
+    let mut steps = Vec::new();
+    for (i, raw) in req.steps.iter().enumerate() {
+        steps.push(OperatorRole::parse(raw).ok_or_else(|| bad(&format!("steps[{i}]"), "an operator role"))?);
+    }
+    let chain = ApprovalChain::new(steps, req.sla_hours).map_err(|e| {
+        let param = if matches!(e, cardplane_domain::compliance::ChainError::Sla) {
+            "sla_hours"
+        } else {
+            "steps"
+        };
+        bad(param, &e.to_string())
+    })?;
+    let mut audit = staff.audit("approval_chain.updated", "program", program.as_str());
+    audit.details = serde_json::json!({
+        "trigger": trigger.as_str(),
+        "steps": chain.steps.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "sla_hours": chain.sla_hours,
+    });
+    state
+        .compliance
+        .put_approval_chain(&program, trigger, &chain, &staff.person.id, Timestamp::now(), &audit)
+        .await?;
+    Reply::ok(&ChainView {
+        trigger: trigger.as_str(),
+        steps: chain.steps.iter().map(|r| r.as_str()).collect(),
+        sla_hours: chain.sla_hours,
+        configured: true,
+    })
+}

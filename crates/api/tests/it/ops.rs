@@ -1,0 +1,1031 @@
+//! The operations console over real HTTP: sign-in (passwords, TOTP, lockout, idle sessions,
+//! CSRF), the permission matrix for every role and endpoint, the compliance workflow with
+//! four-eyes approval chains and documents, and the tamper-evident audit log.
+
+use cardplane_api::admin::create_operator;
+use cardplane_api::routes::ops_auth::new_user;
+use cardplane_domain::Timestamp;
+use cardplane_domain::audit::{ActorKind, AuditRecord, ChainBreak, Outcome};
+use cardplane_domain::ids::{TenantId, UserId};
+use cardplane_domain::people::{Action, OperatorRole, Person, Role, SignInGuard, allows};
+use cardplane_domain::totp::{STEP_SECS, TotpSecret};
+use cardplane_testkit::{Backend, both_backends};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, seed_cardholder, send};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in person: the session cookie, the CSRF token, and the TOTP secret once enrolled.
+struct Staffer {
+    id: String,
+    email: String,
+    cookie: String,
+    csrf: String,
+    totp: Option<TotpSecret>,
+    recovery: Vec<String>,
+}
+
+fn session_cookie(r: &reqwest::Response) -> String {
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .expect("sign-in sets the session cookie")
+        .to_str()
+        .unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn login_raw(app: &TestApp, email: &str, password: &str, code: Option<&str>) -> reqwest::Response {
+    let mut body = json!({"email": email, "password": password});
+    if let Some(c) = code {
+        body["code"] = json!(c);
+    }
+    app.http.post(app.url("/ops/login")).json(&body).send().await.unwrap()
+}
+
+/// The code for the step after now: enrolment consumed the current one.
+fn next_code(secret: &TotpSecret, steps_ahead: i64) -> String {
+    secret.code_at(Timestamp::now().unix_seconds() + steps_ahead * STEP_SECS)
+}
+
+impl Staffer {
+    async fn login(app: &TestApp, email: &str, code: Option<&str>) -> Staffer {
+        let r = login_raw(app, email, PASSWORD, code).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookie = session_cookie(&r);
+        let body: Value = r.json().await.unwrap();
+        Staffer {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+            cookie,
+            csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+            totp: None,
+            recovery: Vec::new(),
+        }
+    }
+
+    fn request(&self, app: &TestApp, method: Method, path: &str) -> reqwest::RequestBuilder {
+        app.http
+            .request(method, app.url(path))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+    }
+
+    async fn get(&self, app: &TestApp, path: &str) -> (StatusCode, Value) {
+        send(self.request(app, Method::GET, path)).await
+    }
+
+    async fn post(&self, app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.request(app, Method::POST, path).json(body)).await
+    }
+
+    async fn put(&self, app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.request(app, Method::PUT, path).json(body)).await
+    }
+
+    /// Enrols TOTP; the session stays signed in with MFA on.
+    async fn enrol(&mut self, app: &TestApp) -> Vec<String> {
+        let (status, begun) = self.post(app, "/ops/mfa/totp", &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{begun}");
+        let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+        let code = secret.code_at(Timestamp::now().unix_seconds());
+        let (status, done) = self.post(app, "/ops/mfa/totp/confirm", &json!({"code": code})).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        self.totp = Some(secret);
+        self.recovery = done["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        self.recovery.clone()
+    }
+}
+
+async fn add_person(app: &TestApp, email: &str, role: Role, tenant: Option<&TenantId>) -> UserId {
+    let person = Person {
+        id: UserId::generate(),
+        email: email.to_owned(),
+        name: email.to_owned(),
+        role,
+        tenant_id: tenant.cloned(),
+        disabled: false,
+        mfa_enabled: false,
+        guard: SignInGuard::default(),
+        created_at: Timestamp::now(),
+        last_login_at: None,
+    };
+    let user = new_user(person, PASSWORD.to_owned()).await.unwrap();
+    let audit = AuditRecord::new(
+        Timestamp::now(),
+        ActorKind::System,
+        Some("test".into()),
+        "user.created",
+        Outcome::Success,
+    )
+    .on("user", user.person.id.as_str());
+    app.state.people.insert_user(&user, &audit).await.unwrap();
+    user.person.id
+}
+
+/// A signed-in person with TOTP enrolled.
+async fn staff(app: &TestApp, email: &str, role: Role, tenant: Option<&TenantId>) -> Staffer {
+    add_person(app, email, role, tenant).await;
+    let mut p = Staffer::login(app, email, None).await;
+    p.enrol(app).await;
+    p
+}
+
+async fn admin(app: &TestApp) -> Staffer {
+    create_operator(
+        &app.state,
+        "root@example.com",
+        "Root",
+        OperatorRole::Admin,
+        PASSWORD.into(),
+    )
+    .await
+    .unwrap();
+    let mut p = Staffer::login(app, "root@example.com", None).await;
+    p.enrol(app).await;
+    p
+}
+
+async fn sign_in_rules(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let root = admin(&app).await;
+
+    // An 11-character password is refused; 12 is fine.
+    let (status, body) = root
+        .post(
+            &app,
+            "/ops/operators",
+            &json!({"email": "short@example.com", "name": "S", "role": "support", "password": "elevenchars"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "password_too_short");
+    let (status, body) = root
+        .post(
+            &app,
+            "/ops/operators",
+            &json!({"email": "Grace@Example.com", "name": "Grace", "role": "support", "password": "twelve chars"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["email"], "grace@example.com");
+
+    // The cookie is HttpOnly, SameSite=Strict, Secure (the default), scoped to /ops.
+    let r = login_raw(&app, "grace@example.com", "twelve chars", None).await;
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/ops"] {
+        assert!(set.contains(attr), "{set}");
+    }
+
+    // A wrong password and an unknown email answer alike.
+    let wrong = login_raw(&app, "grace@example.com", "not the password", None).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let w: Value = wrong.json().await.unwrap();
+    let unknown: Value = login_raw(&app, "nobody@example.com", "not the password", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["error"]["code"], "credentials_invalid");
+    assert_eq!(w, unknown);
+    // Both failures are audited, without what was typed as the email.
+    let (_, audit) = root.get(&app, "/ops/audit?action=session.login&outcome=failure").await;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "{audit}");
+    assert!(!audit.to_string().contains("nobody@example.com"), "{audit}");
+
+    // Before a second factor, nothing but enrolment works.
+    let grace = Staffer {
+        cookie: session_cookie(&r),
+        csrf: r.json::<Value>().await.unwrap()["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        id: String::new(),
+        email: "grace@example.com".into(),
+        totp: None,
+        recovery: Vec::new(),
+    };
+    let (status, body) = grace.get(&app, "/ops/tenants").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "mfa_enrolment_required");
+
+    // CSRF: a cookie alone cannot change anything.
+    let (status, body) = send(
+        app.http
+            .post(app.url("/ops/cases"))
+            .header("cookie", &root.cookie)
+            .json(&json!({"cardholder_id": "crdhldr_x", "note": "n"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "csrf_token_invalid");
+    let (status, body) = send(
+        app.http
+            .post(app.url("/ops/logout"))
+            .header("cookie", &root.cookie)
+            .header("x-csrf-token", "forged"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "csrf_token_invalid");
+    let (status, _) = root.get(&app, "/ops/session").await;
+    assert_eq!(status, StatusCode::OK, "the refused logout left the session alone");
+
+    // No cookie at all.
+    let (status, body) = send(app.http.get(app.url("/ops/cases"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "session_required");
+}
+
+async fn totp_codes_are_single_use_and_recovery_codes_work_once(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let mut root = admin(&app).await;
+    // Enrol again refused.
+    let (status, _) = root.post(&app, "/ops/mfa/totp", &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let secret = root.totp.take().unwrap();
+
+    // Password alone is not enough any more.
+    let r = login_raw(&app, &root.email, PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "mfa_code_required");
+
+    let code = next_code(&secret, 1);
+    let first = login_raw(&app, &root.email, PASSWORD, Some(&code)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let replay = login_raw(&app, &root.email, PASSWORD, Some(&code)).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        replay.json::<Value>().await.unwrap()["error"]["code"],
+        "mfa_code_reused"
+    );
+    let wrong = login_raw(&app, &root.email, PASSWORD, Some("000000")).await;
+    // (One in a million: 000000 could be the real code; the next step's is then used up anyway.)
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    // A second person's recovery codes.
+    add_person(&app, "ops@example.com", Role::Operator(OperatorRole::Operations), None).await;
+    let mut ops = Staffer::login(&app, "ops@example.com", None).await;
+    let codes = ops.enrol(&app).await;
+    assert_eq!(codes.len(), 10);
+    let r = login_raw(&app, "ops@example.com", PASSWORD, Some(&codes[3])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["recovery_codes_remaining"], 9);
+    let again = login_raw(&app, "ops@example.com", PASSWORD, Some(&codes[3])).await;
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+
+    // Both outcomes are in the audit log.
+    let (status, page) = ops.get(&app, "/ops/audit").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "operations may not read the audit log: {page}"
+    );
+    // (A fresh TOTP code may not exist yet within this 30-second step: use a recovery code.)
+    let root = Staffer::login(&app, &root.email, Some(&root.recovery[0])).await;
+    let (_, page) = root.get(&app, "/ops/audit?action=session.login&outcome=failure").await;
+    let codes: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["code"].as_str().unwrap())
+        .collect();
+    for expected in ["mfa_code_required", "mfa_code_reused", "mfa_code_invalid"] {
+        assert!(codes.contains(&expected), "{expected} in {codes:?}");
+    }
+}
+
+async fn eleven_wrong_passwords_lock_the_account(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    add_person(&app, "eve@example.com", Role::Operator(OperatorRole::Support), None).await;
+    for i in 1..=10 {
+        let r = login_raw(&app, "eve@example.com", "wrong password!", None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let eleventh = login_raw(&app, "eve@example.com", "wrong password!", None).await;
+    assert_eq!(eleventh.status(), StatusCode::LOCKED);
+    assert!(eleventh.headers().contains_key("retry-after"));
+    assert_eq!(
+        eleventh.json::<Value>().await.unwrap()["error"]["code"],
+        "account_locked"
+    );
+    // Locked means locked: the right password is refused too.
+    let right = login_raw(&app, "eve@example.com", PASSWORD, None).await;
+    assert_eq!(right.status(), StatusCode::LOCKED);
+    let user = app
+        .state
+        .people
+        .find_user_by_email("eve@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let until = user.person.guard.locked_until.unwrap();
+    let minutes = (until.as_micros() - Timestamp::now().as_micros()) / 60_000_000;
+    assert!((29..=30).contains(&minutes), "{minutes}");
+
+    // An administrator resets her: new password, lock lifted, she must enrol a factor again.
+    let root = admin(&app).await;
+    let path = format!("/ops/operators/{}/reset", user.person.id);
+    let (status, body) = root.post(&app, &path, &json!({"password": "short"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "password_too_short");
+    let (status, body) = root
+        .post(&app, &path, &json!({"password": "a brand new passphrase"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["locked_until"].is_null());
+    assert_eq!(body["mfa_enabled"], false);
+    let r = login_raw(&app, "eve@example.com", "a brand new passphrase", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, _) = root
+        .post(
+            &app,
+            &format!("/ops/operators/{}/reset", root.id),
+            &json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "not oneself");
+    let (_, audit) = root.get(&app, "/ops/audit?action=user.credentials_reset").await;
+    assert_eq!(audit["entries"][0]["object_id"], user.person.id.as_str());
+}
+
+async fn idle_sessions_expire(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, |c| c.operators.session_idle_secs = 1).await else {
+        return;
+    };
+    let root = admin(&app).await;
+    let (status, _) = root.get(&app, "/ops/session").await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let (status, body) = root.get(&app, "/ops/session").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "session_expired");
+    // And it stays gone.
+    let (_, body) = root.get(&app, "/ops/session").await;
+    assert_eq!(body["error"]["code"], "session_invalid");
+}
+
+/// Every /ops endpoint with the action it needs; requests are shaped to pass body parsing and
+/// fail harmlessly (404/400) after the permission check when allowed.
+fn endpoints(tenant: &str) -> Vec<(Method, String, Option<Value>, Action)> {
+    let nobody = "usr_0000000000000000000000000000000a";
+    let case = "case_0000000000000000000000000000000a";
+    let program = "prog_0000000000000000000000000000000a";
+    vec![
+        (Method::GET, "/ops/operators".into(), None, Action::ViewOperators),
+        (
+            Method::POST,
+            "/ops/operators".into(),
+            Some(json!({"email": "bad", "name": "x", "role": "support", "password": PASSWORD})),
+            Action::ManageOperators,
+        ),
+        (
+            Method::POST,
+            format!("/ops/operators/{nobody}"),
+            Some(json!({"name": "x"})),
+            Action::ManageOperators,
+        ),
+        (
+            Method::POST,
+            format!("/ops/operators/{nobody}/reset"),
+            Some(json!({"password": PASSWORD})),
+            Action::ManageOperators,
+        ),
+        (Method::GET, "/ops/tenants".into(), None, Action::ViewTenants),
+        (Method::GET, format!("/ops/tenants/{tenant}"), None, Action::ViewTenants),
+        (
+            Method::GET,
+            format!("/ops/tenants/{tenant}/users"),
+            None,
+            Action::ViewTenantUsers,
+        ),
+        (
+            Method::POST,
+            format!("/ops/tenants/{tenant}/users"),
+            Some(json!({"email": "bad", "name": "x", "role": "viewer", "password": PASSWORD})),
+            Action::ManageTenantUsers,
+        ),
+        (
+            Method::POST,
+            format!("/ops/tenants/{tenant}/users/{nobody}"),
+            Some(json!({"name": "x"})),
+            Action::ManageTenantUsers,
+        ),
+        (
+            Method::GET,
+            format!("/ops/tenants/{tenant}/api_keys"),
+            None,
+            Action::ViewApiKeys,
+        ),
+        (
+            Method::POST,
+            format!("/ops/tenants/{tenant}/api_keys/key_0000000000000000000000000000000a/revoke"),
+            None,
+            Action::ManageApiKeys,
+        ),
+        (Method::GET, "/ops/cases".into(), None, Action::ViewCases),
+        (
+            Method::POST,
+            "/ops/cases".into(),
+            Some(json!({"cardholder_id": "crdhldr_0000000000000000000000000000000a", "note": "look"})),
+            Action::WorkCases,
+        ),
+        (Method::GET, format!("/ops/cases/{case}"), None, Action::ViewCases),
+        (
+            Method::POST,
+            format!("/ops/cases/{case}/assign"),
+            Some(json!({"assignee_id": null})),
+            Action::WorkCases,
+        ),
+        (
+            Method::POST,
+            format!("/ops/cases/{case}/notes"),
+            Some(json!({"body": "n"})),
+            Action::WorkCases,
+        ),
+        (
+            Method::POST,
+            format!("/ops/cases/{case}/documents"),
+            None,
+            Action::WorkCases,
+        ),
+        (
+            Method::POST,
+            format!("/ops/cases/{case}/request_documents"),
+            Some(json!({"kyc_file_reason": "BLURRY"})),
+            Action::WorkCases,
+        ),
+        (
+            Method::POST,
+            format!("/ops/cases/{case}/decisions"),
+            Some(json!({"decision": "approve"})),
+            Action::DecideCases,
+        ),
+        (
+            Method::GET,
+            "/ops/documents/doc_0000000000000000000000000000000a/content".into(),
+            None,
+            Action::ViewDocuments,
+        ),
+        (
+            Method::GET,
+            format!("/ops/programs/{program}/approval_chains"),
+            None,
+            Action::ViewApprovalChains,
+        ),
+        (
+            Method::PUT,
+            format!("/ops/programs/{program}/approval_chains/default"),
+            Some(json!({"steps": ["admin"], "sla_hours": 24})),
+            Action::ManageApprovalChains,
+        ),
+        (Method::GET, "/ops/audit".into(), None, Action::ViewAudit),
+        (Method::GET, "/ops/audit/export".into(), None, Action::ExportAudit),
+    ]
+}
+
+async fn the_permission_matrix_holds_for_every_role_and_endpoint(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant().await;
+    let tenant = TenantId::parse(&t.id).unwrap();
+    let table = endpoints(&t.id);
+
+    // Every /ops endpoint in the OpenAPI document is in the table (or open to any signed-in person).
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let self_service = [
+        "/ops/login",
+        "/ops/logout",
+        "/ops/session",
+        "/ops/mfa/totp",
+        "/ops/mfa/totp/confirm",
+        "/ops/password",
+    ];
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/ops") || self_service.contains(&path.as_str()) {
+            continue;
+        }
+        for method in methods.as_object().unwrap().keys() {
+            let covered = table.iter().any(|(m, p, _, _)| {
+                m.as_str().eq_ignore_ascii_case(method)
+                    && p.split('/').count() == path.split('/').count()
+                    && p.split('/')
+                        .zip(path.split('/'))
+                        .all(|(a, b)| a == b || b.starts_with('{'))
+            });
+            assert!(covered, "{method} {path} is missing from the permission matrix test");
+        }
+    }
+
+    let mut people = Vec::new();
+    for (i, role) in Role::ALL.iter().enumerate() {
+        let tenant_id = (!role.is_operator()).then_some(&tenant);
+        people.push((*role, staff(&app, &format!("p{i}@example.com"), *role, tenant_id).await));
+    }
+    for (role, person) in &people {
+        for (method, path, body, action) in &table {
+            let mut req = person.request(&app, method.clone(), path);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let (status, reply) = send(req).await;
+            let allowed = allows(*role, *action);
+            if allowed {
+                assert_ne!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{} may {} {method} {path}: {reply}",
+                    role.as_str(),
+                    action.as_str()
+                );
+                assert!(status.as_u16() < 500, "{method} {path}: {reply}");
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{} may not {} {method} {path}: {reply}",
+                    role.as_str(),
+                    action.as_str()
+                );
+                assert_eq!(reply["error"]["code"], "permission_denied");
+            }
+        }
+    }
+
+    // Tenant users see their own tenant only; another tenant is a 404 whatever their role.
+    let other = app.tenant().await;
+    for (role, person) in people.iter().filter(|(r, _)| !r.is_operator()) {
+        let (status, _) = person.get(&app, &format!("/ops/tenants/{}", other.id)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{}", role.as_str());
+        let (_, list) = person.get(&app, "/ops/tenants").await;
+        let ids: Vec<&str> = list["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![t.id.as_str()]);
+    }
+
+    // Refusals are audited as failures.
+    let (_, root) = &people[0];
+    let (_, page) = root
+        .get(&app, "/ops/audit?outcome=failure&action=POST%20/ops/operators")
+        .await;
+    let refusals = page["entries"].as_array().unwrap();
+    assert!(
+        refusals
+            .iter()
+            .any(|e| e["details"]["code"] == "permission_denied" && e["status"] == 403),
+        "{page}"
+    );
+}
+
+async fn a_watchlist_match_needs_a_compliance_officer_then_a_different_admin(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant().await;
+    let program = app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
+    let root = admin(&app).await;
+    let officer = staff(
+        &app,
+        "co@example.com",
+        Role::Operator(OperatorRole::ComplianceOfficer),
+        None,
+    )
+    .await;
+    let other_admin = staff(&app, "admin2@example.com", Role::Operator(OperatorRole::Admin), None).await;
+
+    let (status, chains) = root
+        .get(
+            &app,
+            &format!("/ops/programs/{}/approval_chains", program["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{chains}");
+    assert_eq!(
+        chains["approval_chains"][1]["steps"],
+        json!(["compliance_officer", "admin"])
+    );
+
+    // SSN ...0012: UNDER_REVIEW with WATCHLIST_MATCH; the card order waits for KYC.
+    let mut body = seed_cardholder("490940012", None);
+    body["card"] = json!({"program_id": "GPR", "initial_load": {"currency": "USD", "amount": 700}});
+    let holder = app.cardholder(&t.sandbox, &body).await;
+    assert_eq!(holder["kyc_status"], "UNDER_REVIEW");
+    let holder_id = holder["id"].as_str().unwrap();
+
+    let (_, queue) = officer
+        .get(&app, &format!("/ops/cases?cardholder_id={holder_id}"))
+        .await;
+    let case = &queue["cases"][0];
+    assert_eq!(case["reason"], "watchlist_match", "{queue}");
+    assert_eq!(case["status"], "open");
+    assert_eq!(case["next_step_role"], "compliance_officer");
+    assert_eq!(case["program_id"], program["id"]);
+    let case_id = case["id"].as_str().unwrap().to_owned();
+    let path = format!("/ops/cases/{case_id}/decisions");
+    let approve = json!({"decision": "approve", "comment": "checked the list"});
+
+    // The admin cannot go first; the officer can.
+    let (status, body) = root.post(&app, &path, &approve).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "approval_role_required");
+    let (status, body) = officer.post(&app, &path, &approve).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "pending_approval");
+    assert_eq!(body["next_step_role"], "admin");
+    // Still under review for the tenant.
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], "UNDER_REVIEW");
+    let (status, body) = officer.post(&app, &path, &approve).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "approval_role_required");
+
+    let (status, body) = other_admin.post(&app, &path, &approve).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["approvals"].as_array().unwrap().len(), 2);
+    let (status, body) = root.post(&app, &path, &approve).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "case_closed");
+
+    // The decision reached the cardholder: PASSED, the waiting card issued, events, KYC history.
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], "PASSED", "{h}");
+    assert!(h["cardholder"]["kyc_identity_reason"].is_null());
+    let (_, orders) = app
+        .get(&t.sandbox, &format!("/cardholders/{holder_id}/card_orders"))
+        .await;
+    assert_eq!(orders["card_orders"][0]["status"], "fulfilled", "{orders}");
+    let (_, checks) = app
+        .get(&t.sandbox, &format!("/cardholders/{holder_id}/kyc_checks"))
+        .await;
+    assert_eq!(
+        checks["kyc_checks"][0]["kyc_check"]["provider"], "manual_review",
+        "{checks}"
+    );
+    let (_, events) = app.get(&t.sandbox, "/events?limit=50").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["type"] == "cardholder.kyc_updated" || e["type"] == "cardholder.kyc_updated"),
+        "{events}"
+    );
+
+    // Each step is in the audit log with who decided.
+    let (_, audit) = root
+        .get(&app, &format!("/ops/audit?object_id={case_id}&action=case.decided"))
+        .await;
+    let deciders: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "success")
+        .map(|e| e["actor_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(deciders, vec![other_admin.id.as_str(), officer.id.as_str()]);
+}
+
+async fn one_person_cannot_complete_a_four_eyes_chain_twice(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant().await;
+    let program = app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
+    let root = admin(&app).await;
+    let second = staff(&app, "admin2@example.com", Role::Operator(OperatorRole::Admin), None).await;
+    let path = format!(
+        "/ops/programs/{}/approval_chains/default",
+        program["id"].as_str().unwrap()
+    );
+    let (status, body) = root
+        .put(&app, &path, &json!({"steps": ["admin", "admin"], "sla_hours": 4}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = root
+        .put(&app, &path, &json!({"steps": ["support"], "sla_hours": 4}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // SSN ...0005: UNDER_REVIEW (commercial address).
+    let mut body = seed_cardholder("490940005", None);
+    body["card"] = json!({"program_id": "GPR"});
+    let holder = app.cardholder(&t.sandbox, &body).await;
+    let (_, queue) = root
+        .get(
+            &app,
+            &format!("/ops/cases?cardholder_id={}", holder["id"].as_str().unwrap()),
+        )
+        .await;
+    let case = &queue["cases"][0];
+    assert_eq!(case["approval_chain"], json!(["admin", "admin"]), "{queue}");
+    let case_id = case["id"].as_str().unwrap();
+    let decisions = format!("/ops/cases/{case_id}/decisions");
+    let (status, _) = root.post(&app, &decisions, &json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = root.post(&app, &decisions, &json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "four_eyes_required");
+    let (_, audit) = root
+        .get(&app, &format!("/ops/audit?object_id={case_id}&outcome=failure"))
+        .await;
+    assert_eq!(audit["entries"][0]["details"]["code"], "four_eyes_required", "{audit}");
+    assert_eq!(audit["entries"][0]["actor_id"], root.id);
+    // Rejecting is a decision on the step too: the same person cannot do that either.
+    let (status, _) = root.post(&app, &decisions, &json!({"decision": "reject"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = second
+        .post(&app, &decisions, &json!({"decision": "reject", "comment": "no"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "rejected");
+    let (_, h) = app
+        .get(&t.sandbox, &format!("/cardholders/{}", holder["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(h["cardholder"]["kyc_status"], "REJECTED");
+    // The SLA came from the chain.
+    assert!(case["due_at"].as_str().is_some());
+}
+
+fn png(size: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(size, 7);
+    bytes
+}
+
+async fn upload(
+    app: &TestApp,
+    who: &Staffer,
+    case_id: &str,
+    name: &str,
+    mime: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new().text("kind", "identity_document").part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.to_owned())
+            .mime_str(mime)
+            .unwrap(),
+    );
+    send(
+        who.request(app, Method::POST, &format!("/ops/cases/{case_id}/documents"))
+            .multipart(form),
+    )
+    .await
+}
+
+async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let documents_dir = dir.path().to_owned();
+    let Some(app) = TestApp::spawn_with(b, |c| {
+        c.operators.documents_dir = documents_dir.clone();
+        c.operators.document_max_bytes = 64 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = app.tenant().await;
+    let root = admin(&app).await;
+    let support = staff(&app, "support@example.com", Role::Operator(OperatorRole::Support), None).await;
+    let holder = app.cardholder(&t.sandbox, &seed_cardholder("490940006", None)).await;
+    let holder_id = holder["id"].as_str().unwrap();
+    let (_, queue) = root.get(&app, &format!("/ops/cases?cardholder_id={holder_id}")).await;
+    let case_id = queue["cases"][0]["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = root
+        .post(
+            &app,
+            &format!("/ops/cases/{case_id}/request_documents"),
+            &json!({"kyc_file_reason": "BLURRY"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "awaiting_documents");
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], "UPLOAD_FILE");
+    assert_eq!(h["cardholder"]["kyc_file_reason"], "BLURRY");
+
+    // Over the limit, a forbidden type, a lie about the type: refused, nothing stored.
+    let (status, body) = upload(&app, &root, &case_id, "big.png", "image/png", png(64 * 1024 + 1)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "document_too_large");
+    let (status, body) = upload(
+        &app,
+        &root,
+        &case_id,
+        "run.exe",
+        "application/x-msdownload",
+        b"MZ\x90\x00".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(body["error"]["code"], "document_type_forbidden");
+    let (status, _) = upload(
+        &app,
+        &root,
+        &case_id,
+        "fake.pdf",
+        "application/pdf",
+        b"MZ not a pdf".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(std::fs::read_dir(&documents_dir).map(|d| d.count()).unwrap_or(0), 0);
+    let (status, _) = upload(&app, &support, &case_id, "id.png", "image/png", png(100)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "support may not upload");
+
+    let mut secret_png = png(2000);
+    secret_png[100..120].copy_from_slice(b"PASSPORT-NUMBER-X123");
+    let (status, doc) = upload(&app, &root, &case_id, "id.png", "image/png", secret_png.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    assert_eq!(doc["size_bytes"], 2000);
+    let (_, detail) = root.get(&app, &format!("/ops/cases/{case_id}")).await;
+    assert_eq!(
+        detail["case"]["status"], "open",
+        "a document puts the case back in the queue"
+    );
+    assert_eq!(detail["documents"][0]["id"], doc["id"]);
+    assert!(detail["cardholder"].get("document_value").is_none());
+
+    // At rest the file is sealed; through the API it comes back whole, and the view is audited.
+    for entry in std::fs::read_dir(&documents_dir).unwrap() {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!raw.windows(20).any(|w| w == b"PASSPORT-NUMBER-X123"));
+    }
+    let r = root
+        .request(
+            &app,
+            Method::GET,
+            &format!("/ops/documents/{}/content", doc["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), secret_png);
+    let (_, audit) = root.get(&app, "/ops/audit?action=document.*").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["document.viewed", "document.uploaded"]);
+}
+
+async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant_with(&[cardplane_domain::api_key::Permission::Reveal]).await;
+    app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
+    let card = app.card_with_balance(&t.sandbox, "GPR", 100).await;
+    let card_id = card["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(&t.sandbox, &format!("/cards/{card_id}/reveal"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post(&t.sandbox, "/cardholders", &json!({"first_name": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let root = admin(&app).await;
+    let (_, page) = root.get(&app, &format!("/ops/audit?tenant_id={}", t.id)).await;
+    let entries = page["entries"].as_array().unwrap();
+    let find = |action: &str| entries.iter().find(|e| e["action"] == action).cloned();
+    let reveal = find("POST /cards/{card_id}/reveal").expect("the reveal is audited");
+    assert_eq!(reveal["actor_kind"], "api_key");
+    assert_eq!(reveal["actor_id"], t.sandbox.id);
+    assert_eq!(reveal["object_id"], card_id);
+    assert_eq!(reveal["object_type"], "card");
+    assert_eq!(reveal["outcome"], "success");
+    assert_eq!(reveal["origin_ip"], "127.0.0.1");
+    let created = entries
+        .iter()
+        .find(|e| e["action"] == "POST /cardholders" && e["outcome"] == "success")
+        .expect("the cardholder create is audited");
+    assert!(
+        created["object_id"].as_str().unwrap().starts_with("crdhldr_"),
+        "{created}"
+    );
+    let failed = entries
+        .iter()
+        .find(|e| e["action"] == "POST /cardholders" && e["outcome"] == "failure")
+        .expect("a refused create is audited too");
+    assert_eq!(failed["status"], 400);
+    assert_eq!(failed["details"]["code"], "parameter_invalid");
+    // No secret in the log: the reveal's PAN is not stored anywhere in the audit entries.
+    assert!(!page.to_string().contains(&t.sandbox.secret));
+
+    let r = root
+        .request(&app, Method::GET, "/ops/audit/export?action=POST%20/cards/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("seq,id,occurred_at,actor_kind"));
+    assert!(csv.contains("/reveal"), "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.contains("POST /cards/")), "{csv}");
+
+    // And the whole chain verifies.
+    assert!(matches!(app.state.audit.verify_audit().await.unwrap(), Ok((n, _)) if n > 5));
+}
+
+async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let root = admin(&app).await;
+    for i in 0..4 {
+        let (status, _) = root
+            .post(
+                &app,
+                "/ops/cases",
+                &json!({"cardholder_id": format!("crdhldr_{i:032x}"), "note": "x"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (entries, _) = app.state.audit.verify_audit().await.unwrap().unwrap();
+    assert!(entries >= 6, "{entries}");
+
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    // The application cannot change the log: the database refuses.
+    assert!(
+        sqlx::query("UPDATE audit_log SET outcome = 'success' WHERE seq = 3")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+
+    // Someone with the keys to the database turns the guard off and edits a row.
+    let (disable, enable) = match b {
+        Backend::Sqlite => (
+            vec!["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"],
+            vec![],
+        ),
+        Backend::Postgres => (
+            vec!["ALTER TABLE audit_log DISABLE TRIGGER USER"],
+            vec!["ALTER TABLE audit_log ENABLE TRIGGER USER"],
+        ),
+    };
+    for s in &disable {
+        sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&pool).await.unwrap();
+    }
+    sqlx::query("UPDATE audit_log SET action = 'forged' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.state.audit.verify_audit().await.unwrap(),
+        Err(ChainBreak::Altered { seq: 3 })
+    );
+    // ...or deletes one instead.
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.state.audit.verify_audit().await.unwrap(),
+        Err(ChainBreak::Gap { expected: 3, found: 4 })
+    );
+    for s in &enable {
+        sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}
+
+both_backends!(
+    sign_in_rules,
+    totp_codes_are_single_use_and_recovery_codes_work_once,
+    eleven_wrong_passwords_lock_the_account,
+    idle_sessions_expire,
+    the_permission_matrix_holds_for_every_role_and_endpoint,
+    a_watchlist_match_needs_a_compliance_officer_then_a_different_admin,
+    one_person_cannot_complete_a_four_eyes_chain_twice,
+    documents_are_requested_uploaded_limited_and_stored_encrypted,
+    every_api_mutation_and_reveal_is_audited_and_exported,
+    an_edited_or_deleted_audit_row_is_detected,
+);
