@@ -227,6 +227,7 @@ async fn finish_books(
         card_issues: &[],
         events: &[],
         response: None,
+        review: None,
     };
     state
         .cardholders

@@ -311,32 +311,18 @@ async fn usage(
     Ok((usage, renews))
 }
 
-#[async_trait]
-impl TransactionStore for SqlStore {
-    async fn handle_message(&self, m: &Message<'_>, decide: &Decide<'_>) -> Result<Answer, PostError> {
+impl SqlStore {
+    async fn handle_message_once(&self, m: &Message<'_>, decide: &Decide<'_>) -> Result<Answer, PostError> {
         let backend = self.db.backend();
-        let mut tx = self.db.writer().begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO network_messages (environment, network_transaction_id, kind, response, created_at) \
-             VALUES ($1, $2, $3, '', $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(m.environment.as_str())
-        .bind(m.network_transaction_id)
-        .bind(m.kind)
-        .bind(m.now.as_micros())
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() == 0 {
-            drop(tx);
-            let row = sqlx::query(
-                "SELECT response FROM network_messages WHERE environment = $1 AND network_transaction_id = $2",
-            )
-            .bind(m.environment.as_str())
-            .bind(m.network_transaction_id)
-            .fetch_one(self.db.writer())
-            .await?;
-            return Ok(Answer::Replayed(row.try_get("response")?));
-        }
+        // The message is recorded with its answer at the end: a duplicate in flight waits on the
+        // same locks (the card account, the original) or on the unique key, then finds it taken.
+        // SQLite: take the write lock up front, since the first statements only read (a deferred
+        // transaction would fail to upgrade once another process has written).
+        let begin = match backend {
+            crate::Backend::Sqlite => "BEGIN IMMEDIATE",
+            crate::Backend::Postgres => "BEGIN",
+        };
+        let mut tx = self.db.writer().begin_with(begin).await?;
         // Lock order: the card account, then shared control scopes in key order.
         let (balance, held, floor) = match m.account {
             Some(account) => {
@@ -424,15 +410,50 @@ impl TransactionStore for SqlStore {
             write_journal(&mut tx, journal).await?;
         }
         insert_events(&mut tx, &outcome.events).await?;
-        sqlx::query("UPDATE network_messages SET response = $3, transaction_id = $4 WHERE environment = $1 AND network_transaction_id = $2")
-            .bind(m.environment.as_str())
-            .bind(m.network_transaction_id)
-            .bind(outcome.answer.as_str())
-            .bind(outcome.transaction_id.as_ref().map(|t| t.as_str()))
-            .execute(&mut *tx)
-            .await?;
+        let recorded = sqlx::query(
+            "INSERT INTO network_messages (environment, network_transaction_id, kind, response, created_at, transaction_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(m.environment.as_str())
+        .bind(m.network_transaction_id)
+        .bind(m.kind)
+        .bind(outcome.answer.as_str())
+        .bind(m.now.as_micros())
+        .bind(outcome.transaction_id.as_ref().map(|t| t.as_str()))
+        .execute(&mut *tx)
+        .await?;
+        if recorded.rows_affected() == 0 {
+            // Answered before (or by a concurrent duplicate): undo this attempt, replay that answer.
+            tx.rollback().await?;
+            return Ok(Answer::Replayed(self.stored_answer(m).await?));
+        }
         tx.commit().await?;
         Ok(Answer::Fresh(outcome.answer))
+    }
+
+    async fn stored_answer(&self, m: &Message<'_>) -> Result<String, StoreError> {
+        let row =
+            sqlx::query("SELECT response FROM network_messages WHERE environment = $1 AND network_transaction_id = $2")
+                .bind(m.environment.as_str())
+                .bind(m.network_transaction_id)
+                .fetch_one(self.db.writer())
+                .await?;
+        Ok(row.try_get("response")?)
+    }
+}
+
+#[async_trait]
+impl TransactionStore for SqlStore {
+    async fn handle_message(&self, m: &Message<'_>, decide: &Decide<'_>) -> Result<Answer, PostError> {
+        match self.handle_message_once(m, decide).await {
+            Ok(answer) => Ok(answer),
+            // A duplicate that failed part way (it saw the state its original left) gets the
+            // original's answer; anything else is a real failure.
+            Err(e) => match self.stored_answer(m).await {
+                Ok(answer) => Ok(Answer::Replayed(answer)),
+                Err(_) => Err(e),
+            },
+        }
     }
 
     async fn get_transaction(&self, scope: &Scope, id: &TransactionId) -> Result<Transaction, StoreError> {
