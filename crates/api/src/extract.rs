@@ -11,7 +11,9 @@ use cardplane_domain::api_key::ApiKey;
 use cardplane_domain::page::PageRequest;
 use cardplane_domain::tenant::Tenant;
 use cardplane_domain::version::ApiVersion;
-use cardplane_store::{IdempotentResponse, Scope};
+use cardplane_store::{EffectRecords, IdempotentResponse, Scope};
+
+use crate::middleware::AuditDraft;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorType};
@@ -116,6 +118,8 @@ pub struct Ctx {
     pub tenant: Tenant,
     pub version: ApiVersion,
     pub idempotency: Option<IdempotencyClaim>,
+    /// Set on mutations by the audit middleware.
+    pub audit: Option<AuditDraft>,
 }
 
 /// An idempotency key this request holds; its response must be stored with the effect.
@@ -137,7 +141,17 @@ impl Ctx {
         self.scope.environment.livemode()
     }
 
-    /// The response to store with the effect, if this request holds an idempotency key.
+    /// What the store writes with this request's effect, in its transaction: the answer for
+    /// idempotent replay and the audit entry.
+    pub fn records(&self, status: StatusCode, body: &str) -> Option<EffectRecords> {
+        let records = EffectRecords {
+            replay: self.idempotent_response(status, body),
+            audit: self.audit.as_ref().map(|d| d.with_effect(status, body)),
+        };
+        (records.replay.is_some() || records.audit.is_some()).then_some(records)
+    }
+
+    /// The response to store under the request's idempotency key, if it holds one.
     pub fn idempotent_response(&self, status: StatusCode, body: &str) -> Option<IdempotentResponse> {
         self.idempotency.as_ref().map(|c| IdempotentResponse {
             key: c.key.clone(),

@@ -2,7 +2,8 @@
 //! API version, authentication, idempotency.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cardplane_domain::Timestamp;
 use cardplane_domain::api_key::ApiSecret;
+use cardplane_domain::audit::{ActorKind, AuditRecord, Outcome};
 use cardplane_domain::idempotency::{self, Claim};
 use cardplane_domain::ids::ApiKeyId;
 use cardplane_domain::version::ApiVersion;
@@ -251,6 +253,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         tenant,
         version,
         idempotency: None,
+        audit: None,
     });
     let mut response = next.run(req).await;
     set_version(response.headers_mut(), version);
@@ -463,80 +466,101 @@ fn created_id(body: &serde_json::Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The audit entry of an API mutation, prepared before its handler runs. A handler that commits
+/// an effect passes it to the store with the effect (`Ctx::records`), so the change and its entry
+/// are one transaction; anything else (failures, replays, no-op answers) is written after.
+#[derive(Debug, Clone)]
+pub struct AuditDraft {
+    record: AuditRecord,
+    /// What a created id is called (`/cards` creates a `card`).
+    created_kind: String,
+    written_with_effect: Arc<AtomicBool>,
+}
+
+impl AuditDraft {
+    fn new(ctx: &Ctx, parts: &axum::http::request::Parts) -> Self {
+        let template = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| parts.uri.path().to_owned());
+        let mut record = crate::people::Origin::of(parts).record(
+            ActorKind::ApiKey,
+            Some(ctx.key.id.to_string()),
+            &format!("{} {template}", parts.method),
+            Outcome::Success,
+            0,
+        );
+        record.status = None;
+        record.tenant_id = Some(ctx.scope.tenant_id.to_string());
+        record.environment = Some(ctx.scope.environment.as_str().to_owned());
+        if let Some((kind, id)) = object_in_path(&template, parts.uri.path()) {
+            record.object_type = Some(kind);
+            record.object_id = Some(id);
+        }
+        let created_kind = template
+            .trim_start_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('s')
+            .to_owned();
+        Self {
+            record,
+            created_kind,
+            written_with_effect: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The entry for a successful answer that the store writes with the effect.
+    pub fn with_effect(&self, status: StatusCode, body: &str) -> AuditRecord {
+        self.written_with_effect.store(true, Ordering::Relaxed);
+        self.finish(status, serde_json::from_str(body).ok().as_ref())
+    }
+
+    fn finish(&self, status: StatusCode, body: Option<&serde_json::Value>) -> AuditRecord {
+        let mut record = self.record.clone();
+        record.status = Some(status.as_u16());
+        if status.is_success() {
+            if record.object_id.is_none()
+                && let Some(id) = body.and_then(created_id)
+            {
+                record.object_type = Some(self.created_kind.clone());
+                record.object_id = Some(id);
+            }
+        } else {
+            record.outcome = Outcome::Failure;
+            if let Some(code) = body.and_then(|b| b.pointer("/error/code")).and_then(|c| c.as_str()) {
+                record.details = serde_json::json!({ "code": code });
+            }
+        }
+        record
+    }
+}
+
 /// One audit entry per state-changing API request, success or failure: which key, what, on which
-/// object, from where. Written before the response is returned.
-pub async fn audit_mutation(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// object, from where. Committed effects carry theirs; the rest is written before the response
+/// is returned.
+pub async fn audit_mutation(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    let (parts, body) = req.into_parts();
-    let origin = crate::people::Origin::of(&parts);
-    let template = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| parts.uri.path().to_owned());
-    let mut object = object_in_path(&template, parts.uri.path());
-    let ctx = parts.extensions.get::<Ctx>().cloned();
-    let action = format!("{} {template}", parts.method);
-    let response = next.run(Request::from_parts(parts, body)).await;
-    let Some(ctx) = ctx else { return response };
-    let status = response.status();
-    let needs_body = !status.is_success() || object.is_none();
-    let (response, body) = if needs_body {
-        let (parts, body) = response.into_parts();
-        match axum::body::to_bytes(body, 1 << 20).await {
-            Ok(bytes) => {
-                let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-                (Response::from_parts(parts, Body::from(bytes)), json)
-            }
-            Err(_) => (ApiError::internal("response body unreadable").into_response(), None),
-        }
-    } else {
-        (response, None)
+    let (mut parts, body) = req.into_parts();
+    let Some(mut ctx) = parts.extensions.remove::<Ctx>() else {
+        return next.run(Request::from_parts(parts, body)).await;
     };
-    let mut details = serde_json::json!({});
-    if status.is_success() {
-        if object.is_none()
-            && let Some(id) = body.as_ref().and_then(created_id)
-        {
-            let kind = template
-                .trim_start_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches('s')
-                .to_owned();
-            object = Some((kind, id));
-        }
-    } else if let Some(code) = body
-        .as_ref()
-        .and_then(|b| b.pointer("/error/code"))
-        .and_then(|c| c.as_str())
-    {
-        details = serde_json::json!({ "code": code });
+    let draft = AuditDraft::new(&ctx, &parts);
+    ctx.audit = Some(draft.clone());
+    parts.extensions.insert(ctx);
+    req = Request::from_parts(parts, body);
+    let response = next.run(req).await;
+    if response.status().is_success() && draft.written_with_effect.load(Ordering::Relaxed) {
+        return response;
     }
-    let mut record = origin.record(
-        cardplane_domain::audit::ActorKind::ApiKey,
-        Some(ctx.key.id.to_string()),
-        &action,
-        if status.is_success() {
-            cardplane_domain::audit::Outcome::Success
-        } else {
-            cardplane_domain::audit::Outcome::Failure
-        },
-        status.as_u16(),
-    );
-    record.tenant_id = Some(ctx.scope.tenant_id.to_string());
-    record.environment = Some(ctx.scope.environment.as_str().to_owned());
-    if let Some((kind, id)) = object {
-        record.object_type = Some(kind);
-        record.object_id = Some(id);
-    }
-    record.details = details;
+    let (response, body) = peek_json(response).await;
+    let record = draft.finish(response.status(), body.as_ref());
     if let Err(e) = state.audit.append_audit(&record).await {
-        // The change itself is committed; losing its audit entry is logged loudly, not hidden.
-        tracing::error!(error = %e, action = %record.action, "could not write the audit entry for a committed request");
+        tracing::error!(error = %e, action = %record.action, "could not write the audit entry of an answered request");
     }
     response
 }

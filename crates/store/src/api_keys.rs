@@ -8,8 +8,8 @@ use cardplane_domain::page::{Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, opt_ts, ts};
-use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
@@ -23,7 +23,7 @@ pub trait ApiKeyStore: Send + Sync {
         scope: &Scope,
         key: &ApiKey,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     /// Revokes an active key; `NotFound` if it is not active in this scope any more.
@@ -33,7 +33,7 @@ pub trait ApiKeyStore: Send + Sync {
         id: &ApiKeyId,
         now: Timestamp,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
     ) -> Result<(), StoreError>;
 }
 
@@ -126,13 +126,13 @@ impl ApiKeyStore for SqlStore {
         scope: &Scope,
         key: &ApiKey,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
         insert_api_key_row(&mut tx, key).await?;
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -143,7 +143,7 @@ impl ApiKeyStore for SqlStore {
         id: &ApiKeyId,
         now: Timestamp,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
         let done = sqlx::query(
@@ -159,7 +159,7 @@ impl ApiKeyStore for SqlStore {
             return Err(StoreError::NotFound);
         }
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }

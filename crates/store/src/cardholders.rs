@@ -17,8 +17,8 @@ use crate::audit::append_audit;
 use crate::cards::{CardIssue, write_card_issues};
 use crate::compliance::{CaseChange, insert_case_row, write_case_change};
 use crate::ledger::PostError;
-use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, opt_ts, ts};
-use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 use cardplane_domain::audit::AuditRecord;
 use cardplane_domain::compliance::Case;
 
@@ -31,7 +31,7 @@ pub struct CardholderWrite<'a> {
     /// Cards issued with this change (orders fulfilled).
     pub card_issues: &'a [CardIssue],
     pub events: &'a [Event],
-    pub response: Option<&'a IdempotentResponse>,
+    pub response: Option<&'a EffectRecords>,
     /// Compliance work committed with the change: a case KYC opens, or a reviewer's decision.
     pub review: Option<ReviewWrite<'a>>,
 }
@@ -217,7 +217,7 @@ async fn write_related(
         }
     }
     insert_events(conn, w.events).await?;
-    Ok(complete_idempotency(conn, scope, w.response, now).await?)
+    Ok(write_effect_records(conn, scope, w.response, now).await?)
 }
 
 fn bind_cardholder<'q>(

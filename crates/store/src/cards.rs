@@ -12,8 +12,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::ledger::{BalanceAfter, PostError, write_journal};
-use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, ts};
-use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use crate::rows::{ListSpec, insert_events, list_page, ts, write_effect_records};
+use cardplane_domain::audit::AuditRecord;
+
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 /// A new card and what comes with it: its ledger account (absent for a replacement, which shares
 /// its predecessor's) and an initial load.
@@ -35,7 +37,7 @@ pub struct CardChange {
 #[derive(Debug, Clone, Default)]
 pub struct Posted {
     pub events: Vec<Event>,
-    pub response: Option<IdempotentResponse>,
+    pub response: Option<EffectRecords>,
     /// The response body, for the caller to send.
     pub body: String,
 }
@@ -60,7 +62,7 @@ pub trait CardStore: Send + Sync {
         issues: &[CardIssue],
         changes: &[CardChange],
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), PostError>;
     async fn get_card(&self, scope: &Scope, id: &CardId) -> Result<Card, StoreError>;
@@ -74,7 +76,14 @@ pub trait CardStore: Send + Sync {
     ) -> Result<Page<Card>, StoreError>;
     /// All cards of these cardholders, oldest first (for embedding in cardholder responses).
     async fn cards_of(&self, scope: &Scope, cardholders: &[CardholderId]) -> Result<Vec<Card>, StoreError>;
-    async fn record_reveal(&self, scope: &Scope, reveal: &CardReveal, events: &[Event]) -> Result<(), StoreError>;
+    /// Records a PAN reveal with its events and audit entry, before anything is shown.
+    async fn record_reveal(
+        &self,
+        scope: &Scope,
+        reveal: &CardReveal,
+        events: &[Event],
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StoreError>;
     /// Posts a balance adjustment (or a program funding, with no adjustment row). `finish` sees
     /// the balances the journal produced, inside the transaction, and returns the events and the
     /// idempotent response to commit with it, so both describe what really happened.
@@ -293,7 +302,7 @@ impl CardStore for SqlStore {
         issues: &[CardIssue],
         changes: &[CardChange],
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), PostError> {
         let mut tx = self.db.writer().begin().await?;
@@ -302,7 +311,7 @@ impl CardStore for SqlStore {
         }
         write_card_issues(&mut tx, scope, issues).await?;
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -362,7 +371,13 @@ impl CardStore for SqlStore {
         q.fetch_all(self.db.reader()).await?.iter().map(card_from_row).collect()
     }
 
-    async fn record_reveal(&self, scope: &Scope, reveal: &CardReveal, events: &[Event]) -> Result<(), StoreError> {
+    async fn record_reveal(
+        &self,
+        scope: &Scope,
+        reveal: &CardReveal,
+        events: &[Event],
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
         sqlx::query(
             "INSERT INTO card_reveals (id, tenant_id, environment, card_id, api_key_id, request_id, created_at) \
@@ -378,6 +393,9 @@ impl CardStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, events).await?;
+        if let Some(audit) = audit {
+            crate::audit::append_audit(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -397,7 +415,7 @@ impl CardStore for SqlStore {
         }
         let posted = finish(&balances);
         insert_events(&mut tx, &posted.events).await?;
-        complete_idempotency(&mut tx, scope, posted.response.as_ref(), now).await?;
+        write_effect_records(&mut tx, scope, posted.response.as_ref(), now).await?;
         tx.commit().await?;
         Ok(posted)
     }

@@ -90,7 +90,7 @@ impl IdempotencyStore for SqlStore {
 
     async fn complete(&self, scope: &Scope, response: &IdempotentResponse, now: Timestamp) -> Result<(), StoreError> {
         let mut conn = self.db.writer().acquire().await?;
-        complete_idempotency(&mut conn, scope, Some(response), now).await
+        complete_idempotency(&mut conn, scope, response, now).await
     }
 
     async fn release(&self, scope: &Scope, key: &str, token: &str) -> Result<(), StoreError> {

@@ -57,6 +57,15 @@ pub struct Scope {
     pub environment: Environment,
 }
 
+/// What a mutation writes with its effect, in the same transaction, so neither can be lost
+/// without the other: its answer for idempotent replay (when the request holds a key) and its
+/// audit entry (when the caller is audited).
+#[derive(Debug, Clone, Default)]
+pub struct EffectRecords {
+    pub replay: Option<IdempotentResponse>,
+    pub audit: Option<cardplane_domain::audit::AuditRecord>,
+}
+
 /// A response to store under an idempotency key in the same transaction as the effect.
 #[derive(Debug, Clone)]
 pub struct IdempotentResponse {

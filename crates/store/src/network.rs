@@ -10,8 +10,8 @@ use cardplane_domain::{Environment, Timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, opt_ts, ts};
-use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkCredential {
@@ -48,7 +48,7 @@ pub trait NetworkStore: Send + Sync {
         scope: &Scope,
         control: &SpendControl,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn set_spend_control_active(
@@ -56,7 +56,7 @@ pub trait NetworkStore: Send + Sync {
         scope: &Scope,
         control: &SpendControl,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn get_spend_control(&self, scope: &Scope, id: &SpendControlId) -> Result<SpendControl, StoreError>;
@@ -138,7 +138,7 @@ impl NetworkStore for SqlStore {
         scope: &Scope,
         c: &SpendControl,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
@@ -161,7 +161,7 @@ impl NetworkStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -171,7 +171,7 @@ impl NetworkStore for SqlStore {
         scope: &Scope,
         c: &SpendControl,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
@@ -184,7 +184,7 @@ impl NetworkStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }

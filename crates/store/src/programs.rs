@@ -15,8 +15,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::ledger::{ACCOUNT_COLUMNS, account_from_row, insert_account};
-use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, ts};
-use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use crate::rows::{ListSpec, insert_events, list_page, ts, write_effect_records};
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 /// Why a program could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub trait ProgramStore: Send + Sync {
         program: &Program,
         accounts: &[Account],
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), ProgramWriteError>;
     async fn update_program(
@@ -54,7 +54,7 @@ pub trait ProgramStore: Send + Sync {
         program: &Program,
         expected_updated_at: Timestamp,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn get_program_by_ref(&self, scope: &Scope, program_id: &str) -> Result<Program, StoreError>;
@@ -217,7 +217,7 @@ impl ProgramStore for SqlStore {
         p: &Program,
         accounts: &[Account],
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), ProgramWriteError> {
         let mut tx = self.db.writer().begin().await?;
@@ -267,7 +267,7 @@ impl ProgramStore for SqlStore {
             insert_account(&mut tx, a).await?;
         }
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -278,7 +278,7 @@ impl ProgramStore for SqlStore {
         p: &Program,
         expected_updated_at: Timestamp,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
@@ -311,7 +311,7 @@ impl ProgramStore for SqlStore {
             });
         }
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }

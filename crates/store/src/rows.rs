@@ -8,7 +8,7 @@ use cardplane_domain::page::{Cursor, Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
-use crate::{IdempotentResponse, Scope, StoreError};
+use crate::{EffectRecords, IdempotentResponse, Scope, StoreError};
 
 /// Appends events, each with the next sequence number of its tenant and environment, and
 /// schedules their webhook deliveries (the outbox) in the same transaction, so no event can be
@@ -52,15 +52,32 @@ pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) ->
     Ok(())
 }
 
-/// Completes a claimed key with the response, inside the effect's transaction. The claim must
-/// still be ours (in flight): anything else means the key was taken over and we must roll back.
+/// Writes what goes with an effect (its idempotent answer, its audit entry) inside the effect's
+/// transaction.
+pub(crate) async fn write_effect_records(
+    conn: &mut AnyConnection,
+    scope: &Scope,
+    records: Option<&EffectRecords>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(records) = records else { return Ok(()) };
+    if let Some(r) = &records.replay {
+        complete_idempotency(conn, scope, r, now).await?;
+    }
+    if let Some(audit) = &records.audit {
+        crate::audit::append_audit(conn, audit).await?;
+    }
+    Ok(())
+}
+
+/// Completes a claimed key with the response. The claim must still be ours (in flight): anything
+/// else means the key was taken over and we must roll back.
 pub(crate) async fn complete_idempotency(
     conn: &mut AnyConnection,
     scope: &Scope,
-    response: Option<&IdempotentResponse>,
+    r: &IdempotentResponse,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let Some(r) = response else { return Ok(()) };
     let done = sqlx::query(
         "UPDATE idempotency_keys SET state = 'completed', response_status = $4, response_body = $5, expires_at = $6 \
          WHERE tenant_id = $1 AND environment = $2 AND idempotency_key = $3 AND state = 'in_flight' AND claim_token = $7",

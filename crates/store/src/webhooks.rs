@@ -17,11 +17,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::Backend;
-use crate::rows::{ListSpec, complete_idempotency, insert_events, list_page, opt_ts, ts};
-use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
+use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 /// Builds the idempotent response once the number of scheduled deliveries is known.
-pub type RespondWith<'a> = &'a (dyn Fn(u64) -> Option<IdempotentResponse> + Send + Sync);
+pub type RespondWith<'a> = &'a (dyn Fn(u64) -> Option<EffectRecords> + Send + Sync);
 
 /// One attempt in the delivery log.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +98,7 @@ pub trait WebhookStore: Send + Sync {
         scope: &Scope,
         endpoint: &WebhookEndpoint,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn get_endpoint(&self, scope: &Scope, id: &WebhookEndpointId) -> Result<WebhookEndpoint, StoreError>;
@@ -109,7 +109,7 @@ pub trait WebhookStore: Send + Sync {
         scope: &Scope,
         endpoint: &WebhookEndpoint,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     /// Deletes the endpoint with its pending deliveries and its delivery log.
@@ -118,7 +118,7 @@ pub trait WebhookStore: Send + Sync {
         scope: &Scope,
         id: &WebhookEndpointId,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn list_attempts(
@@ -295,7 +295,7 @@ impl WebhookStore for SqlStore {
         scope: &Scope,
         endpoint: &WebhookEndpoint,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
@@ -322,7 +322,7 @@ impl WebhookStore for SqlStore {
         .await?;
         write_subscriptions(&mut tx, endpoint).await?;
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -371,7 +371,7 @@ impl WebhookStore for SqlStore {
         scope: &Scope,
         endpoint: &WebhookEndpoint,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
@@ -400,7 +400,7 @@ impl WebhookStore for SqlStore {
         }
         write_subscriptions(&mut tx, endpoint).await?;
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -410,7 +410,7 @@ impl WebhookStore for SqlStore {
         scope: &Scope,
         id: &WebhookEndpointId,
         events: &[Event],
-        response: Option<&IdempotentResponse>,
+        response: Option<&EffectRecords>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
@@ -437,7 +437,7 @@ impl WebhookStore for SqlStore {
             return Err(StoreError::NotFound);
         }
         insert_events(&mut tx, events).await?;
-        complete_idempotency(&mut tx, scope, response, now).await?;
+        write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -490,7 +490,7 @@ impl WebhookStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         let n = done.rows_affected();
-        complete_idempotency(&mut tx, scope, respond(n).as_ref(), now).await?;
+        write_effect_records(&mut tx, scope, respond(n).as_ref(), now).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -532,7 +532,7 @@ impl WebhookStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         let n = done.rows_affected();
-        complete_idempotency(&mut tx, scope, respond(n).as_ref(), now).await?;
+        write_effect_records(&mut tx, scope, respond(n).as_ref(), now).await?;
         tx.commit().await?;
         Ok(n)
     }

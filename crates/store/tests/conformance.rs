@@ -16,7 +16,7 @@ use cardplane_store::events::EventStore;
 use cardplane_store::idempotency::IdempotencyStore;
 use cardplane_store::ledger::PostError;
 use cardplane_store::tenants::TenantStore;
-use cardplane_store::{Db, DbOptions, IdempotentResponse, Scope, SqlStore, StoreError};
+use cardplane_store::{Db, DbOptions, EffectRecords, IdempotentResponse, Scope, SqlStore, StoreError};
 use cardplane_testkit::{Backend, TestDb, both_backends};
 
 async fn store(backend: Backend) -> Option<(SqlStore, TestDb)> {
@@ -303,7 +303,10 @@ async fn a_failed_write_stores_neither_effect_nor_response(backend: Backend) {
         card_orders: &[],
         card_issues: &[],
         events: std::slice::from_ref(&event),
-        response: Some(&response),
+        response: Some(&EffectRecords {
+            replay: Some(response),
+            audit: None,
+        }),
         review: None,
     };
     assert!(store.insert_cardholder(&scope, w, now).await.is_err());

@@ -133,7 +133,7 @@ pub async fn create_api_key(
         api_key: (&key).into(),
         secret: secret.expose().to_owned(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [key_event(&ctx, EventType::ApiKeyCreated, &key, now)];
     state
         .api_keys
@@ -171,7 +171,7 @@ pub async fn revoke_api_key(State(state): State<AppState>, ctx: Ctx, Path(id): P
     let body = render(&ApiKeyEnvelope {
         api_key: (&revoked).into(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [key_event(&ctx, EventType::ApiKeyRevoked, &revoked, now)];
     match state
         .api_keys

@@ -532,7 +532,7 @@ async fn insert_new(
     )];
     events.extend(fulfilment.events.iter().cloned());
     let body = render(&envelope).map_err(|e| StoreError::corrupt(e.body.message))?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let write = CardholderWrite {
         cardholder,
         kyc_check: Some(check),
@@ -755,7 +755,7 @@ async fn try_update(
         ));
     }
     all_events.extend(fulfilment.events.iter().cloned());
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let write = CardholderWrite {
         cardholder: &cardholder,
         kyc_check: check.as_ref(),

@@ -165,7 +165,7 @@ pub async fn create_card(
         let body = render(&CardEnvelope {
             card: (&issue.card).into(),
         })?;
-        let response = ctx.idempotent_response(StatusCode::OK, &body);
+        let response = ctx.records(StatusCode::OK, &body);
         match state
             .cards
             .write_cards(&ctx.scope, &[issue], &[], &events, response.as_ref(), now)
@@ -253,7 +253,7 @@ async fn transition(state: &AppState, ctx: &Ctx, raw_id: &str, event: CardEvent)
         }
     }
     let body = render(&CardEnvelope { card: (&next).into() })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     match state
         .cards
         .write_cards(&ctx.scope, &[], &changes, &events, response.as_ref(), now)
@@ -375,7 +375,7 @@ pub async fn replace_card(
         let body = render(&CardEnvelope {
             card: (&issue.card).into(),
         })?;
-        let response = ctx.idempotent_response(StatusCode::OK, &body);
+        let response = ctx.records(StatusCode::OK, &body);
         let change = CardChange {
             card: replaced,
             expected_version: old.version,
@@ -446,8 +446,13 @@ pub async fn reveal_card(
         data,
         now,
     );
-    // Recorded before anything is shown.
-    state.cards.record_reveal(&ctx.scope, &reveal, &[event]).await?;
+    // Recorded, with its audit entry, before anything is shown; the body (the PAN) is never
+    // handed to the audit draft.
+    let audit = ctx.audit.as_ref().map(|d| d.with_effect(StatusCode::OK, "{}"));
+    state
+        .cards
+        .record_reveal(&ctx.scope, &reveal, &[event], audit.as_ref())
+        .await?;
     let secrets = CardSecretsView {
         card_id: card.id.to_string(),
         pan: pan.expose().to_owned(),
@@ -558,7 +563,7 @@ pub async fn create_balance_adjustment(
         .unwrap_or_default();
         Posted {
             events: vec![event],
-            response: ctx.idempotent_response(StatusCode::OK, &body),
+            response: ctx.records(StatusCode::OK, &body),
             body,
         }
     };

@@ -185,7 +185,7 @@ pub async fn create_spend_control(
     let body = render(&SpendControlEnvelope {
         spend_control: v.clone(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let data = serde_json::to_value(&v).unwrap_or_default();
     let events = [Event::new(
         &ctx.scope.tenant_id,
@@ -271,7 +271,7 @@ pub async fn disable_spend_control(
     let body = render(&SpendControlEnvelope {
         spend_control: v.clone(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let data = serde_json::to_value(&v).unwrap_or_default();
     let events = [Event::new(
         &ctx.scope.tenant_id,

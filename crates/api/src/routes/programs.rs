@@ -379,7 +379,7 @@ pub async fn create_program(
         .collect();
     let view = ProgramView::from(&program);
     let body = render(&ProgramEnvelope { program: view.clone() })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [program_event(&ctx, EventType::ProgramCreated, &view, &program, now)];
     match state
         .programs
@@ -447,7 +447,7 @@ pub async fn update_program(
     next.updated_at = now;
     let view = ProgramView::from(&next);
     let body = render(&ProgramEnvelope { program: view.clone() })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [program_event(&ctx, EventType::ProgramUpdated, &view, &next, now)];
     match state
         .programs

@@ -66,7 +66,7 @@ pub async fn advance_shipping(
         ..card.clone()
     };
     let body = render(&CardEnvelope { card: (&next).into() })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [card_event(&ctx, EventType::CardUpdated, &next, now)];
     let change = CardChange {
         card: next,
@@ -167,7 +167,7 @@ pub async fn fund_program(
         );
         Posted {
             events: vec![event],
-            response: ctx.idempotent_response(StatusCode::OK, &body),
+            response: ctx.records(StatusCode::OK, &body),
             body,
         }
     };

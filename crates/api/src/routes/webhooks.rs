@@ -260,7 +260,7 @@ pub async fn create_endpoint(
         webhook_endpoint: (&endpoint).into(),
         secret: secret.expose(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [endpoint_event(&ctx, EventType::WebhookEndpointCreated, &endpoint, now)];
     state
         .webhooks
@@ -358,7 +358,7 @@ pub async fn update_endpoint(
     let body = render(&EndpointEnvelope {
         webhook_endpoint: (&endpoint).into(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [endpoint_event(&ctx, EventType::WebhookEndpointUpdated, &endpoint, now)];
     state
         .webhooks
@@ -393,7 +393,13 @@ pub async fn delete_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): 
     let events = [endpoint_event(&ctx, EventType::WebhookEndpointDeleted, &endpoint, now)];
     state
         .webhooks
-        .delete_endpoint(&ctx.scope, &id, &events, None, now)
+        .delete_endpoint(
+            &ctx.scope,
+            &id,
+            &events,
+            ctx.records(StatusCode::OK, &body).as_ref(),
+            now,
+        )
         .await
         .map_err(endpoint_missing)?;
     Ok(Reply::committed(StatusCode::OK, body))
@@ -426,7 +432,7 @@ pub async fn rotate_secret(State(state): State<AppState>, ctx: Ctx, Path(id): Pa
         webhook_endpoint: (&endpoint).into(),
         secret: secret.expose(),
     })?;
-    let response = ctx.idempotent_response(StatusCode::OK, &body);
+    let response = ctx.records(StatusCode::OK, &body);
     let events = [endpoint_event(&ctx, EventType::WebhookEndpointUpdated, &endpoint, now)];
     state
         .webhooks
@@ -465,10 +471,10 @@ pub async fn list_deliveries(
     })
 }
 
-fn scheduled_reply(ctx: &Ctx) -> impl Fn(u64) -> Option<cardplane_store::IdempotentResponse> + Send + Sync + '_ {
+fn scheduled_reply(ctx: &Ctx) -> impl Fn(u64) -> Option<cardplane_store::EffectRecords> + Send + Sync + '_ {
     move |n| {
         let body = render(&ScheduledView { scheduled: n }).ok()?;
-        ctx.idempotent_response(StatusCode::OK, &body)
+        ctx.records(StatusCode::OK, &body)
     }
 }
 

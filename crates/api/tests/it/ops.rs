@@ -949,6 +949,78 @@ async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
     assert!(matches!(app.state.audit.verify_audit().await.unwrap(), Ok((n, _)) if n > 5));
 }
 
+/// A change and its audit entry are one transaction: each committed request has exactly one
+/// entry, and when the entry cannot be written the change does not happen either (no cardholder
+/// created, no PAN shown).
+async fn a_change_and_its_audit_entry_commit_together(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant_with(&[cardplane_domain::api_key::Permission::Reveal]).await;
+    app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
+    let card = app.card_with_balance(&t.sandbox, "GPR", 100).await;
+    let card_id = card["id"].as_str().unwrap();
+    let holder = app
+        .cardholder(&t.sandbox, &seed_cardholder("123456789", Some("u-1")))
+        .await;
+    let holder_id = holder["id"].as_str().unwrap();
+    let root = admin(&app).await;
+    let (_, page) = root.get(&app, &format!("/ops/audit?object_id={holder_id}")).await;
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "one entry per committed request: {page}");
+    assert_eq!(entries[0]["action"], "POST /cardholders");
+    assert_eq!(entries[0]["object_type"], "cardholder");
+    assert_eq!(entries[0]["status"], 200);
+
+    let holders = |list: Value| list["cardholders"].as_array().map(Vec::len);
+    let before = holders(app.get(&t.sandbox, "/cardholders?limit=100").await.1);
+
+    // The audit store refuses every write (a fault, injected as the database's owner would).
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    let (fail, heal): (&[&str], &[&str]) = match b {
+        Backend::Sqlite => (
+            &[
+                "CREATE TRIGGER audit_offline BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit offline'); END",
+            ],
+            &["DROP TRIGGER audit_offline"],
+        ),
+        Backend::Postgres => (
+            &[
+                "CREATE FUNCTION audit_offline() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'audit offline'; END $$",
+                "CREATE TRIGGER audit_offline BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_offline()",
+            ],
+            &[
+                "DROP TRIGGER audit_offline ON audit_log",
+                "DROP FUNCTION audit_offline()",
+            ],
+        ),
+    };
+    for s in fail {
+        sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&pool).await.unwrap();
+    }
+    let (status, body) = app
+        .post(&t.sandbox, "/cardholders", &seed_cardholder("123456780", Some("u-2")))
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    let (status, body) = app
+        .post(&t.sandbox, &format!("/cards/{card_id}/reveal"), &json!({}))
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(body.get("pan").is_none(), "{body}");
+    for s in heal {
+        sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&pool).await.unwrap();
+    }
+
+    let after = holders(app.get(&t.sandbox, "/cardholders?limit=100").await.1);
+    assert_eq!(after, before, "a cardholder without its audit entry was created");
+    let reveals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM card_reveals")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(reveals, 0, "a reveal without its audit entry was recorded");
+    pool.close().await;
+    assert!(app.state.audit.verify_audit().await.unwrap().is_ok());
+}
+
 async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else { return };
     let root = admin(&app).await;
@@ -1018,6 +1090,7 @@ async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
 }
 
 both_backends!(
+    a_change_and_its_audit_entry_commit_together,
     sign_in_rules,
     totp_codes_are_single_use_and_recovery_codes_work_once,
     eleven_wrong_passwords_lock_the_account,
