@@ -27,8 +27,8 @@ use crate::middleware::{
 };
 use crate::people::staff_session;
 use crate::routes::{
-    api_keys, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases, ops_people, programs,
-    sandbox, simulate, transactions, webhooks,
+    api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
+    ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 use crate::secrets::{Secrets, card_keys, open_vault};
 use crate::state::AppState;
@@ -59,6 +59,11 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("handler panicked").into_response()
 }
 
+/// A multipart body carrying one document: the document's limit plus room for the form around it.
+pub fn document_body_limit(state: &AppState) -> usize {
+    state.config.operators.document_max_bytes + 64 * 1024
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
@@ -76,6 +81,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/cardholders/{cardholder_id}/card_orders",
             get(cardholders::list_card_orders),
+        )
+        .route(
+            "/cardholders/{cardholder_id}/documents",
+            get(cardholder_documents::list_documents)
+                .post(cardholder_documents::upload_document)
+                .layer(DefaultBodyLimit::max(document_body_limit(&state))),
         )
         .route("/api_keys", get(api_keys::list_api_keys).post(api_keys::create_api_key))
         .route("/api_keys/{api_key_id}", get(api_keys::get_api_key))
@@ -159,7 +170,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
-    let document_limit = state.config.operators.document_max_bytes + 64 * 1024;
+    let document_limit = document_body_limit(&state);
     let ops = Router::new()
         .route("/ops/session", get(ops_auth::get_session))
         .route("/ops/logout", post(ops_auth::logout))

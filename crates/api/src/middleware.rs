@@ -293,7 +293,18 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let Some(mut ctx) = parts.extensions.get::<Ctx>().cloned() else {
         return ApiError::internal("idempotency layer without auth").into_response();
     };
-    let bytes = match axum::body::to_bytes(body, state.config.request_body_limit_bytes).await {
+    // Document uploads are the one kind of body allowed past the JSON limit.
+    let multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let limit = if multipart {
+        crate::app::document_body_limit(&state)
+    } else {
+        state.config.request_body_limit_bytes
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return too_large().into_response(),
     };

@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases, ops_people, programs,
-    sandbox, simulate, transactions, webhooks,
+    api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
+    ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -60,6 +60,8 @@ impl Modify for BasicAuth {
         cardholders::update_cardholder,
         cardholders::list_kyc_checks,
         cardholders::list_card_orders,
+        cardholder_documents::upload_document,
+        cardholder_documents::list_documents,
         programs::create_program,
         programs::list_programs,
         programs::get_program,

@@ -38,7 +38,8 @@ pub struct DocumentRecord {
     pub size_bytes: i64,
     pub sha256: String,
     pub storage_key: String,
-    pub uploaded_by: UserId,
+    /// The person (`usr_...`) or API key (`key_...`) that uploaded it.
+    pub uploaded_by: String,
     pub created_at: Timestamp,
 }
 
@@ -214,7 +215,7 @@ fn document_from_row(row: &AnyRow) -> Result<DocumentRecord, StoreError> {
         size_bytes: row.try_get("size_bytes")?,
         sha256: row.try_get("sha256")?,
         storage_key: row.try_get("storage_key")?,
-        uploaded_by: parse(UserId::parse(&row.try_get::<String, _>("uploaded_by")?))?,
+        uploaded_by: row.try_get("uploaded_by")?,
         created_at: ts(row, "created_at")?,
     })
 }

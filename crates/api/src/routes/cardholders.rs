@@ -883,20 +883,38 @@ pub async fn list_card_orders(State(state): State<AppState>, ctx: Ctx, Path(id):
     Reply::ok(&CardOrderList { card_orders })
 }
 
-/// A reviewer's verdict, committed with the case change that produced it: the cardholder's KYC
-/// state and history, orders waiting for KYC fulfilled when it passes, events, and the audit
-/// entry, all in one transaction.
+/// A KYC result that comes from the review workflow, and its source (the `provider` of its
+/// `kyc_checks` entry).
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewVerdict {
+    pub result: KycResult,
+    pub source: &'static str,
+}
+
+impl ReviewVerdict {
+    /// A reviewer's decision.
+    pub fn manual(result: KycResult) -> Self {
+        Self {
+            result,
+            source: "manual_review",
+        }
+    }
+}
+
+/// A verdict of the review workflow, committed with the case change that produced it: the
+/// cardholder's KYC state and history, orders waiting for KYC fulfilled when it passes, events,
+/// and the audit entry, all in one transaction.
 pub async fn apply_review(
     state: &AppState,
     scope: &Scope,
     id: &CardholderId,
-    result: KycResult,
+    verdict: ReviewVerdict,
     change: CaseChange<'_>,
     now: Timestamp,
 ) -> ApiResult<()> {
     let mut unfunded = false;
     for _ in 0..UPDATE_ATTEMPTS_MAX + PAN_ATTEMPTS_MAX {
-        match try_apply_review(state, scope, id, result, change, unfunded, now).await {
+        match try_apply_review(state, scope, id, verdict, change, unfunded, now).await {
             Err(UpdateError::Post(PostError::Store(e)))
                 if e.is_conflict_on("cardholders_version", "cards_pan_hash") =>
             {
@@ -926,7 +944,7 @@ async fn try_apply_review(
     state: &AppState,
     scope: &Scope,
     id: &CardholderId,
-    result: KycResult,
+    verdict: ReviewVerdict,
     change: CaseChange<'_>,
     unfunded: bool,
     now: Timestamp,
@@ -936,11 +954,11 @@ async fn try_apply_review(
     let check = KycCheck {
         id: KycCheckId::generate(),
         cardholder_id: id.clone(),
-        provider: "manual_review".into(),
-        result,
+        provider: verdict.source.into(),
+        result: verdict.result,
         created_at: now,
     };
-    cardholder.kyc = cardholder.kyc.record(result, now);
+    cardholder.kyc = cardholder.kyc.record(verdict.result, now);
     cardholder.updated_at = now;
     cardholder.version = current.version + 1;
     let mut fulfilment = Fulfilment::default();

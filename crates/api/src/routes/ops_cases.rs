@@ -13,18 +13,18 @@ use cardplane_domain::compliance::{
 use cardplane_domain::ids::{CardholderId, CaseId, CaseNoteId, DocumentId, ProgramId, TenantId, UserId};
 use cardplane_domain::kyc::FileReason;
 use cardplane_domain::people::{Action, OperatorRole};
-use cardplane_store::compliance::{CaseChange, CaseFilter, CaseNote, DocumentRecord, ScopedObject};
+use cardplane_store::compliance::{CaseChange, CaseFilter, CaseNote, ScopedObject};
 use cardplane_store::{Scope, StoreError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::documents::{Owner, UploadedDocumentView, open_sealed, put_sealed, read_upload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery};
 use crate::people::Staff;
 use crate::reply::Reply;
 use crate::review::chain_for;
-use crate::routes::cardholders::apply_review;
+use crate::routes::cardholders::{ReviewVerdict, apply_review};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,37 +113,6 @@ pub struct NoteView {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DocumentView {
-    pub id: String,
-    pub cardholder_id: String,
-    pub case_id: Option<String>,
-    pub kind: String,
-    pub file_name: String,
-    pub content_type: String,
-    pub size_bytes: i64,
-    pub sha256: String,
-    pub uploaded_by: String,
-    pub created_at: String,
-}
-
-impl From<&DocumentRecord> for DocumentView {
-    fn from(d: &DocumentRecord) -> Self {
-        DocumentView {
-            id: d.id.to_string(),
-            cardholder_id: d.cardholder_id.to_string(),
-            case_id: d.case_id.as_ref().map(|c| c.to_string()),
-            kind: d.kind.clone(),
-            file_name: d.file_name.clone(),
-            content_type: d.content_type.clone(),
-            size_bytes: d.size_bytes,
-            sha256: d.sha256.clone(),
-            uploaded_by: d.uploaded_by.to_string(),
-            created_at: d.created_at.to_rfc3339(),
-        }
-    }
-}
-
 /// What a reviewer sees of the cardholder: enough to decide, never the document number.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CardholderSummary {
@@ -166,7 +135,7 @@ pub struct CaseDetail {
     pub case: CaseView,
     pub cardholder: CardholderSummary,
     pub notes: Vec<NoteView>,
-    pub documents: Vec<DocumentView>,
+    pub documents: Vec<UploadedDocumentView>,
 }
 
 fn case_error(e: CaseError) -> ApiError {
@@ -445,7 +414,7 @@ pub async fn get_case(State(state): State<AppState>, staff: Staff, Path(id): Pat
                 created_at: n.created_at.to_rfc3339(),
             })
             .collect(),
-        documents: documents.iter().map(DocumentView::from).collect(),
+        documents: documents.iter().map(UploadedDocumentView::from).collect(),
     })
 }
 
@@ -562,26 +531,12 @@ pub async fn add_note(
     })
 }
 
-/// Content types a document may have, checked against the file's own first bytes too.
-const ALLOWED_TYPES: [(&str, &[u8]); 3] = [
-    ("application/pdf", b"%PDF-"),
-    ("image/png", b"\x89PNG\r\n\x1a\n"),
-    ("image/jpeg", b"\xff\xd8\xff"),
-];
-
-cardplane_domain::wire_enum!(DocumentKind {
-    IdentityDocument => "identity_document",
-    ProofOfAddress => "proof_of_address",
-    Selfie => "selfie",
-    Other => "other",
-});
-
 #[utoipa::path(
     post, path = "/ops/cases/{case_id}/documents", tag = "Operations console",
     params(("case_id" = String, Path)),
     request_body(content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
-        (status = 201, body = DocumentView), (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 201, body = UploadedDocumentView), (status = 400, body = crate::error::ErrorEnvelope),
         (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
         (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
         (status = 413, body = crate::error::ErrorEnvelope), (status = 415, body = crate::error::ErrorEnvelope),
@@ -595,119 +550,23 @@ pub async fn upload_document(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Reply> {
     let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
-    let mut multipart = multipart.map_err(|_| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            crate::error::ErrorType::InvalidRequestError,
-            "unsupported_media_type",
-            "Upload documents as multipart/form-data with `file` and `kind`",
-        )
-    })?;
-    let limit = state.config.operators.document_max_bytes;
-    let mut file: Option<(String, String, Vec<u8>)> = None;
-    let mut kind: Option<DocumentKind> = None;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|_| ApiError::invalid("multipart_invalid", "The multipart body could not be read"))?
-    {
-        match field.name() {
-            Some("file") => {
-                let name = field
-                    .file_name()
-                    .unwrap_or("document")
-                    .chars()
-                    .take(200)
-                    .collect::<String>();
-                let declared = field.content_type().unwrap_or("application/octet-stream").to_owned();
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(|e| {
-                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        crate::extract::too_large()
-                    } else {
-                        ApiError::invalid("multipart_invalid", "The multipart body could not be read")
-                    }
-                })? {
-                    if bytes.len() + chunk.len() > limit {
-                        return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            crate::error::ErrorType::InvalidRequestError,
-                            "document_too_large",
-                            format!("Documents may be at most {limit} bytes"),
-                        )
-                        .with_param("file"));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                file = Some((name, declared, bytes));
-            }
-            Some("kind") => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|_| ApiError::invalid("multipart_invalid", "`kind` could not be read"))?;
-                kind = Some(
-                    DocumentKind::parse(text.trim())
-                        .ok_or_else(|| bad("kind", "identity_document, proof_of_address, selfie or other"))?,
-                );
-            }
-            _ => {
-                return Err(ApiError::invalid(
-                    "parameter_unknown",
-                    "Only `file` and `kind` are accepted",
-                ));
-            }
-        }
-    }
-    let (file_name, declared, bytes) =
-        file.ok_or_else(|| ApiError::invalid("parameter_missing", "`file` is required").with_param("file"))?;
-    let kind = kind.ok_or_else(|| ApiError::invalid("parameter_missing", "`kind` is required").with_param("kind"))?;
-    if bytes.is_empty() {
-        return Err(bad("file", "the file is empty"));
-    }
-    let content_type = ALLOWED_TYPES
-        .iter()
-        .find(|(mime, magic)| *mime == declared && bytes.starts_with(magic))
-        .map(|(mime, _)| *mime)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                crate::error::ErrorType::InvalidRequestError,
-                "document_type_forbidden",
-                "Documents must be PDF, PNG or JPEG (declared and actual type alike)",
-            )
-            .with_param("file")
-        })?;
+    let upload = read_upload(multipart, state.config.operators.document_max_bytes).await?;
     let now = Timestamp::now();
-    let doc_id = DocumentId::generate();
-    let record = DocumentRecord {
-        id: doc_id.clone(),
-        tenant_id: case.tenant_id.clone(),
+    let owner = Owner {
+        tenant_id: &case.tenant_id,
         environment: case.environment,
-        cardholder_id: case.cardholder_id.clone(),
-        case_id: Some(case.id.clone()),
-        kind: kind.as_str().to_owned(),
-        file_name,
-        content_type: content_type.to_owned(),
-        size_bytes: i64::try_from(bytes.len()).map_err(ApiError::internal)?,
-        sha256: cardplane_domain::api_key::hex(&Sha256::digest(&bytes)),
-        storage_key: doc_id.to_string(),
-        uploaded_by: staff.person.id.clone(),
-        created_at: now,
+        cardholder_id: &case.cardholder_id,
+        case_id: Some(&case.id),
+        uploaded_by: staff.person.id.to_string(),
     };
-    let sealed = state.vault.seal(&bytes, &document_context(&doc_id));
-    // Bytes first: a row never names a file that is not there (an orphan file is harmless).
-    state
-        .documents
-        .put(&record.storage_key, sealed.into_bytes())
-        .await
-        .map_err(ApiError::unavailable)?;
+    let record = put_sealed(&state, upload, owner, now).await?;
+    let doc_id = record.id.clone();
     let next = case.document_received(now).map_err(case_error)?;
     let audit = case_audit(
         &staff,
         "document.uploaded",
         &case,
-        serde_json::json!({ "document_id": doc_id, "kind": kind.as_str(), "size_bytes": record.size_bytes }),
+        serde_json::json!({ "document_id": doc_id, "kind": record.kind, "size_bytes": record.size_bytes }),
     );
     state
         .compliance
@@ -717,11 +576,7 @@ pub async fn upload_document(
         })
         .await
         .map_err(conflict_on_version)?;
-    Reply::created(&DocumentView::from(&record))
-}
-
-fn document_context(id: &DocumentId) -> String {
-    format!("document:{id}")
+    Reply::created(&UploadedDocumentView::from(&record))
 }
 
 #[utoipa::path(
@@ -745,16 +600,7 @@ pub async fn download_document(
         StoreError::NotFound => ApiError::not_found("document"),
         other => other.into(),
     })?;
-    let sealed = state
-        .documents
-        .get(&doc.storage_key)
-        .await
-        .map_err(ApiError::unavailable)?;
-    let sealed = String::from_utf8(sealed).map_err(ApiError::internal)?;
-    let bytes = state
-        .vault
-        .open(&sealed, &document_context(&doc.id))
-        .map_err(ApiError::internal)?;
+    let bytes = open_sealed(&state, &doc).await?;
     let mut audit = staff.audit("document.viewed", "document", doc.id.as_str());
     audit.tenant_id = Some(doc.tenant_id.to_string());
     audit.environment = Some(doc.environment.as_str().to_owned());
@@ -812,7 +658,7 @@ pub async fn request_documents(
         &state,
         &case_scope(&case),
         &case.cardholder_id,
-        upload_file_verdict(reason),
+        ReviewVerdict::manual(upload_file_verdict(reason)),
         change,
         now,
     )
@@ -869,6 +715,7 @@ pub async fn decide_case(
                 approval: Some(approval),
                 ..CaseChange::of(&next, case.version, &audit)
             };
+            let verdict = ReviewVerdict::manual(verdict);
             apply_review(&state, &case_scope(&case), &case.cardholder_id, verdict, change, now).await?;
         }
         None => state

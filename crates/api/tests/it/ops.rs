@@ -891,6 +891,134 @@ async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backen
     assert_eq!(actions, vec!["document.viewed", "document.uploaded"]);
 }
 
+/// A multipart document for the custodian's API.
+fn document_form(mime: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().text("kind", "identity_document").part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name("id.png")
+            .mime_str(mime)
+            .unwrap(),
+    )
+}
+
+async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queue(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let documents_dir = dir.path().to_owned();
+    let Some(app) = TestApp::spawn_with(b, |c| {
+        c.operators.documents_dir = documents_dir.clone();
+        c.operators.document_max_bytes = 64 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = app.tenant().await;
+    let other = app.tenant().await;
+    let root = admin(&app).await;
+    let holder = app.cardholder(&t.sandbox, &seed_cardholder("490940006", None)).await;
+    let holder_id = holder["id"].as_str().unwrap();
+    let path = format!("/cardholders/{holder_id}/documents");
+    let (_, queue) = root.get(&app, &format!("/ops/cases?cardholder_id={holder_id}")).await;
+    let case_id = queue["cases"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = root
+        .post(
+            &app,
+            &format!("/ops/cases/{case_id}/request_documents"),
+            &json!({"kyc_file_reason": "BLURRY"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Refused without storing anything: another tenant's key, the other environment, a file
+    // over the limit, a type the bytes contradict.
+    let upload = |creds: &crate::support::Creds, mime: &str, bytes: Vec<u8>| {
+        send(
+            app.request(Method::POST, &path, creds)
+                .multipart(document_form(mime, bytes)),
+        )
+    };
+    let (status, _) = upload(&other.sandbox, "image/png", png(100)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = upload(&t.live, "image/png", png(100)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = upload(&t.sandbox, "image/png", png(64 * 1024 + 1)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, body) = upload(&t.sandbox, "application/pdf", png(100)).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(body["error"]["code"], "document_type_forbidden");
+    let (status, body) = app.post(&t.sandbox, &path, &json!({"file": "x"})).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(std::fs::read_dir(&documents_dir).map(|d| d.count()).unwrap_or(0), 0);
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], "UPLOAD_FILE");
+
+    // The custodian sends the file: it joins the case, which goes back to the queue, and the
+    // cardholder moves from UPLOAD_FILE to UNDER_REVIEW.
+    let bytes = png(3000);
+    let (status, body) = upload(&t.sandbox, "image/png", bytes.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let doc = &body["document"];
+    assert_eq!(doc["case_id"], case_id.as_str());
+    assert_eq!(doc["cardholder_id"], holder_id);
+    assert_eq!(doc["size_bytes"], 3000);
+    assert_eq!(doc["uploaded_by"], t.sandbox.id);
+    let doc_id = doc["id"].as_str().unwrap();
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], "UNDER_REVIEW", "{h}");
+    assert_eq!(h["cardholder"]["kyc_file_reason"], Value::Null);
+    let (_, checks) = app
+        .get(&t.sandbox, &format!("/cardholders/{holder_id}/kyc_checks"))
+        .await;
+    assert_eq!(
+        checks["kyc_checks"][0]["kyc_check"]["provider"], "document_upload",
+        "{checks}"
+    );
+    let (_, listed) = app.get(&t.sandbox, &path).await;
+    assert_eq!(listed["documents"][0]["id"], doc_id, "{listed}");
+    let (status, _) = app.get(&other.sandbox, &path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, detail) = root.get(&app, &format!("/ops/cases/{case_id}")).await;
+    assert_eq!(detail["case"]["status"], "open");
+    assert_eq!(detail["documents"][0]["id"], doc_id);
+    let r = root
+        .request(&app, Method::GET, &format!("/ops/documents/{doc_id}/content"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        bytes,
+        "the reviewer reads what was sent"
+    );
+
+    // One audit entry for the upload, naming the cardholder and the document.
+    let (_, audit) = root.get(&app, &format!("/ops/audit?object_id={holder_id}")).await;
+    let uploads: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "POST /cardholders/{cardholder_id}/documents" && e["outcome"] == "success")
+        .collect();
+    assert_eq!(uploads.len(), 1, "{audit}");
+    assert_eq!(uploads[0]["details"]["document_id"], doc_id);
+    assert_eq!(uploads[0]["actor_id"], t.sandbox.id);
+
+    // A cardholder with no open case: the document is kept for a later review, KYC unchanged.
+    let passed = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
+    let passed_id = passed["id"].as_str().unwrap();
+    let (status, body) = send(
+        app.request(Method::POST, &format!("/cardholders/{passed_id}/documents"), &t.sandbox)
+            .multipart(document_form("image/png", png(200))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["document"]["case_id"], Value::Null);
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{passed_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], passed["kyc_status"]);
+}
+
 async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else { return };
     let t = app.tenant_with(&[cardplane_domain::api_key::Permission::Reveal]).await;
@@ -1090,6 +1218,7 @@ async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
 }
 
 both_backends!(
+    a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queue,
     a_change_and_its_audit_entry_commit_together,
     sign_in_rules,
     totp_codes_are_single_use_and_recovery_codes_work_once,
