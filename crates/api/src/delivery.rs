@@ -46,6 +46,8 @@ pub enum UrlError {
     NotAllowed,
 }
 
+const URL_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Checks an endpoint URL when it is created or changed: it must parse and every address it
 /// resolves to must be allowed. (Deliveries check again when they connect, against DNS
 /// rebinding.)
@@ -58,8 +60,10 @@ pub async fn check_url(raw: &str, environment: Environment, allow: &[Network]) -
     let port = url.port_or_known_default().ok_or(UrlError::Invalid)?;
     let addrs: Vec<SocketAddr> = match host_ip(&url) {
         Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => tokio::net::lookup_host((host.as_str(), port))
+        // A resolver that never answers must not hold the request until its deadline.
+        None => tokio::time::timeout(URL_LOOKUP_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
             .await
+            .map_err(|_| UrlError::Unresolvable)?
             .map_err(|_| UrlError::Unresolvable)?
             .collect(),
     };

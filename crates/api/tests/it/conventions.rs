@@ -194,3 +194,61 @@ fn openapi_document_matches_the_snapshot() {
         "openapi.json is out of date: rerun with UPDATE_SNAPSHOTS=1 and review the diff"
     );
 }
+
+/// utoipa names a schema after its Rust type and keeps the last one registered, so two types of
+/// the same name in different modules silently replace each other in the document (the console's
+/// document view once replaced the cardholder's). Every schema type name must be unique.
+#[test]
+fn openapi_schema_names_are_unique() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut schemas = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !(line.trim_start().starts_with("#[derive(") && line.contains("ToSchema")) {
+                continue;
+            }
+            let item = lines[i + 1..]
+                .iter()
+                .find(|l| l.trim_start().starts_with("pub struct ") || l.trim_start().starts_with("pub enum "))
+                .expect("a derive names an item");
+            let name = item
+                .split_whitespace()
+                .nth(2)
+                .unwrap()
+                .trim_end_matches(['{', '(', ';', '<'])
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned();
+            let here = format!("{}:{}", file.display(), i + 1);
+            if let Some(first) = seen.insert(name.clone(), here.clone()) {
+                panic!("schema {name} is defined twice: {first} and {here}");
+            }
+            schemas += 1;
+        }
+    }
+    assert!(schemas > 50, "the scan found the schema types ({schemas})");
+    // The case that broke: the cardholder's document view is the one the document holds.
+    let doc = serde_json::to_value(cardplane_api::openapi::document()).unwrap();
+    assert_eq!(
+        doc["components"]["schemas"]["DocumentView"]["required"],
+        serde_json::json!(["type", "last4"])
+    );
+}
