@@ -350,6 +350,14 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             serde_json::to_vec(v).unwrap_or_default(),
             idempotency::canonical_json(v),
         ),
+        None if multipart => {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            (bytes.to_vec(), idempotency::canonical_multipart(&bytes, content_type))
+        }
         None => (bytes.to_vec(), bytes.to_vec()),
     };
     let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");

@@ -50,6 +50,34 @@ pub enum Claim {
     InFlight { fingerprint: String },
 }
 
+/// A multipart body with its boundary (random per send in most clients) replaced by a constant, so
+/// a retry that sends the same parts under a new boundary is the same request. `content_type` is
+/// the request's Content-Type header.
+pub fn canonical_multipart(body: &[u8], content_type: &str) -> Vec<u8> {
+    let boundary = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .next()
+        .unwrap_or_default()
+        .as_bytes();
+    if boundary.is_empty() {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest.starts_with(boundary) {
+            out.extend_from_slice(b"boundary");
+            rest = &rest[boundary.len()..];
+        } else {
+            out.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    out
+}
+
 /// JSON with object keys sorted at every level and no whitespace, whatever order the client (or
 /// `serde_json`'s map) used.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
@@ -89,6 +117,22 @@ pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn multipart_bodies_compare_without_their_boundary() {
+        let body =
+            |b: &str| format!("--{b}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nselfie\r\n--{b}--\r\n");
+        let one = super::canonical_multipart(body("abc123").as_bytes(), "multipart/form-data; boundary=abc123");
+        let two = super::canonical_multipart(body("zz9").as_bytes(), "multipart/form-data; boundary=\"zz9\"");
+        assert_eq!(one, two);
+        let other = body("zz9").replace("selfie", "other");
+        assert_ne!(
+            one,
+            super::canonical_multipart(other.as_bytes(), "multipart/form-data; boundary=zz9")
+        );
+        // No boundary parameter: the bytes as they are.
+        assert_eq!(super::canonical_multipart(b"raw", "multipart/form-data"), b"raw");
+    }
+
     use super::*;
 
     #[test]

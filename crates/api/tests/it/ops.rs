@@ -1017,6 +1017,29 @@ async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queu
     assert_eq!(body["document"]["case_id"], Value::Null);
     let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{passed_id}")).await;
     assert_eq!(h["cardholder"]["kyc_status"], passed["kyc_status"]);
+
+    // A retry under the same idempotency key (a new multipart boundary, the same parts) is
+    // answered from the first upload; different parts under that key are refused.
+    let retry = |bytes: Vec<u8>| {
+        app.request(Method::POST, &format!("/cardholders/{passed_id}/documents"), &t.sandbox)
+            .header("Idempotency-Key", "upload-1")
+            .multipart(document_form("image/png", bytes))
+            .send()
+    };
+    let first = retry(png(300)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    let again = retry(png(300)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["document"]["id"], first["document"]["id"]);
+    let changed = retry(png(301)).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, listed) = app
+        .get(&t.sandbox, &format!("/cardholders/{passed_id}/documents"))
+        .await;
+    assert_eq!(listed["documents"].as_array().map(Vec::len), Some(2), "{listed}");
 }
 
 async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
