@@ -12,8 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::audit::append_audit;
-use crate::rows::{Bind, Filters, opt_ts, ts};
-use crate::{Scope, SqlStore, StoreError};
+use crate::rows::{Bind, Filters, opt_ts, ts, write_effect_records};
+use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseNote {
@@ -107,8 +107,16 @@ pub trait ComplianceStore: Send + Sync {
     async fn list_cases(&self, filter: &CaseFilter, limit: u32) -> Result<Vec<Case>, StoreError>;
     /// `Conflict` on `compliance_cases_version` when the case changed since it was read.
     async fn update_case(&self, change: CaseChange<'_>) -> Result<(), StoreError>;
-    /// A document not tied to a case (uploaded for a cardholder).
-    async fn insert_document(&self, doc: &DocumentRecord, audit: &AuditRecord) -> Result<(), StoreError>;
+    /// A document from the tenant's API, in one transaction with what it changes: the case it
+    /// joins (whose change inserts it), or the document alone, and the request's records.
+    async fn attach_document(
+        &self,
+        scope: &Scope,
+        doc: &DocumentRecord,
+        case: Option<CaseChange<'_>>,
+        records: &EffectRecords,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     async fn list_notes(&self, case: &CaseId) -> Result<Vec<CaseNote>, StoreError>;
     async fn list_documents(&self, cardholder: &CardholderId) -> Result<Vec<DocumentRecord>, StoreError>;
     async fn get_document(&self, id: &DocumentId) -> Result<DocumentRecord, StoreError>;
@@ -478,10 +486,20 @@ impl ComplianceStore for SqlStore {
         Ok(())
     }
 
-    async fn insert_document(&self, doc: &DocumentRecord, audit: &AuditRecord) -> Result<(), StoreError> {
+    async fn attach_document(
+        &self,
+        scope: &Scope,
+        doc: &DocumentRecord,
+        case: Option<CaseChange<'_>>,
+        records: &EffectRecords,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        insert_document_row(&mut tx, doc).await?;
-        append_audit(&mut tx, audit).await?;
+        match case {
+            Some(change) => write_case_change(&mut tx, &change).await?,
+            None => insert_document_row(&mut tx, doc).await?,
+        }
+        write_effect_records(&mut tx, scope, Some(records), now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,8 +7,8 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use cardplane_domain::kyc::{KycResult, KycStatus};
-use cardplane_store::StoreError;
 use cardplane_store::compliance::CaseChange;
+use cardplane_store::{EffectRecords, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -63,7 +63,7 @@ pub async fn upload_document(
     let body = render(&UploadedDocumentEnvelope {
         document: (&record).into(),
     })?;
-    // The request's own audit entry is the one that commits with the document.
+    // One audit entry per upload: the request's own, committed with the document.
     let audit = ctx
         .audit
         .as_ref()
@@ -75,37 +75,48 @@ pub async fn upload_document(
             "kind": record.kind,
             "size_bytes": record.size_bytes,
         }));
-    match case {
-        None => state.compliance.insert_document(&record, &audit).await?,
-        Some(case) => {
-            let next = case
-                .document_received(now)
-                .map_err(|e| ApiError::conflict(e.code(), e.to_string()))?;
-            let change = CaseChange {
-                document: Some(&record),
-                ..CaseChange::of(&next, case.version, &audit)
-            };
-            if cardholder.kyc.result.status() == KycStatus::UploadFile {
-                let verdict = ReviewVerdict {
-                    result: KycResult::status_only(KycStatus::UnderReview),
-                    source: "document_upload",
-                };
-                apply_review(&state, &ctx.scope, &id, verdict, change, now).await?;
-            } else {
-                state.compliance.update_case(change).await.map_err(|e| match e {
-                    e if e.is_conflict_on("compliance_cases_version", "compliance_cases_version") => {
-                        ApiError::conflict("case_changed", "The cardholder's case changed meanwhile; retry")
-                    }
-                    other => other.into(),
-                })?;
-            }
-        }
+    let replay = EffectRecords {
+        replay: ctx.idempotent_response(StatusCode::OK, &body),
+        audit: None,
+    };
+    let Some(case) = case else {
+        let records = EffectRecords {
+            audit: Some(audit),
+            ..replay
+        };
+        state
+            .compliance
+            .attach_document(&ctx.scope, &record, None, &records, now)
+            .await?;
+        return Ok(Reply::committed(StatusCode::OK, body));
+    };
+    let next = case
+        .document_received(now)
+        .map_err(|e| ApiError::conflict(e.code(), e.to_string()))?;
+    let change = CaseChange {
+        document: Some(&record),
+        ..CaseChange::of(&next, case.version, &audit)
+    };
+    if cardholder.kyc.result.status() == KycStatus::UploadFile {
+        let verdict = ReviewVerdict {
+            result: KycResult::status_only(KycStatus::UnderReview),
+            source: "document_upload",
+            records: Some(&replay),
+        };
+        apply_review(&state, &ctx.scope, &id, verdict, change, now).await?;
+    } else {
+        state
+            .compliance
+            .attach_document(&ctx.scope, &record, Some(change), &replay, now)
+            .await
+            .map_err(|e| match e {
+                e if e.is_conflict_on("compliance_cases_version", "compliance_cases_version") => {
+                    ApiError::conflict("case_changed", "The cardholder's case changed meanwhile; retry")
+                }
+                other => other.into(),
+            })?;
     }
-    Ok(Reply {
-        status: StatusCode::OK,
-        body,
-        committed: false,
-    })
+    Ok(Reply::committed(StatusCode::OK, body))
 }
 
 #[utoipa::path(

@@ -18,7 +18,7 @@ use cardplane_domain::kyc::KycResult;
 use cardplane_domain::kyc::{KycApplicant, KycCheck, KycState};
 use cardplane_domain::program::Program;
 use cardplane_domain::{FieldError, Timestamp};
-use cardplane_store::Scope;
+use cardplane_store::{EffectRecords, Scope};
 use cardplane_store::StoreError;
 use cardplane_store::cardholders::CardholderWrite;
 use cardplane_store::cardholders::ReviewWrite;
@@ -886,17 +886,20 @@ pub async fn list_card_orders(State(state): State<AppState>, ctx: Ctx, Path(id):
 /// A KYC result that comes from the review workflow, and its source (the `provider` of its
 /// `kyc_checks` entry).
 #[derive(Debug, Clone, Copy)]
-pub struct ReviewVerdict {
+pub struct ReviewVerdict<'a> {
     pub result: KycResult,
     pub source: &'static str,
+    /// What an API request commits with it (its idempotent answer).
+    pub records: Option<&'a EffectRecords>,
 }
 
-impl ReviewVerdict {
+impl ReviewVerdict<'_> {
     /// A reviewer's decision.
     pub fn manual(result: KycResult) -> Self {
         Self {
             result,
             source: "manual_review",
+            records: None,
         }
     }
 }
@@ -908,7 +911,7 @@ pub async fn apply_review(
     state: &AppState,
     scope: &Scope,
     id: &CardholderId,
-    verdict: ReviewVerdict,
+    verdict: ReviewVerdict<'_>,
     change: CaseChange<'_>,
     now: Timestamp,
 ) -> ApiResult<()> {
@@ -944,7 +947,7 @@ async fn try_apply_review(
     state: &AppState,
     scope: &Scope,
     id: &CardholderId,
-    verdict: ReviewVerdict,
+    verdict: ReviewVerdict<'_>,
     change: CaseChange<'_>,
     unfunded: bool,
     now: Timestamp,
@@ -997,7 +1000,7 @@ async fn try_apply_review(
         card_orders: &fulfilment.orders,
         card_issues: &fulfilment.issues,
         events: &events,
-        response: None,
+        response: verdict.records,
         review: Some(ReviewWrite {
             open_case: None,
             change: Some(change),
