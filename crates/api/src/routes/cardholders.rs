@@ -18,13 +18,13 @@ use cardplane_domain::kyc::KycResult;
 use cardplane_domain::kyc::{KycApplicant, KycCheck, KycState};
 use cardplane_domain::program::Program;
 use cardplane_domain::{FieldError, Timestamp};
-use cardplane_store::{EffectRecords, Scope};
 use cardplane_store::StoreError;
 use cardplane_store::cardholders::CardholderWrite;
 use cardplane_store::cardholders::ReviewWrite;
 use cardplane_store::cards::CardIssue;
 use cardplane_store::compliance::CaseChange;
 use cardplane_store::ledger::PostError;
+use cardplane_store::{EffectRecords, Scope};
 
 use crate::issuing::{IssueSpec, PAN_ATTEMPTS_MAX, pan_collision, prepare_issue, refusal};
 use crate::routes::programs::load_program;

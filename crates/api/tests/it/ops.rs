@@ -776,31 +776,41 @@ async fn upload(
     mime: &str,
     bytes: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let form = reqwest::multipart::Form::new().text("kind", "identity_document").part(
+    send(
+        who.request(app, Method::POST, &format!("/ops/cases/{case_id}/documents"))
+            .multipart(document_form(name, mime, bytes)),
+    )
+    .await
+}
+
+/// A server that keeps documents in a directory of the test's own, with a 64 KiB limit.
+async fn spawn_with_documents(b: Backend) -> Option<(TestApp, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let documents_dir = dir.path().to_owned();
+    let app = TestApp::spawn_with(b, |c| {
+        c.operators.documents_dir = documents_dir;
+        c.operators.document_max_bytes = 64 * 1024;
+    })
+    .await?;
+    Some((app, dir))
+}
+
+/// A multipart identity document.
+fn document_form(name: &str, mime: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().text("kind", "identity_document").part(
         "file",
         reqwest::multipart::Part::bytes(bytes)
             .file_name(name.to_owned())
             .mime_str(mime)
             .unwrap(),
-    );
-    send(
-        who.request(app, Method::POST, &format!("/ops/cases/{case_id}/documents"))
-            .multipart(form),
     )
-    .await
 }
 
 async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let documents_dir = dir.path().to_owned();
-    let Some(app) = TestApp::spawn_with(b, |c| {
-        c.operators.documents_dir = documents_dir.clone();
-        c.operators.document_max_bytes = 64 * 1024;
-    })
-    .await
-    else {
+    let Some((app, dir)) = spawn_with_documents(b).await else {
         return;
     };
+    let documents_dir = dir.path().to_owned();
     let t = app.tenant().await;
     let root = admin(&app).await;
     let support = staff(&app, "support@example.com", Role::Operator(OperatorRole::Support), None).await;
@@ -891,28 +901,11 @@ async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backen
     assert_eq!(actions, vec!["document.viewed", "document.uploaded"]);
 }
 
-/// A multipart document for the custodian's API.
-fn document_form(mime: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
-    reqwest::multipart::Form::new().text("kind", "identity_document").part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes)
-            .file_name("id.png")
-            .mime_str(mime)
-            .unwrap(),
-    )
-}
-
 async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queue(b: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let documents_dir = dir.path().to_owned();
-    let Some(app) = TestApp::spawn_with(b, |c| {
-        c.operators.documents_dir = documents_dir.clone();
-        c.operators.document_max_bytes = 64 * 1024;
-    })
-    .await
-    else {
+    let Some((app, dir)) = spawn_with_documents(b).await else {
         return;
     };
+    let documents_dir = dir.path().to_owned();
     let t = app.tenant().await;
     let other = app.tenant().await;
     let root = admin(&app).await;
@@ -935,7 +928,7 @@ async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queu
     let upload = |creds: &crate::support::Creds, mime: &str, bytes: Vec<u8>| {
         send(
             app.request(Method::POST, &path, creds)
-                .multipart(document_form(mime, bytes)),
+                .multipart(document_form("id.png", mime, bytes)),
         )
     };
     let (status, _) = upload(&other.sandbox, "image/png", png(100)).await;
@@ -1010,7 +1003,7 @@ async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queu
     let passed_id = passed["id"].as_str().unwrap();
     let (status, body) = send(
         app.request(Method::POST, &format!("/cardholders/{passed_id}/documents"), &t.sandbox)
-            .multipart(document_form("image/png", png(200))),
+            .multipart(document_form("id.png", "image/png", png(200))),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1023,7 +1016,7 @@ async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queu
     let retry = |bytes: Vec<u8>| {
         app.request(Method::POST, &format!("/cardholders/{passed_id}/documents"), &t.sandbox)
             .header("Idempotency-Key", "upload-1")
-            .multipart(document_form("image/png", bytes))
+            .multipart(document_form("id.png", "image/png", bytes))
             .send()
     };
     let first = retry(png(300)).await.unwrap();
