@@ -48,6 +48,8 @@ pub struct Options {
     pub cards: usize,
     pub connections: usize,
     pub duration: Duration,
+    /// Load before the measured run, left out of the figures.
+    pub warmup: Duration,
     pub rate: Option<u64>,
     pub growth: Vec<usize>,
     pub baselines: bool,
@@ -77,6 +79,7 @@ pub struct RunResult {
     pub connections: usize,
     pub rate_target: Option<u64>,
     pub duration_s: f64,
+    pub warmup_s: f64,
     pub authorizations: u64,
     pub approved_per_s: f64,
     pub declined_per_s: f64,
@@ -480,7 +483,10 @@ async fn drive(
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(SEED + task as u64);
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-            let mut next = Instant::now();
+            // Connections tick out of phase, so a fixed rate arrives evenly rather than in bursts of
+            // one request per connection at the same instant.
+            let phase = interval.map_or(Duration::ZERO, |i| i.mul_f64(task as f64 / connections as f64));
+            let mut next = Instant::now() + phase;
             let mut seq = 0u64;
             while Instant::now() < deadline {
                 if let Some(i) = interval {
@@ -639,9 +645,22 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
         };
         let cards = Arc::new(std::mem::take(&mut all_cards));
         eprintln!(
-            "driving {:?} with {connections} connections for {:?}",
-            o.workload, o.duration
+            "driving {:?} with {connections} connections for {:?} after a {:?} warm-up",
+            o.workload, o.duration, o.warmup
         );
+        if !o.warmup.is_zero() {
+            let (warm, _, _) = drive(
+                &server.base,
+                (&credential.id, &credential.secret),
+                cards.clone(),
+                o.workload,
+                connections,
+                o.warmup,
+                o.rate,
+            )
+            .await;
+            total_approved_minor += i64::try_from(warm.approved_minor.load(Ordering::Relaxed))?;
+        }
         let (counters, histogram, elapsed) = drive(
             &server.base,
             (&credential.id, &credential.secret),
@@ -671,6 +690,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
             connections,
             rate_target: o.rate,
             duration_s: secs,
+            warmup_s: o.warmup.as_secs_f64(),
             authorizations: counters.approved.load(Ordering::Relaxed) + counters.declined.load(Ordering::Relaxed),
             approved_per_s: per_s(&counters.approved),
             declined_per_s: per_s(&counters.declined),
@@ -717,7 +737,7 @@ pub fn print(report: &Report) {
     println!("machine: {}  date: {}", report.machine, report.date);
     for r in &report.runs {
         println!(
-            "{:?} on {} | {} cards, {} connections{} | {:.0} approved/s, {:.0} declined/s, {} follow-ups, {} errors over {:.1} s",
+            "{:?} on {} | {} cards, {} connections{} | {:.0} approved/s, {:.0} declined/s, {} follow-ups, {} errors over {:.1} s (after a {:.0} s warm-up)",
             r.workload,
             r.backend,
             r.cards,
@@ -727,7 +747,8 @@ pub fn print(report: &Report) {
             r.declined_per_s,
             r.follow_up_messages,
             r.errors,
-            r.duration_s
+            r.duration_s,
+            r.warmup_s
         );
         println!(
             "  latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms | server RSS max {:.0} MiB | ledger {} | money conserved: {}",

@@ -77,6 +77,10 @@ enum Command {
         connections: usize,
         #[arg(long, default_value_t = 20)]
         duration_secs: u64,
+        /// Load sent before the measured run (connections open, caches warm), not counted in the
+        /// figures; its approvals are still checked against the books.
+        #[arg(long, default_value_t = 3)]
+        warmup_secs: u64,
         /// Open loop at this many authorizations per second (default: closed loop).
         #[arg(long)]
         rate: Option<u64>,
@@ -408,6 +412,7 @@ async fn main() -> anyhow::Result<()> {
             cards,
             connections,
             duration_secs,
+            warmup_secs,
             rate,
             growth,
             no_baselines,
@@ -419,6 +424,7 @@ async fn main() -> anyhow::Result<()> {
                 cards: cards.max(1),
                 connections: connections.max(1),
                 duration: std::time::Duration::from_secs(duration_secs.max(1)),
+                warmup: std::time::Duration::from_secs(warmup_secs),
                 rate,
                 growth,
                 baselines: !no_baselines,

@@ -203,6 +203,8 @@ async fn the_benchmark_harness_runs_and_checks_the_books(b: Backend) {
             "4",
             "--duration-secs",
             "1",
+            "--warmup-secs",
+            "1",
             "--no-baselines",
             "--json",
         ],
@@ -212,6 +214,7 @@ async fn the_benchmark_harness_runs_and_checks_the_books(b: Backend) {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let run = &report["runs"][0];
     assert_eq!(run["cards"], 50);
+    assert_eq!(run["warmup_s"], 1.0);
     assert!(run["authorizations"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(run["ledger_clean"], true);
     assert_eq!(run["money_conserved"], true);
