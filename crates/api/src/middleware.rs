@@ -576,7 +576,12 @@ pub async fn audit_mutation(State(state): State<AppState>, mut req: Request, nex
     if response.status().is_success() && draft.written_with_effect.load(Ordering::Relaxed) {
         return response;
     }
-    let (response, body) = peek_json(response).await;
+    // The body is read only for what the entry takes from it: an error code, or a created id.
+    let (response, body) = if response.status().is_success() && draft.record.object_id.is_some() {
+        (response, None)
+    } else {
+        peek_json(response).await
+    };
     let record = draft.finish(response.status(), body.as_ref());
     if let Err(e) = state.audit.append_audit(&record).await {
         tracing::error!(error = %e, action = %record.action, "could not write the audit entry of an answered request");
