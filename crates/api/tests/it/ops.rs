@@ -806,6 +806,26 @@ fn document_form(name: &str, mime: &str, bytes: Vec<u8>) -> reqwest::multipart::
     )
 }
 
+/// A cardholder whose KYC case a reviewer sent back for files: (cardholder id, case id).
+async fn awaiting_documents(app: &TestApp, reviewer: &Staffer, key: &crate::support::Creds) -> (String, String) {
+    let holder = app.cardholder(key, &seed_cardholder("490940006", None)).await;
+    let holder_id = holder["id"].as_str().unwrap().to_owned();
+    let (_, queue) = reviewer
+        .get(app, &format!("/ops/cases?cardholder_id={holder_id}"))
+        .await;
+    let case_id = queue["cases"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = reviewer
+        .post(
+            app,
+            &format!("/ops/cases/{case_id}/request_documents"),
+            &json!({"kyc_file_reason": "BLURRY"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "awaiting_documents");
+    (holder_id, case_id)
+}
+
 async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backend) {
     let Some((app, dir)) = spawn_with_documents(b).await else {
         return;
@@ -814,20 +834,8 @@ async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backen
     let t = app.tenant().await;
     let root = admin(&app).await;
     let support = staff(&app, "support@example.com", Role::Operator(OperatorRole::Support), None).await;
-    let holder = app.cardholder(&t.sandbox, &seed_cardholder("490940006", None)).await;
-    let holder_id = holder["id"].as_str().unwrap();
-    let (_, queue) = root.get(&app, &format!("/ops/cases?cardholder_id={holder_id}")).await;
-    let case_id = queue["cases"][0]["id"].as_str().unwrap().to_owned();
-
-    let (status, body) = root
-        .post(
-            &app,
-            &format!("/ops/cases/{case_id}/request_documents"),
-            &json!({"kyc_file_reason": "BLURRY"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["status"], "awaiting_documents");
+    let (holder_id, case_id) = awaiting_documents(&app, &root, &t.sandbox).await;
+    let holder_id = holder_id.as_str();
     let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
     assert_eq!(h["cardholder"]["kyc_status"], "UPLOAD_FILE");
     assert_eq!(h["cardholder"]["kyc_file_reason"], "BLURRY");
@@ -909,19 +917,9 @@ async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queu
     let t = app.tenant().await;
     let other = app.tenant().await;
     let root = admin(&app).await;
-    let holder = app.cardholder(&t.sandbox, &seed_cardholder("490940006", None)).await;
-    let holder_id = holder["id"].as_str().unwrap();
+    let (holder_id, case_id) = awaiting_documents(&app, &root, &t.sandbox).await;
+    let holder_id = holder_id.as_str();
     let path = format!("/cardholders/{holder_id}/documents");
-    let (_, queue) = root.get(&app, &format!("/ops/cases?cardholder_id={holder_id}")).await;
-    let case_id = queue["cases"][0]["id"].as_str().unwrap().to_owned();
-    let (status, body) = root
-        .post(
-            &app,
-            &format!("/ops/cases/{case_id}/request_documents"),
-            &json!({"kyc_file_reason": "BLURRY"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 
     // Refused without storing anything: another tenant's key, the other environment, a file
     // over the limit, a type the bytes contradict.
