@@ -376,7 +376,7 @@ pub struct ProgramView {
     #[schema(value_type = Object)]
     pub merchant_rules: serde_json::Value,
     /// Custodian-authority programs: the endpoint, deadline and stand-in policy (never the secret).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub custodian: Option<serde_json::Value>,
     /// active or suspended.
     pub status: String,
@@ -665,7 +665,7 @@ pub struct TransactionView {
     /// A stand-in policy (or the network) decided, not the normal pipeline.
     pub stand_in: bool,
     /// Each check the decision ran, with what it saw, in order.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<DecisionTraceStep>)]
     pub decision_trace: serde_json::Value,
     pub timestamps: TransactionTimestamps,
     pub expires_at: Option<String>,
@@ -744,4 +744,14 @@ pub struct NetworkAnswerView {
     pub available_balance: Option<i64>,
     pub currency: Option<String>,
     pub stand_in: bool,
+}
+
+/// One check an authorization decision ran (documents the shape of `decision_trace`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionTraceStep {
+    /// card, card_state, program, spend_controls, merchant_rules, funds, custodian, ...
+    pub check: String,
+    /// pass or fail.
+    pub result: String,
+    pub detail: String,
 }

@@ -7,6 +7,7 @@ mod authorization;
 mod bank;
 mod cardholders;
 mod cards;
+mod contract;
 mod conventions;
 mod custodian;
 mod fuzz_http;
