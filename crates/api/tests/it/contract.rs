@@ -2,7 +2,11 @@
 //! refuses, so this walks every resource's happy path and validates each answer against the
 //! schema its operation documents for that status (JSON Schema 2020-12, as OpenAPI 3.1 uses).
 
+use std::sync::OnceLock;
+
+use cardplane_api::admin::create_network_credential;
 use cardplane_api::openapi;
+use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_testkit::{Backend, both_backends};
 use reqwest::{Method, StatusCode};
@@ -10,22 +14,41 @@ use serde_json::{Value, json};
 
 use crate::support::{Creds, TestApp, seed_cardholder, send};
 
-/// The OpenAPI document and the requests checked against it.
+/// Asserts that `answer` matches the schema the document gives `method template` for `status`.
+pub(crate) fn assert_documented(method: &Method, template: &str, status: StatusCode, answer: &Value) {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    let doc = DOCUMENT.get_or_init(|| serde_json::to_value(openapi::document()).unwrap());
+    let operation = &doc["paths"][template][method.as_str().to_lowercase()];
+    assert!(operation.is_object(), "{method} {template} is not in the document");
+    let schema = &operation["responses"][status.as_str()]["content"]["application/json"]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {template} documents no JSON schema for {status}"
+    );
+    let mut root = schema.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).expect("the document's schemas compile");
+    let errors: Vec<String> = validator
+        .iter_errors(answer)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {template} {status} does not match the document: {errors:#?}\n{answer}"
+    );
+}
+
+/// Requests with one key, each answer checked against the document.
 struct Contract<'a> {
     app: &'a TestApp,
     key: &'a Creds,
-    doc: Value,
     checked: usize,
 }
 
 impl<'a> Contract<'a> {
     fn new(app: &'a TestApp, key: &'a Creds) -> Self {
-        Self {
-            app,
-            key,
-            doc: serde_json::to_value(openapi::document()).unwrap(),
-            checked: 0,
-        }
+        Self { app, key, checked: 0 }
     }
 
     /// Sends `method path` (the concrete form of `template`) and checks that the answer has the
@@ -58,25 +81,7 @@ impl<'a> Contract<'a> {
     }
 
     fn check(&mut self, method: &Method, template: &str, status: StatusCode, answer: &Value) {
-        let operation = &self.doc["paths"][template][method.as_str().to_lowercase()];
-        assert!(operation.is_object(), "{method} {template} is not in the document");
-        let schema = &operation["responses"][status.as_str()]["content"]["application/json"]["schema"];
-        assert!(
-            schema.is_object(),
-            "{method} {template} documents no JSON schema for {status}"
-        );
-        let mut root = schema.clone();
-        root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
-        root["components"] = self.doc["components"].clone();
-        let validator = jsonschema::validator_for(&root).expect("the document's schemas compile");
-        let errors: Vec<String> = validator
-            .iter_errors(answer)
-            .map(|e| format!("{e} at {}", e.instance_path))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{method} {template} {status} does not match the document: {errors:#?}\n{answer}"
-        );
+        assert_documented(method, template, status, answer);
         self.checked += 1;
     }
 }
@@ -169,7 +174,8 @@ async fn successful_answers_match_the_openapi_document(b: Backend) {
     .await;
     c.get("/cards/{card_id}/ledger_entries", &format!("{k}/ledger_entries"))
         .await;
-    c.post("/cards/{card_id}/reveal", &format!("{k}/reveal"), json!({}))
+    let secrets = c
+        .post("/cards/{card_id}/reveal", &format!("{k}/reveal"), json!({}))
         .await;
     let control = c
         .post(
@@ -230,6 +236,55 @@ async fn successful_answers_match_the_openapi_document(b: Backend) {
         &format!("{h}/transactions"),
     )
     .await;
+
+    // The network's interface, with a network credential.
+    let issued = create_network_credential(
+        app.state.network.as_ref(),
+        &app.state.pepper,
+        Environment::Sandbox,
+        "contract network",
+    )
+    .await
+    .unwrap();
+    let network_key = Creds {
+        id: issued.id,
+        secret: issued.secret,
+    };
+    let mut n = Contract::new(&app, &network_key);
+    let ntid = |s: &str| format!("nt_contract_{s}");
+    let message = |id: &str, amount: i64| {
+        json!({"network_transaction_id": ntid(id), "pan": secrets["pan"], "expiration": secrets["expiration"],
+               "amount": amount, "currency": "USD", "merchant": merchant, "entry_mode": "chip"})
+    };
+    for (id, amount) in [("a1", 400), ("a2", 300), ("too_much", 9_000_000)] {
+        n.post(
+            "/network/authorizations",
+            "/network/authorizations",
+            message(id, amount),
+        )
+        .await;
+    }
+    n.post(
+        "/network/clearings",
+        "/network/clearings",
+        json!({"network_transaction_id": ntid("c1"), "original_network_transaction_id": ntid("a1"),
+               "amount": 400, "currency": "USD"}),
+    )
+    .await;
+    n.post(
+        "/network/reversals",
+        "/network/reversals",
+        json!({"network_transaction_id": ntid("r2"), "original_network_transaction_id": ntid("a2")}),
+    )
+    .await;
+    n.post(
+        "/network/refunds",
+        "/network/refunds",
+        json!({"network_transaction_id": ntid("f1"), "original_network_transaction_id": ntid("a1"),
+               "amount": 100, "currency": "USD"}),
+    )
+    .await;
+    assert_eq!(n.checked, 6);
 
     // Card lifecycle.
     c.post("/cards/{card_id}/freeze", &format!("{k}/freeze"), json!({}))

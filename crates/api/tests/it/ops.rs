@@ -826,6 +826,185 @@ async fn awaiting_documents(app: &TestApp, reviewer: &Staffer, key: &crate::supp
     (holder_id, case_id)
 }
 
+/// The console's answers match the OpenAPI document (the dashboard will be built on them).
+async fn console_answers_match_the_openapi_document(b: Backend) {
+    let Some((app, _dir)) = spawn_with_documents(b).await else {
+        return;
+    };
+    let t = app.tenant().await;
+    app.program(&t.sandbox, "GPR", "411111", 0).await;
+    let root = admin(&app).await;
+    let officer = staff(
+        &app,
+        "officer@example.com",
+        Role::Operator(OperatorRole::ComplianceOfficer),
+        None,
+    )
+    .await;
+    let documented = |method: Method, template: &str, (status, body): (StatusCode, Value)| {
+        assert!(status.is_success(), "{method} {template}: {status} {body}");
+        crate::contract::assert_documented(&method, template, status, &body);
+        body
+    };
+    use Method as M;
+    documented(M::GET, "/ops/session", root.get(&app, "/ops/session").await);
+    documented(M::GET, "/ops/operators", root.get(&app, "/ops/operators").await);
+    let person = documented(
+        M::POST,
+        "/ops/operators",
+        root.post(
+            &app,
+            "/ops/operators",
+            &json!({"email": "sam@example.com", "name": "Sam", "role": "support", "password": PASSWORD}),
+        )
+        .await,
+    );
+    let person_id = person["id"].as_str().unwrap().to_owned();
+    documented(
+        M::POST,
+        "/ops/operators/{user_id}",
+        root.post(
+            &app,
+            &format!("/ops/operators/{person_id}"),
+            &json!({"role": "operations"}),
+        )
+        .await,
+    );
+    documented(
+        M::POST,
+        "/ops/operators/{user_id}/reset",
+        root.post(
+            &app,
+            &format!("/ops/operators/{person_id}/reset"),
+            &json!({"password": PASSWORD}),
+        )
+        .await,
+    );
+    let tenant = format!("/ops/tenants/{}", t.id);
+    documented(M::GET, "/ops/tenants", root.get(&app, "/ops/tenants").await);
+    documented(M::GET, "/ops/tenants/{tenant_id}", root.get(&app, &tenant).await);
+    let user = documented(
+        M::POST,
+        "/ops/tenants/{tenant_id}/users",
+        root.post(
+            &app,
+            &format!("{tenant}/users"),
+            &json!({"email": "dev@acme.example", "name": "Dev", "role": "developer", "password": PASSWORD}),
+        )
+        .await,
+    );
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    documented(
+        M::GET,
+        "/ops/tenants/{tenant_id}/users",
+        root.get(&app, &format!("{tenant}/users")).await,
+    );
+    documented(
+        M::POST,
+        "/ops/tenants/{tenant_id}/users/{user_id}",
+        root.post(&app, &format!("{tenant}/users/{user_id}"), &json!({"role": "viewer"}))
+            .await,
+    );
+    let keys = documented(
+        M::GET,
+        "/ops/tenants/{tenant_id}/api_keys",
+        root.get(&app, &format!("{tenant}/api_keys")).await,
+    );
+    let live_key = keys["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["livemode"] == true)
+        .expect("the tenant's live key")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    documented(
+        M::POST,
+        "/ops/tenants/{tenant_id}/api_keys/{api_key_id}/revoke",
+        root.post(&app, &format!("{tenant}/api_keys/{live_key}/revoke"), &json!({}))
+            .await,
+    );
+
+    // The review workflow.
+    let program_id = app.get(&t.sandbox, "/programs/GPR").await.1["program"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let chains = format!("/ops/programs/{program_id}/approval_chains");
+    documented(
+        M::PUT,
+        "/ops/programs/{program_id}/approval_chains/{trigger}",
+        root.put(
+            &app,
+            &format!("{chains}/default"),
+            &json!({"steps": ["compliance_officer"], "sla_hours": 24}),
+        )
+        .await,
+    );
+    documented(
+        M::GET,
+        "/ops/programs/{program_id}/approval_chains",
+        root.get(&app, &chains).await,
+    );
+    let (holder_id, case_id) = awaiting_documents(&app, &root, &t.sandbox).await;
+    let case = format!("/ops/cases/{case_id}");
+    documented(M::GET, "/ops/cases", root.get(&app, "/ops/cases").await);
+    documented(M::GET, "/ops/cases/{case_id}", root.get(&app, &case).await);
+    documented(
+        M::POST,
+        "/ops/cases/{case_id}/assign",
+        root.post(&app, &format!("{case}/assign"), &json!({"assignee_id": officer.id}))
+            .await,
+    );
+    documented(
+        M::POST,
+        "/ops/cases/{case_id}/notes",
+        root.post(
+            &app,
+            &format!("{case}/notes"),
+            &json!({"body": "Called the custodian."}),
+        )
+        .await,
+    );
+    documented(
+        M::POST,
+        "/ops/cases/{case_id}/documents",
+        upload(&app, &root, &case_id, "id.png", "image/png", png(500)).await,
+    );
+    documented(
+        M::POST,
+        "/ops/cases/{case_id}/request_documents",
+        root.post(
+            &app,
+            &format!("{case}/request_documents"),
+            &json!({"kyc_file_reason": "WRONG_FILE"}),
+        )
+        .await,
+    );
+    documented(
+        M::POST,
+        "/ops/cases/{case_id}/decisions",
+        officer
+            .post(&app, &format!("{case}/decisions"), &json!({"decision": "approve"}))
+            .await,
+    );
+    let (_, h) = app.get(&t.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(h["cardholder"]["kyc_status"], "PASSED", "{h}");
+    let opened = documented(
+        M::POST,
+        "/ops/cases",
+        root.post(
+            &app,
+            "/ops/cases",
+            &json!({"cardholder_id": holder_id, "note": "Second look."}),
+        )
+        .await,
+    );
+    assert_eq!(opened["reason"], "manual", "{opened}");
+    documented(M::GET, "/ops/audit", root.get(&app, "/ops/audit").await);
+}
+
 async fn documents_are_requested_uploaded_limited_and_stored_encrypted(b: Backend) {
     let Some((app, dir)) = spawn_with_documents(b).await else {
         return;
@@ -1232,6 +1411,7 @@ async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
 }
 
 both_backends!(
+    console_answers_match_the_openapi_document,
     a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queue,
     a_change_and_its_audit_entry_commit_together,
     sign_in_rules,
