@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cardplane_api::admin::create_network_credential;
 use cardplane_api::authorize::{controls_for, expire_holds};
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::ids::CardId;
@@ -20,23 +19,10 @@ struct Net {
 }
 
 async fn setup(app: &TestApp, funding: i64) -> Net {
-    let issued = create_network_credential(
-        app.state.network.as_ref(),
-        &app.state.pepper,
-        Environment::Sandbox,
-        "test network",
-    )
-    .await
-    .unwrap();
+    let network = app.network_key().await;
     let tenant = app.tenant_with(&[Permission::Reveal]).await;
     app.program(&tenant.sandbox, "GPR", "411111", funding).await;
-    Net {
-        network: Creds {
-            id: issued.id,
-            secret: issued.secret,
-        },
-        tenant,
-    }
+    Net { network, tenant }
 }
 
 struct TestCard {

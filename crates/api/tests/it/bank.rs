@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use cardplane_api::admin::create_network_credential;
-use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_testkit::{Backend, both_backends};
 use rand::rngs::StdRng;
@@ -38,13 +36,7 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
     let tenant = app.tenant_with(&[Permission::Reveal]).await;
     let t = tenant.sandbox.clone();
     app.program(&t, "GPR", "411111", 1_000_000).await;
-    let issued = create_network_credential(app.state.network.as_ref(), &app.state.pepper, Environment::Sandbox, "n")
-        .await
-        .unwrap();
-    let net = Creds {
-        id: issued.id,
-        secret: issued.secret,
-    };
+    let net = app.network_key().await;
     let mut cards = Vec::new();
     for _ in 0..CARDS {
         let c = app.card_with_balance(&t, "GPR", 5_000).await;

@@ -4,9 +4,7 @@
 
 use std::sync::OnceLock;
 
-use cardplane_api::admin::create_network_credential;
 use cardplane_api::openapi;
-use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_testkit::{Backend, both_backends};
 use reqwest::{Method, StatusCode};
@@ -238,18 +236,7 @@ async fn successful_answers_match_the_openapi_document(b: Backend) {
     .await;
 
     // The network's interface, with a network credential.
-    let issued = create_network_credential(
-        app.state.network.as_ref(),
-        &app.state.pepper,
-        Environment::Sandbox,
-        "contract network",
-    )
-    .await
-    .unwrap();
-    let network_key = Creds {
-        id: issued.id,
-        secret: issued.secret,
-    };
+    let network_key = app.network_key().await;
     let mut n = Contract::new(&app, &network_key);
     let ntid = |s: &str| format!("nt_contract_{s}");
     let message = |id: &str, amount: i64| {

@@ -2,15 +2,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cardplane_api::admin::create_network_credential;
-use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_testkit::{Backend, both_backends};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::support::{Creds, TestApp, seed_cardholder};
+use crate::support::{TestApp, seed_cardholder};
 
 const SECRET: &str = "custodian-shared-secret";
 const DEADLINE_MS: i64 = 300;
@@ -143,18 +141,7 @@ async fn a_custodian_decides_funds_and_stand_in_covers_every_failure(b: Backend)
         .await;
     let card_id = card["card"]["id"].as_str().unwrap();
     let (_, secrets) = app.post(t, &format!("/cards/{card_id}/reveal"), &json!({})).await;
-    let issued = create_network_credential(
-        app.state.network.as_ref(),
-        &app.state.pepper,
-        Environment::Sandbox,
-        "net",
-    )
-    .await
-    .unwrap();
-    let net = Creds {
-        id: issued.id,
-        secret: issued.secret,
-    };
+    let net = app.network_key().await;
     let authorize = |amount: i64| {
         let body = json!({
             "network_transaction_id": format!("nt_{}", uuid::Uuid::new_v4().simple()), "pan": secrets["pan"],

@@ -6,8 +6,6 @@
 //! Bounded for CI: `FUZZ_CASES` cases per endpoint and kind (default 24; `PROPTEST_CASES` also
 //! works), with a fixed seed so a failure replays.
 
-use cardplane_api::admin::create_network_credential;
-use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_testkit::{Backend, both_backends};
 use proptest::prelude::*;
@@ -236,13 +234,7 @@ async fn parsers_of_outside_input_never_answer_5xx(b: Backend) {
         )
         .await;
     let endpoint_id = endpoint["webhook_endpoint"]["id"].as_str().unwrap().to_owned();
-    let issued = create_network_credential(app.state.network.as_ref(), &app.state.pepper, Environment::Sandbox, "n")
-        .await
-        .unwrap();
-    let net = Creds {
-        id: issued.id,
-        secret: issued.secret,
-    };
+    let net = app.network_key().await;
     let merchant = json!({"id": "m_1", "name": "Shop", "mcc": "5411", "country": "USA", "city": "Austin"});
     let auth = json!({"network_transaction_id": "fz_1", "pan": pan, "expiration": exp, "amount": 100, "currency": "USD",
         "merchant": merchant, "entry_mode": "chip", "partial_approval_supported": false});

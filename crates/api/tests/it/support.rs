@@ -163,6 +163,22 @@ impl TestApp {
         .await
     }
 
+    /// A sandbox network credential: the test plays the card network.
+    pub async fn network_key(&self) -> Creds {
+        let issued = cardplane_api::admin::create_network_credential(
+            self.state.network.as_ref(),
+            &self.state.pepper,
+            cardplane_domain::Environment::Sandbox,
+            "test network",
+        )
+        .await
+        .expect("network credential");
+        Creds {
+            id: issued.id,
+            secret: issued.secret,
+        }
+    }
+
     /// Creates a cardholder and returns its object.
     pub async fn cardholder(&self, creds: &Creds, body: &Value) -> Value {
         let (status, json) = self.post(creds, "/cardholders", body).await;
