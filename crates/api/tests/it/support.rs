@@ -18,6 +18,8 @@ pub struct TestApp {
     pub state: AppState,
     pub db: TestDb,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Uploaded documents land here, never in the source tree.
+    _files: tempfile::TempDir,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +100,8 @@ impl TestApp {
             rate_limit_per_second: 100_000,
             ..Config::default()
         };
+        let files = tempfile::tempdir().expect("a directory for documents");
+        config.operators.documents_dir = files.path().to_owned();
         configure(&mut config);
         let app = Application::build(config).await.expect("application builds");
         let base = format!("http://{}", app.address());
@@ -112,6 +116,7 @@ impl TestApp {
             state,
             db,
             shutdown: Some(tx),
+            _files: files,
         })
     }
 
