@@ -355,7 +355,7 @@ async fn expire_holds_periodically(state: AppState) {
     let mut tick = tokio::time::interval(HOLD_EXPIRY_EVERY);
     loop {
         tick.tick().await;
-        match crate::authorize::expire_holds(&state, Timestamp::now()).await {
+        match state.engine.expire_holds(Timestamp::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired authorization holds released"),
             Err(e) => tracing::warn!(error = %e, "hold expiry failed"),

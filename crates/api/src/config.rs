@@ -37,6 +37,8 @@ pub struct Config {
     pub custodian_breaker_failures: u32,
     /// How long an open breaker sends every authorization to stand-in before probing again.
     pub custodian_breaker_open_ms: u64,
+    /// The most network messages the authorization engine applies in one database transaction.
+    pub authorization_batch_size_max: usize,
     pub webhooks: WebhooksConfig,
     pub operators: OperatorsConfig,
 }
@@ -129,6 +131,7 @@ impl Default for Config {
             auth_failures_per_minute: 30,
             custodian_breaker_failures: 5,
             custodian_breaker_open_ms: 30_000,
+            authorization_batch_size_max: 256,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
         }
@@ -149,6 +152,7 @@ impl fmt::Debug for Config {
             .field("api_key_pepper", &masked(&self.api_key_pepper))
             .field("request_body_limit_bytes", &self.request_body_limit_bytes)
             .field("request_header_limit_bytes", &self.request_header_limit_bytes)
+            .field("authorization_batch_size_max", &self.authorization_batch_size_max)
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
@@ -316,6 +320,9 @@ impl Config {
         if let Some(v) = get("CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS") {
             self.database_acquire_timeout_ms = parsed("CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS", v)?;
         }
+        if let Some(v) = get("CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX") {
+            self.authorization_batch_size_max = parsed("CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX", v)?;
+        }
         if let Some(v) = get("CARDPLANE_LISTEN") {
             self.listen = parsed("CARDPLANE_LISTEN", v)?;
         }
@@ -426,8 +433,9 @@ mod tests {
     }
 
     /// Every environment variable Config reads.
-    const ENV_NAMES: [&str; 27] = [
+    const ENV_NAMES: [&str; 28] = [
         "CARDPLANE_API_KEY_PEPPER",
+        "CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX",
         "CARDPLANE_AUTH_FAILURES_PER_MINUTE",
         "CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS",
         "CARDPLANE_DATABASE_MAX_CONNECTIONS",

@@ -132,6 +132,16 @@ impl From<FieldError> for ApiError {
     }
 }
 
+impl From<cardplane_engine::authorization::EngineError> for ApiError {
+    fn from(e: cardplane_engine::authorization::EngineError) -> Self {
+        use cardplane_engine::authorization::EngineError;
+        match e {
+            EngineError::Unavailable => ApiError::unavailable("the authorization engine's database is unavailable"),
+            EngineError::Failed(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -72,7 +72,7 @@ pub fn balance_view(card_id: &CardId, account: &Account) -> BalanceView {
         card_id: card_id.to_string(),
         currency: account.currency.code().to_owned(),
         balance: account.balance,
-        spendable: account.spendable(),
+        spendable: account.available(),
         held: account.held,
     }
 }

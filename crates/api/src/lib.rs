@@ -3,10 +3,8 @@
 
 pub mod admin;
 pub mod app;
-pub mod authorize;
 mod common_responses;
 pub mod config;
-pub mod custodian;
 pub mod delivery;
 pub mod documents;
 pub mod error;

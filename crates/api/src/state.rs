@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardplane_domain::vault::Vault;
+use cardplane_engine::authorization::{Engine, EngineConfig, EngineDeps};
 use cardplane_store::SqlStore;
 use cardplane_store::api_keys::ApiKeyStore;
 use cardplane_store::cardholders::CardholderStore;
@@ -12,7 +13,6 @@ use cardplane_store::ledger::LedgerStore;
 use cardplane_store::network::NetworkStore;
 use cardplane_store::transactions::TransactionStore;
 
-use crate::custodian::Breakers;
 use cardplane_store::programs::ProgramStore;
 use cardplane_store::tenants::TenantStore;
 use cardplane_store::{Backend, Db};
@@ -44,9 +44,8 @@ pub struct AppState {
     pub ledger: Arc<dyn LedgerStore>,
     pub transactions: Arc<dyn TransactionStore>,
     pub network: Arc<dyn NetworkStore>,
-    /// Outbound calls (custodian authority); per-call deadlines are applied by the caller.
-    pub http: reqwest::Client,
-    pub breakers: Arc<Breakers>,
+    /// The authorization engine: every network message goes through it.
+    pub engine: Engine,
     pub limits: Arc<crate::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
@@ -106,9 +105,28 @@ impl AppState {
         let kyc_sandbox = provider(config.kyc.sandbox_provider, &config, Environment::Sandbox)?;
         let kyc_live = provider(config.kyc.live_provider, &config, Environment::Live)?;
         let limits = crate::limits::Limits::new(config.rate_limit_per_second, config.auth_failures_per_minute);
-        let breakers = Breakers::new(
-            config.custodian_breaker_failures.max(1),
-            Duration::from_millis(config.custodian_breaker_open_ms),
+        let vault = Arc::new(vault);
+        let card_keys = Arc::new(card_keys);
+        let engine = Engine::start(
+            EngineDeps {
+                batches: store.clone(),
+                cards: store.clone(),
+                programs: store.clone(),
+                network: store.clone(),
+                pan_lookup_key: card_keys.pan_lookup.clone().into(),
+                vault: vault.clone(),
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("reqwest client builds with rustls"),
+            },
+            EngineConfig {
+                batch_size_max: config.authorization_batch_size_max,
+                breaker_failures: config.custodian_breaker_failures,
+                breaker_open: Duration::from_millis(config.custodian_breaker_open_ms),
+                ..EngineConfig::default()
+            },
         );
         let config_webhooks = config.webhooks.clone();
         let documents_dir = config.operators.documents_dir.clone();
@@ -124,16 +142,11 @@ impl AppState {
             ledger: store.clone(),
             transactions: store.clone(),
             network: store.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("reqwest client builds with rustls"),
-            breakers: Arc::new(breakers),
+            engine,
             limits: Arc::new(limits),
-            card_keys: Arc::new(card_keys),
+            card_keys,
             idempotency: store.clone(),
-            vault: Arc::new(vault),
+            vault,
             pepper: pepper.into(),
             kyc_sandbox,
             kyc_live,

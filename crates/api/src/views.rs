@@ -618,104 +618,6 @@ pub struct ProgramFundingEnvelope {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MerchantView {
-    pub id: String,
-    pub name: String,
-    #[schema(example = "5411")]
-    pub mcc: String,
-    #[schema(example = "USA")]
-    pub country: String,
-    pub city: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TransactionTimestamps {
-    pub received_at: String,
-    pub custodian_sent_at: Option<String>,
-    pub custodian_answered_at: Option<String>,
-    pub answered_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TransactionView {
-    #[schema(example = "txn_0193a0c4e8f07c3a9b1d2e4f5a6b7c8d")]
-    pub id: String,
-    pub livemode: bool,
-    /// authorization, force_post or refund.
-    pub kind: String,
-    /// PENDING, DECLINED, COMPLETE, REVERSED or EXPIRED.
-    pub state: String,
-    pub card_id: String,
-    pub cardholder_id: String,
-    pub network_transaction_id: String,
-    pub currency: String,
-    pub requested_amount: i64,
-    /// Approved so far (incremental authorizations add to it).
-    pub authorized_amount: i64,
-    /// Still held on the card.
-    pub held_amount: i64,
-    pub cleared_amount: i64,
-    pub reversed_amount: i64,
-    #[schema(example = "00")]
-    pub response_code: String,
-    pub decline_reason: Option<String>,
-    pub authorization_code: Option<String>,
-    pub merchant: MerchantView,
-    pub entry_mode: String,
-    /// A stand-in policy (or the network) decided, not the normal pipeline.
-    pub stand_in: bool,
-    /// Each check the decision ran, with what it saw, in order.
-    #[schema(value_type = Vec<DecisionTraceStep>)]
-    pub decision_trace: serde_json::Value,
-    pub timestamps: TransactionTimestamps,
-    pub expires_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl From<&cardplane_domain::authorization::Transaction> for TransactionView {
-    fn from(t: &cardplane_domain::authorization::Transaction) -> Self {
-        TransactionView {
-            id: t.id.to_string(),
-            livemode: t.environment.livemode(),
-            kind: t.kind.as_str().to_owned(),
-            state: t.state.as_str().to_owned(),
-            card_id: t.card_id.to_string(),
-            cardholder_id: t.cardholder_id.to_string(),
-            network_transaction_id: t.network_transaction_id.clone(),
-            currency: t.currency.code().to_owned(),
-            requested_amount: t.requested_amount,
-            authorized_amount: t.authorized_amount,
-            held_amount: t.held_amount,
-            cleared_amount: t.cleared_amount,
-            reversed_amount: t.reversed_amount,
-            response_code: t.response_code.as_str().to_owned(),
-            decline_reason: t.decline_reason.map(|r| r.as_str().to_owned()),
-            authorization_code: t.authorization_code.clone(),
-            merchant: MerchantView {
-                id: t.merchant.id.clone(),
-                name: t.merchant.name.clone(),
-                mcc: t.merchant.mcc.clone(),
-                country: t.merchant.country.clone(),
-                city: t.merchant.city.clone(),
-            },
-            entry_mode: t.entry_mode.clone(),
-            stand_in: t.stand_in,
-            decision_trace: t.decision_trace.clone(),
-            timestamps: TransactionTimestamps {
-                received_at: t.received_at.to_rfc3339(),
-                custodian_sent_at: t.custodian_sent_at.map(|x| x.to_rfc3339()),
-                custodian_answered_at: t.custodian_answered_at.map(|x| x.to_rfc3339()),
-                answered_at: t.answered_at.to_rfc3339(),
-            },
-            expires_at: t.expires_at.map(|x| x.to_rfc3339()),
-            created_at: t.created_at.to_rfc3339(),
-            updated_at: t.updated_at.to_rfc3339(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TransactionEnvelope {
     pub transaction: TransactionView,
 }
@@ -727,31 +629,6 @@ pub struct TransactionList {
     pub total: i64,
 }
 
-/// The answer to the card network.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct NetworkAnswerView {
-    /// approved or declined.
-    #[schema(example = "approved")]
-    pub decision: String,
-    /// The transaction this message created or changed.
-    pub authorization_id: Option<String>,
-    pub approved_amount: i64,
-    #[schema(example = "00")]
-    pub response_code: String,
-    pub reason: Option<String>,
-    pub authorization_code: Option<String>,
-    /// The card's spendable balance after this message (stored-balance programs).
-    pub available_balance: Option<i64>,
-    pub currency: Option<String>,
-    pub stand_in: bool,
-}
-
-/// One check an authorization decision ran (documents the shape of `decision_trace`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DecisionTraceStep {
-    /// card, card_state, program, spend_controls, merchant_rules, funds, custodian, ...
-    pub check: String,
-    /// pass or fail.
-    pub result: String,
-    pub detail: String,
-}
+pub use cardplane_engine::views::{
+    DecisionTraceStep, MerchantView, NetworkAnswerView, TransactionTimestamps, TransactionView,
+};

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::card::{Card, CardState};
 use crate::controls::{SpendLimit, Window};
 use crate::money::Currency;
-use crate::program::{Program, ProgramStatus};
+use crate::program::{MerchantRules, Program, ProgramStatus};
 use crate::time::Timestamp;
 
 crate::wire_enum!(ResponseCode {
@@ -16,6 +16,7 @@ crate::wire_enum!(ResponseCode {
     DoNotHonor => "05",
     PartialApproval => "10",
     InvalidTransaction => "12",
+    InvalidAmount => "13",
     InvalidCard => "14",
     UnableToLocate => "25",
     InsufficientFunds => "51",
@@ -46,6 +47,7 @@ crate::wire_enum!(DeclineReason {
     CustodianUnavailable => "custodian_unavailable",
     OriginalNotFound => "original_not_found",
     OriginalNotPending => "original_not_pending",
+    BalanceLimit => "balance_limit_exceeded",
 });
 
 impl DeclineReason {
@@ -68,18 +70,9 @@ impl DeclineReason {
             DeclineReason::CustodianUnavailable => ResponseCode::IssuerUnavailable,
             DeclineReason::OriginalNotFound => ResponseCode::UnableToLocate,
             DeclineReason::OriginalNotPending => ResponseCode::InvalidTransaction,
+            DeclineReason::BalanceLimit => ResponseCode::InvalidAmount,
         }
     }
-}
-
-/// Merchant allow/block lists of a program. Empty allow lists allow everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MerchantRules {
-    pub allowed_mccs: Vec<String>,
-    pub blocked_mccs: Vec<String>,
-    /// ISO 3166-1 alpha-3.
-    pub allowed_countries: Vec<String>,
-    pub blocked_countries: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,6 +477,7 @@ mod tests {
             ("custodian_unavailable", "91"),
             ("original_not_found", "25"),
             ("original_not_pending", "12"),
+            ("balance_limit_exceeded", "13"),
         ];
         for reason in DeclineReason::ALL {
             let code = expected

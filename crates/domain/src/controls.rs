@@ -1,7 +1,9 @@
 //! Spend and velocity control definitions: an amount limit and/or a count limit per window,
 //! optionally only for some MCCs. Stored with programs now; enforced by the authorization engine.
 
+use crate::environment::Environment;
 use crate::error::FieldError;
+use crate::ids::{CardId, CardholderId, ProgramId, SpendControlId, TenantId};
 use crate::time::Timestamp;
 
 pub const TRAILING_WINDOW_SECS_MIN: i64 = 10;
@@ -137,6 +139,53 @@ pub struct SpendLimit {
     pub window: Window,
     /// Only authorizations with these merchant category codes count; empty = all.
     pub mccs: Vec<String>,
+}
+
+crate::wire_enum!(ControlScopeKind {
+    Card => "card",
+    Cardholder => "cardholder",
+    Program => "program",
+});
+
+/// Where a spend control counts usage: one card, all of a cardholder's cards, all of a program's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ControlScope {
+    Card(CardId),
+    Cardholder(CardholderId),
+    Program(ProgramId),
+}
+
+impl ControlScope {
+    pub fn id(&self) -> &str {
+        match self {
+            ControlScope::Card(id) => id.as_str(),
+            ControlScope::Cardholder(id) => id.as_str(),
+            ControlScope::Program(id) => id.as_str(),
+        }
+    }
+
+    pub fn kind(&self) -> ControlScopeKind {
+        match self {
+            ControlScope::Card(_) => ControlScopeKind::Card,
+            ControlScope::Cardholder(_) => ControlScopeKind::Cardholder,
+            ControlScope::Program(_) => ControlScopeKind::Program,
+        }
+    }
+}
+
+/// A tenant's spend control on one card, cardholder or program (beside the program's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendControl {
+    pub id: SpendControlId,
+    pub tenant_id: TenantId,
+    pub environment: Environment,
+    pub scope_kind: ControlScopeKind,
+    /// The card, cardholder or (internal) program id.
+    pub scope_id: String,
+    pub limit: SpendLimit,
+    pub active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 pub fn parse_mcc(param: &str, raw: &str) -> Result<String, FieldError> {

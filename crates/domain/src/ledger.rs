@@ -85,8 +85,18 @@ impl Account {
         }
     }
 
-    pub fn spendable(&self) -> i64 {
+    /// Posted balance less open holds: what the card shows as available.
+    pub fn available(&self) -> i64 {
         self.balance - self.held
+    }
+
+    /// What may still be held or debited without going below the floor; unbounded accounts
+    /// (no floor, e.g. a custodian-authority card's) can always spend.
+    pub fn spendable(&self) -> i64 {
+        match self.floor {
+            Some(floor) => self.balance - self.held - floor,
+            None => i64::MAX,
+        }
     }
 }
 

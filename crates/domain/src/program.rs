@@ -51,6 +51,16 @@ pub struct CustodianConfig {
 }
 pub const DESIGNS_MAX: usize = 50;
 
+/// Merchant allow/block lists of a program. Empty allow lists allow everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MerchantRules {
+    pub allowed_mccs: Vec<String>,
+    pub blocked_mccs: Vec<String>,
+    /// ISO 3166-1 alpha-3.
+    pub allowed_countries: Vec<String>,
+    pub blocked_countries: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
     pub id: ProgramId,
@@ -70,7 +80,7 @@ pub struct Program {
     pub spend_controls: Vec<SpendLimit>,
     pub minimum_cardholder_age: u8,
     pub kyc_required: bool,
-    pub merchant_rules: crate::authorization::MerchantRules,
+    pub merchant_rules: MerchantRules,
     /// Custodian-authority programs: where and how to ask for funds.
     pub custodian: Option<CustodianConfig>,
     pub status: ProgramStatus,

@@ -103,7 +103,7 @@ pub(crate) const CARD_COLUMNS: &str = "id, tenant_id, environment, cardholder_id
     design_key, state, shipping_status, bin, last4, exp_month, exp_year, pan_sealed, pan_hash, replaces, \
     replacement_reason, replaced_by, created_at, updated_at, version";
 
-fn card_from_row(row: &AnyRow) -> Result<Card, StoreError> {
+pub(crate) fn card_from_row(row: &AnyRow) -> Result<Card, StoreError> {
     let bad = |what: &str| StoreError::corrupt(format!("stored card {what}"));
     let env: String = row.try_get("environment")?;
     let form: String = row.try_get("form_factor")?;

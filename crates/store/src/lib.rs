@@ -36,6 +36,7 @@ pub mod events;
 pub mod idempotency;
 pub mod ledger;
 pub mod network;
+pub mod network_batch;
 pub mod people;
 pub mod programs;
 pub mod tenants;

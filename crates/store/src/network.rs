@@ -2,7 +2,7 @@
 //! controls.
 
 use async_trait::async_trait;
-use cardplane_domain::controls::{SpendLimit, Window};
+use cardplane_domain::controls::{ControlScopeKind, SpendControl, SpendLimit, Window};
 use cardplane_domain::event::Event;
 use cardplane_domain::ids::{NetworkCredentialId, SpendControlId, TenantId};
 use cardplane_domain::page::{Page, PageRequest};
@@ -21,22 +21,6 @@ pub struct NetworkCredential {
     pub secret_hash: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
-}
-
-crate::store_enum!(ControlScopeKind { Card => "card", Cardholder => "cardholder", Program => "program" });
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpendControl {
-    pub id: SpendControlId,
-    pub tenant_id: TenantId,
-    pub environment: Environment,
-    pub scope_kind: ControlScopeKind,
-    /// The card, cardholder or (internal) program id.
-    pub scope_id: String,
-    pub limit: SpendLimit,
-    pub active: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
 }
 
 #[async_trait]
@@ -65,10 +49,10 @@ pub trait NetworkStore: Send + Sync {
     async fn active_spend_controls(&self, scope_ids: &[&str]) -> Result<Vec<SpendControl>, StoreError>;
 }
 
-const CONTROL_COLUMNS: &str = "id, tenant_id, environment, scope_kind, scope_id, amount_limit, count_limit, window_kind, \
+pub(crate) const CONTROL_COLUMNS: &str = "id, tenant_id, environment, scope_kind, scope_id, amount_limit, count_limit, window_kind, \
     window_secs, mccs, active, created_at, updated_at";
 
-fn control_from_row(row: &AnyRow) -> Result<SpendControl, StoreError> {
+pub(crate) fn control_from_row(row: &AnyRow) -> Result<SpendControl, StoreError> {
     let bad = || StoreError::corrupt("stored spend control");
     let env: String = row.try_get("environment")?;
     let kind: String = row.try_get("scope_kind")?;

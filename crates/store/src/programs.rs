@@ -1,13 +1,13 @@
 use async_trait::async_trait;
 use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
-use cardplane_domain::authorization::MerchantRules;
 use cardplane_domain::controls::{SpendLimit, Window};
 use cardplane_domain::event::Event;
 use cardplane_domain::ids::{ProgramId, TenantId};
 use cardplane_domain::ledger::{Account, AccountKind};
 use cardplane_domain::money::Currency;
 use cardplane_domain::page::{Page, PageRequest};
+use cardplane_domain::program::MerchantRules;
 use cardplane_domain::program::{
     CustodianConfig, FormFactor, FundingModel, Network, Program, ProgramStatus, StandInPolicy,
 };
@@ -63,7 +63,7 @@ pub trait ProgramStore: Send + Sync {
     async fn program_account(&self, scope: &Scope, id: &ProgramId, kind: AccountKind) -> Result<Account, StoreError>;
 }
 
-const COLUMNS: &str = "id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
+pub(crate) const PROGRAM_COLUMNS: &str = "id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
     form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, \
     updated_at, merchant_rules, custodian";
 
@@ -318,7 +318,7 @@ impl ProgramStore for SqlStore {
 
     async fn get_program_by_ref(&self, scope: &Scope, program_id: &str) -> Result<Program, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM programs WHERE tenant_id = $1 AND environment = $2 AND program_id = $3"
+            "SELECT {PROGRAM_COLUMNS} FROM programs WHERE tenant_id = $1 AND environment = $2 AND program_id = $3"
         )))
         .bind(scope.tenant_id.as_str())
         .bind(scope.environment.as_str())
@@ -331,7 +331,7 @@ impl ProgramStore for SqlStore {
 
     async fn get_program(&self, scope: &Scope, id: &ProgramId) -> Result<Program, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM programs WHERE tenant_id = $1 AND environment = $2 AND id = $3"
+            "SELECT {PROGRAM_COLUMNS} FROM programs WHERE tenant_id = $1 AND environment = $2 AND id = $3"
         )))
         .bind(scope.tenant_id.as_str())
         .bind(scope.environment.as_str())
@@ -345,7 +345,7 @@ impl ProgramStore for SqlStore {
     async fn list_programs(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Program>, StoreError> {
         let spec = ListSpec {
             table: "programs",
-            columns: COLUMNS,
+            columns: PROGRAM_COLUMNS,
             filter: None,
         };
         list_page(self.db.reader(), spec, scope, page, program_from_row).await

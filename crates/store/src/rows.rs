@@ -10,46 +10,17 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
 use crate::{EffectRecords, IdempotentResponse, Scope, StoreError};
 
-/// Appends events, each with the next sequence number of its tenant and environment, and
-/// schedules their webhook deliveries (the outbox) in the same transaction, so no event can be
-/// committed without its deliveries.
+/// Appends events with their sequence numbers and webhook deliveries, inside the caller's
+/// transaction (see `network_batch::write_events`).
 pub(crate) async fn insert_events(conn: &mut AnyConnection, events: &[Event]) -> Result<(), StoreError> {
-    // PostgreSQL draws from one sequence (no lock held to commit); SQLite's single writer already
-    // serialises every transaction, so a per-tenant counter costs it nothing.
-    let postgres =
-        conn.backend_name().eq_ignore_ascii_case("postgresql") || conn.backend_name().eq_ignore_ascii_case("postgres");
-    for e in events {
-        let sequence_sql = if postgres {
-            "nextval('event_sequence')"
-        } else {
-            "(SELECT last_value FROM event_sequences WHERE tenant_id = $2 AND environment = $3)"
-        };
-        if !postgres {
-            sqlx::query(
-                "INSERT INTO event_sequences (tenant_id, environment, last_value) VALUES ($1, $2, 1) \
-                 ON CONFLICT (tenant_id, environment) DO UPDATE SET last_value = event_sequences.last_value + 1",
-            )
-            .bind(e.tenant_id.as_str())
-            .bind(e.environment.as_str())
-            .execute(&mut *conn)
-            .await?;
-        }
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at, sequence) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, {sequence_sql})"
-        )))
-        .bind(e.id.as_str())
-        .bind(e.tenant_id.as_str())
-        .bind(e.environment.as_str())
-        .bind(e.event_type.as_str())
-        .bind(e.object_id.as_str())
-        .bind(e.data.to_string())
-        .bind(e.created_at.as_micros())
-        .execute(&mut *conn)
-        .await?;
-        crate::webhooks::schedule_deliveries(conn, e).await?;
-    }
-    Ok(())
+    let backend = crate::Backend::of(conn);
+    let mut statements = 0;
+    let mut exec = crate::network_batch::Exec {
+        conn,
+        backend,
+        statements: &mut statements,
+    };
+    crate::network_batch::write_events(&mut exec, events).await
 }
 
 /// Writes what goes with an effect (its idempotent answer, its audit entry) inside the effect's

@@ -1,7 +1,7 @@
 //! Webhook endpoints, the delivery outbox and the attempt log.
 //!
 //! Deliveries are derived from the event log inside the event's own transaction
-//! (`schedule_deliveries`, called by `rows::insert_events`), so every event that commits has its
+//! (`network_batch::write_events`, under every event insert), so every event that commits has its
 //! deliveries. Workers claim due deliveries with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
 //! on SQLite every write goes through one writer, so the claim UPDATE alone is safe), deliver
 //! outside any transaction, then record the attempt. A worker that dies mid-delivery leaves a
@@ -156,26 +156,6 @@ pub trait WebhookStore: Send + Sync {
     async fn record_attempt(&self, due: &DueDelivery, record: &AttemptRecord) -> Result<(), StoreError>;
     /// Forgets attempts made before `before` and settled deliveries last touched before it.
     async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError>;
-}
-
-/// Inserts the event's deliveries: one per enabled endpoint of its scope that subscribes to it.
-pub(crate) async fn schedule_deliveries(conn: &mut AnyConnection, e: &Event) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, tenant_id, environment, endpoint_id, event_id, state, attempts, \
-         next_attempt_at, created_at, updated_at) \
-         SELECT e.id || ':' || $1, e.tenant_id, e.environment, e.id, $1, 'pending', 0, $4, $4, $4 \
-         FROM webhook_endpoints e WHERE e.tenant_id = $2 AND e.environment = $3 AND e.enabled = 1 \
-         AND (e.all_events = 1 OR EXISTS (SELECT 1 FROM webhook_endpoint_events s \
-              WHERE s.endpoint_id = e.id AND s.event_type = $5))",
-    )
-    .bind(e.id.as_str())
-    .bind(e.tenant_id.as_str())
-    .bind(e.environment.as_str())
-    .bind(e.created_at.as_micros())
-    .bind(e.event_type.as_str())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, environment, url, description, all_events, enabled, disabled_reason, \

@@ -3,16 +3,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use cardplane_domain::controls::{ControlScopeKind, SpendControl};
 use cardplane_domain::controls::{SpendLimit, Window};
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::{CardholderId, SpendControlId};
 use cardplane_domain::{FieldError, Timestamp};
 use cardplane_store::StoreError;
-use cardplane_store::network::{ControlScopeKind, SpendControl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::authorize::controls_for;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
 use crate::reply::{Reply, render};
@@ -301,8 +300,7 @@ pub async fn card_spend_controls(
 ) -> ApiResult<Reply> {
     let card = load_card(&state, &ctx, &card_id).await?;
     let program = state.programs.get_program(&ctx.scope, &card.program).await?;
-    let specs = controls_for(&state, &card, &program).await?;
-    let usage = state.transactions.control_usage(&specs, Timestamp::now()).await?;
+    let usage = state.engine.control_status(&card, &program, Timestamp::now()).await?;
     let spend_controls = usage
         .into_iter()
         .map(|(u, renews)| ControlStatusView {

@@ -13,17 +13,17 @@ use cardplane_domain::ids::NetworkCredentialId;
 use cardplane_domain::money::Currency;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::{Environment, FieldError};
+use cardplane_engine::authorization::Answer;
 use cardplane_store::StoreError;
 use cardplane_store::network::NetworkCredential;
-use cardplane_store::transactions::Answer;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::authorize::{AuthorizationMessage, PostingMessage, ReversalMessage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::views::NetworkAnswerView;
+use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
 
 /// The environment a network credential reaches.
 #[derive(Debug, Clone, Copy)]
@@ -265,14 +265,10 @@ pub fn parse_posting(req: &NetworkPostingRequest) -> Result<PostingMessage, Fiel
 }
 
 pub fn answer_response(answer: Answer) -> Response {
-    let replayed = matches!(answer, Answer::Replayed(_));
-    let body = match answer {
-        Answer::Fresh(b) | Answer::Replayed(b) => b,
-    };
-    let mut r = (axum::http::StatusCode::OK, body).into_response();
+    let mut r = (axum::http::StatusCode::OK, answer.body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if replayed {
+    if answer.replayed {
         r.headers_mut()
             .insert("network-replayed", HeaderValue::from_static("true"));
     }
@@ -298,10 +294,8 @@ pub async fn network_authorization(
     JsonBody(req): JsonBody<NetworkAuthorizationRequest>,
 ) -> ApiResult<Response> {
     let n = ctx(n)?;
-    let msg = parse_authorization(&req)?;
-    Ok(answer_response(
-        crate::authorize::authorize(&state, n.environment, msg).await?,
-    ))
+    let msg = NetworkMessage::Authorization(parse_authorization(&req)?);
+    Ok(answer_response(state.engine.handle(n.environment, msg).await?))
 }
 
 #[utoipa::path(
@@ -325,7 +319,10 @@ pub async fn network_reversal(
         amount: req.amount.map(|a| parse_amount(Some(a))).transpose()?,
     };
     Ok(answer_response(
-        crate::authorize::reverse(&state, n.environment, msg).await?,
+        state
+            .engine
+            .handle(n.environment, NetworkMessage::Reversal(msg))
+            .await?,
     ))
 }
 
@@ -342,10 +339,8 @@ pub async fn network_clearing(
     JsonBody(req): JsonBody<NetworkPostingRequest>,
 ) -> ApiResult<Response> {
     let n = ctx(n)?;
-    let msg = parse_posting(&req)?;
-    Ok(answer_response(
-        crate::authorize::clear(&state, n.environment, msg).await?,
-    ))
+    let msg = NetworkMessage::Clearing(parse_posting(&req)?);
+    Ok(answer_response(state.engine.handle(n.environment, msg).await?))
 }
 
 #[utoipa::path(
@@ -360,8 +355,6 @@ pub async fn network_refund(
     JsonBody(req): JsonBody<NetworkPostingRequest>,
 ) -> ApiResult<Response> {
     let n = ctx(n)?;
-    let msg = parse_posting(&req)?;
-    Ok(answer_response(
-        crate::authorize::refund(&state, n.environment, msg).await?,
-    ))
+    let msg = NetworkMessage::Refund(parse_posting(&req)?);
+    Ok(answer_response(state.engine.handle(n.environment, msg).await?))
 }

@@ -4,12 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cardplane_domain::FieldError;
 use cardplane_domain::Timestamp;
-use cardplane_domain::authorization::MerchantRules;
 use cardplane_domain::controls::{SpendLimit, Window};
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::ProgramId;
 use cardplane_domain::ledger::{Account, AccountKind};
 use cardplane_domain::money::Currency;
+use cardplane_domain::program::MerchantRules;
 use cardplane_domain::program::{
     CARD_LIFETIME_YEARS_MAX, CUSTODIAN_DEADLINE_MS_DEFAULT, CUSTODIAN_DEADLINE_MS_MAX, CustodianConfig, FormFactor,
     FundingModel, Network, Program, ProgramStatus, StandInPolicy, parse_bin, parse_design_keys, parse_program_ref,

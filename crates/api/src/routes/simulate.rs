@@ -12,12 +12,12 @@ use cardplane_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::authorize::{AuthorizationMessage, PostingMessage, ReversalMessage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody};
 use crate::routes::cards::load_card;
 use crate::routes::network::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
 use crate::state::AppState;
+use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -144,7 +144,10 @@ pub async fn simulate_authorization(
         stand_in_advice: false,
     };
     Ok(answer_response(
-        crate::authorize::authorize(&state, ctx.scope.environment, msg).await?,
+        state
+            .engine
+            .handle(ctx.scope.environment, NetworkMessage::Authorization(msg))
+            .await?,
     ))
 }
 
@@ -173,7 +176,10 @@ pub async fn simulate_clearing(
         merchant: Some(auth.merchant.clone()),
     };
     Ok(answer_response(
-        crate::authorize::clear(&state, ctx.scope.environment, msg).await?,
+        state
+            .engine
+            .handle(ctx.scope.environment, NetworkMessage::Clearing(msg))
+            .await?,
     ))
 }
 
@@ -195,7 +201,10 @@ pub async fn simulate_reversal(
         amount: req.amount.map(|a| parse_amount(Some(a))).transpose()?,
     };
     Ok(answer_response(
-        crate::authorize::reverse(&state, ctx.scope.environment, msg).await?,
+        state
+            .engine
+            .handle(ctx.scope.environment, NetworkMessage::Reversal(msg))
+            .await?,
     ))
 }
 
@@ -242,6 +251,9 @@ pub async fn simulate_refund(
         _ => return Err(FieldError::invalid("authorization_id", "give authorization_id or card_id").into()),
     };
     Ok(answer_response(
-        crate::authorize::refund(&state, ctx.scope.environment, msg).await?,
+        state
+            .engine
+            .handle(ctx.scope.environment, NetworkMessage::Refund(msg))
+            .await?,
     ))
 }

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cardplane_api::authorize::{controls_for, expire_holds};
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::ids::CardId;
 use cardplane_domain::{Environment, Timestamp};
@@ -485,27 +484,39 @@ async fn holds_expire_after_their_mcc_ttl(b: Backend) {
     network(&app, &net, "/network/authorizations", &hotel).await;
     let now = Timestamp::now();
     assert_eq!(
-        expire_holds(&app.state, now.plus_secs(7 * 86_400 - 60)).await.unwrap(),
+        app.state
+            .engine
+            .expire_holds(now.plus_secs(7 * 86_400 - 60))
+            .await
+            .unwrap(),
         0,
         "not before 7 days"
     );
     assert_eq!(
-        expire_holds(&app.state, now.plus_secs(7 * 86_400 + 60)).await.unwrap(),
+        app.state
+            .engine
+            .expire_holds(now.plus_secs(7 * 86_400 + 60))
+            .await
+            .unwrap(),
         1,
         "the grocery hold"
     );
     assert_eq!(balance(&app, &net, &c).await, (5_000, 2_000, 3_000));
     assert_eq!(
-        expire_holds(&app.state, now.plus_secs(30 * 86_400)).await.unwrap(),
+        app.state.engine.expire_holds(now.plus_secs(30 * 86_400)).await.unwrap(),
         0,
         "lodging holds live 31 days"
     );
     assert_eq!(
-        expire_holds(&app.state, now.plus_secs(31 * 86_400 + 60)).await.unwrap(),
+        app.state
+            .engine
+            .expire_holds(now.plus_secs(31 * 86_400 + 60))
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        expire_holds(&app.state, now.plus_secs(40 * 86_400)).await.unwrap(),
+        app.state.engine.expire_holds(now.plus_secs(40 * 86_400)).await.unwrap(),
         0,
         "each hold resolves once"
     );
@@ -556,14 +567,13 @@ async fn control_windows_count_exactly_to_their_edges(b: Backend) {
         .await
         .unwrap();
     let program = app.state.programs.get_program(&scope, &card.program).await.unwrap();
-    let specs = controls_for(&app.state, &card, &program).await.unwrap();
     let at = |now: Timestamp| {
-        let specs = specs.clone();
+        let (card, program) = (card.clone(), program.clone());
         let state = app.state.clone();
         async move {
             state
-                .transactions
-                .control_usage(&specs, now)
+                .engine
+                .control_status(&card, &program, now)
                 .await
                 .unwrap()
                 .iter()

@@ -4,7 +4,6 @@
 //! after every step against a simple in-memory model.
 
 use cardplane_api::admin::create_network_credential;
-use cardplane_api::authorize::expire_holds;
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::{Environment, Timestamp};
 use cardplane_testkit::Backend;
@@ -249,7 +248,7 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
             // The injected clock only moves forward.
             let now = Timestamp::now().plus_secs(days * 86_400).max(w.expired_until);
             w.expired_until = now;
-            expire_holds(&w.app.state, now).await.unwrap();
+            w.app.state.engine.expire_holds(now).await.unwrap();
             // Holds were placed moments ago, so a hold has expired when its TTL in whole days is
             // below the (rounded) days the clock moved; the choice of 1, 8 and 32 keeps clear of edges.
             let horizon_days = (now.as_micros() - Timestamp::now().as_micros() + 43_200_000_000) / 86_400_000_000;

@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use cardplane_domain::Timestamp;
 use cardplane_domain::authorization::CustodianVerdict;
+use cardplane_domain::network::CustodianOutcome;
 use cardplane_domain::program::StandInPolicy;
-use hmac::{Hmac, Mac};
+use cardplane_domain::webhook::sign;
 use serde::Deserialize;
-use sha2::Sha256;
 
 const RESPONSE_BODY_LEN_MAX: usize = 16 * 1024;
 
@@ -93,29 +92,11 @@ pub struct CustodianCall<'a> {
     pub body: serde_json::Value,
 }
 
-/// The verdict, when the request went out and when the answer came (`None` if none usable).
-pub struct CustodianOutcome {
-    pub verdict: CustodianVerdict,
-    pub sent_at: Option<Timestamp>,
-    pub answered_at: Option<Timestamp>,
-}
-
 fn stand_in(policy: StandInPolicy) -> CustodianVerdict {
     match policy {
         StandInPolicy::Decline => CustodianVerdict::StandIn { approve_up_to: None },
         StandInPolicy::ApproveUpTo(n) => CustodianVerdict::StandIn { approve_up_to: Some(n) },
     }
-}
-
-/// Signs like Standard Webhooks: `v1,base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))`.
-pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
 }
 
 pub async fn ask(client: &reqwest::Client, breakers: &Breakers, call: CustodianCall<'_>) -> CustodianOutcome {

@@ -1,0 +1,7 @@
+//! Cardplane's application layer: the workflows between the HTTP edge (`cardplane-api`) and the
+//! store. A workflow takes narrow dependencies (store traits, a vault, an HTTP client), runs the
+//! pure rules of `cardplane-domain`, and hands the store domain values to write; it never sees an
+//! HTTP request. The first is the batch authorization engine.
+
+pub mod authorization;
+pub mod views;
