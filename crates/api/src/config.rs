@@ -39,6 +39,8 @@ pub struct Config {
     pub custodian_breaker_open_ms: u64,
     /// The most network messages the authorization engine applies in one database transaction.
     pub authorization_batch_size_max: usize,
+    /// Authorization writers committing batches side by side (PostgreSQL; SQLite always uses one).
+    pub authorization_writers: usize,
     pub webhooks: WebhooksConfig,
     pub operators: OperatorsConfig,
 }
@@ -132,6 +134,7 @@ impl Default for Config {
             custodian_breaker_failures: 5,
             custodian_breaker_open_ms: 30_000,
             authorization_batch_size_max: 256,
+            authorization_writers: 4,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
         }
@@ -153,6 +156,7 @@ impl fmt::Debug for Config {
             .field("request_body_limit_bytes", &self.request_body_limit_bytes)
             .field("request_header_limit_bytes", &self.request_header_limit_bytes)
             .field("authorization_batch_size_max", &self.authorization_batch_size_max)
+            .field("authorization_writers", &self.authorization_writers)
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
@@ -323,6 +327,9 @@ impl Config {
         if let Some(v) = get("CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX") {
             self.authorization_batch_size_max = parsed("CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX", v)?;
         }
+        if let Some(v) = get("CARDPLANE_AUTHORIZATION_WRITERS") {
+            self.authorization_writers = parsed("CARDPLANE_AUTHORIZATION_WRITERS", v)?;
+        }
         if let Some(v) = get("CARDPLANE_LISTEN") {
             self.listen = parsed("CARDPLANE_LISTEN", v)?;
         }
@@ -433,9 +440,10 @@ mod tests {
     }
 
     /// Every environment variable Config reads.
-    const ENV_NAMES: [&str; 28] = [
+    const ENV_NAMES: [&str; 29] = [
         "CARDPLANE_API_KEY_PEPPER",
         "CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX",
+        "CARDPLANE_AUTHORIZATION_WRITERS",
         "CARDPLANE_AUTH_FAILURES_PER_MINUTE",
         "CARDPLANE_DATABASE_ACQUIRE_TIMEOUT_MS",
         "CARDPLANE_DATABASE_MAX_CONNECTIONS",

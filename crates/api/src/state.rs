@@ -30,9 +30,20 @@ use cardplane_store::compliance::ComplianceStore;
 use cardplane_store::people::PeopleStore;
 use cardplane_store::webhooks::WebhookStore;
 
-/// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL.
+/// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL. Cloned
+/// for every request and middleware, so it is one shared pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub config: Arc<Config>,
     pub db: Db,
     pub tenants: Arc<dyn TenantStore>,
@@ -123,6 +134,10 @@ impl AppState {
             },
             EngineConfig {
                 batch_size_max: config.authorization_batch_size_max,
+                writers: match db.backend() {
+                    Backend::Sqlite => 1,
+                    Backend::Postgres => config.authorization_writers,
+                },
                 breaker_failures: config.custodian_breaker_failures,
                 breaker_open: Duration::from_millis(config.custodian_breaker_open_ms),
                 ..EngineConfig::default()
@@ -130,7 +145,7 @@ impl AppState {
         );
         let config_webhooks = config.webhooks.clone();
         let documents_dir = config.operators.documents_dir.clone();
-        Ok(Self {
+        Ok(AppState(Arc::new(Services {
             config: Arc::new(config),
             db,
             tenants: store.clone(),
@@ -159,7 +174,7 @@ impl AppState {
             compliance: store.clone(),
             audit: store.clone(),
             webhooks: store,
-        })
+        })))
     }
 
     pub fn kyc(&self, env: Environment) -> &dyn KycProvider {

@@ -87,6 +87,13 @@ pub struct RunResult {
     pub errors: u64,
     pub latency: Latency,
     pub server_rss_max_mib: f64,
+    /// Messages per database transaction of the authorization engine, mean and 99th percentile
+    /// (the upper edge of the histogram bucket it falls in).
+    pub batch_size_mean: f64,
+    pub batch_size_p99: f64,
+    /// Database statements the engine ran per message (BEGIN and COMMIT included), as the store
+    /// counted them.
+    pub statements_per_message: f64,
     pub ledger_clean: bool,
     pub money_conserved: bool,
 }
@@ -550,6 +557,92 @@ async fn drive(
     (counters, merged, started.elapsed())
 }
 
+/// The authorization engine's counters, read from the server's `/metrics`.
+#[derive(Debug, Clone, Default)]
+struct EngineFigures {
+    batches: f64,
+    messages: f64,
+    statements: f64,
+    /// (upper bound, cumulative count) of the batch-size histogram.
+    buckets: Vec<(f64, f64)>,
+}
+
+impl EngineFigures {
+    async fn scrape(base: &str) -> EngineFigures {
+        let text = match reqwest::get(format!("{base}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let mut figures = EngineFigures::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            match name {
+                "cardplane_engine_batches_total" => figures.batches = value,
+                "cardplane_engine_messages_total" => figures.messages = value,
+                "cardplane_engine_statements_total" => figures.statements = value,
+                _ => {
+                    if let Some(le) = name
+                        .strip_prefix("cardplane_engine_batch_size_bucket{le=\"")
+                        .and_then(|rest| rest.strip_suffix("\"}"))
+                    {
+                        let bound = if le == "+Inf" {
+                            f64::INFINITY
+                        } else {
+                            le.parse().unwrap_or(f64::INFINITY)
+                        };
+                        figures.buckets.push((bound, value));
+                    }
+                }
+            }
+        }
+        figures
+    }
+
+    fn since(&self, before: &EngineFigures) -> EngineFigures {
+        EngineFigures {
+            batches: self.batches - before.batches,
+            messages: self.messages - before.messages,
+            statements: self.statements - before.statements,
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(le, n)| {
+                    let earlier = before.buckets.iter().find(|(b, _)| b == le).map_or(0.0, |(_, m)| *m);
+                    (*le, n - earlier)
+                })
+                .collect(),
+        }
+    }
+
+    fn batch_size_mean(&self) -> f64 {
+        if self.batches > 0.0 {
+            self.messages / self.batches
+        } else {
+            0.0
+        }
+    }
+
+    fn batch_size_quantile(&self, q: f64) -> f64 {
+        let total = self.buckets.iter().map(|(_, n)| *n).fold(0.0, f64::max);
+        let target = total * q;
+        self.buckets
+            .iter()
+            .find(|(_, n)| *n >= target && total > 0.0)
+            .map_or(0.0, |(le, _)| *le)
+    }
+
+    fn statements_per_message(&self) -> f64 {
+        if self.messages > 0.0 {
+            self.statements / self.messages
+        } else {
+            0.0
+        }
+    }
+}
+
 fn uuid_like() -> String {
     format!("{:016x}", rand::rng().random::<u64>())
 }
@@ -661,6 +754,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
             .await;
             total_approved_minor += i64::try_from(warm.approved_minor.load(Ordering::Relaxed))?;
         }
+        let before = EngineFigures::scrape(&server.base).await;
         let (counters, histogram, elapsed) = drive(
             &server.base,
             (&credential.id, &credential.secret),
@@ -671,6 +765,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
             o.rate,
         )
         .await;
+        let engine = EngineFigures::scrape(&server.base).await.since(&before);
         sampler.abort();
         drop(server);
         all_cards = Arc::try_unwrap(cards).unwrap_or_default();
@@ -698,6 +793,9 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
             errors: counters.errors.load(Ordering::Relaxed),
             latency: percentiles(&histogram),
             server_rss_max_mib: rss,
+            batch_size_mean: engine.batch_size_mean(),
+            batch_size_p99: engine.batch_size_quantile(0.99),
+            statements_per_message: engine.statements_per_message(),
             ledger_clean: report.problems.is_empty(),
             // Only the authorize-style workloads leave every approval as an open hold.
             money_conserved: report.problems.is_empty()
@@ -749,6 +847,10 @@ pub fn print(report: &Report) {
             r.errors,
             r.duration_s,
             r.warmup_s
+        );
+        println!(
+            "  engine: batch size mean {:.1}, p99 {:.0}; {:.2} database statements per message",
+            r.batch_size_mean, r.batch_size_p99, r.statements_per_message
         );
         println!(
             "  latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms | server RSS max {:.0} MiB | ledger {} | money conserved: {}",

@@ -26,7 +26,10 @@ use crate::views::{NetworkAnswerView, TransactionView};
 
 /// One thing a batch does.
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant, reason = "nearly every item is a message; boxing it costs an allocation each")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every item is a message; boxing it costs an allocation each"
+)]
 pub(crate) enum Item {
     Message {
         environment: Environment,
@@ -46,6 +49,21 @@ pub(crate) enum Item {
 }
 
 impl Item {
+    /// Which writer takes the item: one card's items always go to the same one.
+    pub fn partition(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match self {
+            Item::Message { message, pan_hash, .. } => match (pan_hash, message.original()) {
+                (Some(hash), _) => hash.hash(&mut h),
+                (None, Some(original)) => original.hash(&mut h),
+                (None, None) => message.network_transaction_id().hash(&mut h),
+            },
+            Item::Expire { card, .. } => card.hash(&mut h),
+        }
+        h.finish()
+    }
+
     fn message_key(&self) -> Option<(Environment, &str)> {
         match self {
             Item::Message {

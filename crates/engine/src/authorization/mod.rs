@@ -4,7 +4,7 @@
 //! 1. its PAN is turned into the keyed lookup hash; for a custodian-authority program's
 //!    authorization the custodian is asked now, with its deadline, before the message joins a
 //!    batch (no database transaction is ever open during an outside call);
-//! 2. it joins the writer's queue (`writer`), which group-commits whatever is waiting as one
+//! 2. it joins a writer's queue (`writer`), which group-commits whatever is waiting as one
 //!    batch (`batch`): cards and accounts locked and read set-based, each message booked in
 //!    arrival order by the pure rules of `domain::network`, everything written in a few
 //!    multi-row statements, one commit;
@@ -79,8 +79,12 @@ impl From<StoreError> for EngineError {
 pub struct EngineConfig {
     /// The most messages one batch applies.
     pub batch_size_max: usize,
-    /// Messages waiting for the writer beyond this make senders wait (backpressure).
+    /// Messages waiting for a writer beyond this make senders wait (backpressure).
     pub queue_capacity: usize,
+    /// Writers committing batches side by side. Messages are spread over them by card, so one
+    /// card's messages keep their order within a process; more writers overlap one batch's
+    /// commit with the next one's work (SQLite, with one writer connection, gains nothing).
+    pub writers: usize,
     /// Consecutive custodian failures that open a program's circuit breaker, and for how long.
     pub breaker_failures: u32,
     pub breaker_open: Duration,
@@ -91,6 +95,7 @@ impl Default for EngineConfig {
         EngineConfig {
             batch_size_max: 256,
             queue_capacity: 4096,
+            writers: 1,
             breaker_failures: 5,
             breaker_open: Duration::from_secs(30),
         }
@@ -116,7 +121,7 @@ pub struct Engine {
 }
 
 struct Inner {
-    queue: mpsc::Sender<Submission>,
+    queues: Vec<mpsc::Sender<Submission>>,
     batcher: Arc<Batcher>,
     deps: EngineDeps,
     breakers: Breakers,
@@ -130,11 +135,16 @@ impl Engine {
             store: deps.batches.clone(),
             programs: Arc::new(Programs::default()),
         });
-        let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        tokio::spawn(writer::run(receiver, batcher.clone(), config.batch_size_max.max(1)));
+        let queues = (0..config.writers.max(1))
+            .map(|_| {
+                let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
+                tokio::spawn(writer::run(receiver, batcher.clone(), config.batch_size_max.max(1)));
+                queue
+            })
+            .collect();
         Engine {
             inner: Arc::new(Inner {
-                queue,
+                queues,
                 batcher,
                 deps,
                 breakers: Breakers::new(config.breaker_failures.max(1), config.breaker_open),
@@ -222,8 +232,9 @@ impl Engine {
 
     async fn submit(&self, item: Item) -> Result<Outcome, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .queue
+        let queues = &self.inner.queues;
+        let writer = usize::try_from(item.partition() % queues.len() as u64).unwrap_or(0);
+        queues[writer]
             .send(Submission { item, reply })
             .await
             .map_err(|_| EngineError::Failed("the authorization writer has stopped".into()))?;

@@ -96,7 +96,7 @@ impl NetworkBatch {
             cards = prefixed(CARD_COLUMNS, "c"),
             hashes = text_list(backend, 1, "h"),
             ids = text_list(backend, 2, "i"),
-            origs = NTIDS.source(backend, 3, "o"),
+            origs = NTIDS.source(backend, "$3", "o"),
             lock = for_update(backend, "a"),
         );
         let q = sqlx::query(AssertSqlSafe(sql))
@@ -140,7 +140,7 @@ impl NetworkBatch {
         let sql = format!(
             "SELECT m.environment, m.network_transaction_id, m.response FROM network_messages m JOIN {src} \
              ON m.environment = o.environment AND m.network_transaction_id = o.ntid",
-            src = NTIDS.source(self.backend, 1, "o"),
+            src = NTIDS.source(self.backend, "$1", "o"),
         );
         let q = sqlx::query(AssertSqlSafe(sql)).bind(ntid_rows(keys));
         let rows = self.exec().fetch_all(q).await?;
@@ -173,7 +173,7 @@ impl NetworkBatch {
                      ON t.environment = o.environment AND t.network_transaction_id = o.ntid \
                      WHERE t.kind = 'authorization' \
                  UNION SELECT value FROM {ids})",
-            origs = NTIDS.source(backend, 1, "o"),
+            origs = NTIDS.source(backend, "$1", "o"),
             ids = text_list(backend, 2, "i"),
         );
         let q = sqlx::query(AssertSqlSafe(sql))
@@ -321,7 +321,7 @@ pub(super) async fn usage(exec: &mut Exec<'_>, usages: &[TrackedUsage]) -> Resul
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let source = USAGES.source(exec.backend, 1, "x");
+    let source = USAGES.source(exec.backend, "$1", "x");
     let per_scope = |column: &str, kind: &str| {
         format!(
             "SELECT x.i AS i, CAST(COALESCE(SUM(t.authorized_amount - t.reversed_amount), 0) AS BIGINT) AS amount, \

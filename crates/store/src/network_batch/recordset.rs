@@ -19,8 +19,8 @@ pub(crate) struct RecordSet {
 }
 
 impl RecordSet {
-    /// A `FROM` item over parameter `$param` whose rows are named `alias`.
-    pub fn source(&self, backend: Backend, param: usize, alias: &str) -> String {
+    /// A `FROM` item over the parameter `param` (`$1`, ...) whose rows are named `alias`.
+    pub fn source(&self, backend: Backend, param: &str, alias: &str) -> String {
         match backend {
             Backend::Postgres => {
                 let defs: Vec<String> = self
@@ -34,7 +34,7 @@ impl RecordSet {
                         format!("{name} {ty}")
                     })
                     .collect();
-                format!("json_to_recordset(${param}::json) AS {alias}({})", defs.join(", "))
+                format!("json_to_recordset({param}::json) AS {alias}({})", defs.join(", "))
             }
             Backend::Sqlite => {
                 let fields: Vec<String> = self
@@ -42,7 +42,7 @@ impl RecordSet {
                     .iter()
                     .map(|(name, _)| format!("value ->> '{name}' AS {name}"))
                     .collect();
-                format!("(SELECT {} FROM json_each(${param})) AS {alias}", fields.join(", "))
+                format!("(SELECT {} FROM json_each({param})) AS {alias}", fields.join(", "))
             }
         }
     }

@@ -37,21 +37,153 @@ pub struct BatchWrites<'a> {
 
 impl NetworkBatch {
     /// Writes a batch's outcome. Returns the messages that another batch answered first (it
-    /// committed while this one ran): if there are any, nothing else was written and the batch
-    /// must be rolled back and redone with those messages as repeats.
+    /// committed while this one ran): if there are any, the batch must be rolled back and redone
+    /// with those messages as repeats. PostgreSQL takes every write as one statement (data-
+    /// modifying CTEs); SQLite, in process, runs them one after the other.
     pub async fn write(&mut self, w: &BatchWrites<'_>) -> Result<Vec<(Environment, String)>, StoreError> {
         let mut exec = self.exec();
-        let conflicts = record_messages(&mut exec, &w.messages).await?;
+        match exec.backend {
+            Backend::Postgres => write_chained(&mut exec, w).await,
+            Backend::Sqlite => write_one_by_one(&mut exec, w).await,
+        }
+    }
+}
+
+/// One write of a batch: a statement over one JSON parameter, written `{P}`.
+struct Part {
+    /// Its name as a CTE when the writes are chained into one statement.
+    name: &'static str,
+    sql: String,
+    param: String,
+    /// Rows an update must touch (every row a batch changes exists).
+    expect: Option<usize>,
+}
+
+impl Part {
+    fn statement(&self) -> String {
+        self.sql.replace("{P}", "$1")
+    }
+}
+
+fn parts(backend: Backend, w: &BatchWrites<'_>) -> Vec<Part> {
+    [
+        transactions_part(backend, &w.created),
+        transaction_changes_part(backend, &w.updated),
+        accounts_part(backend, &w.accounts),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(postings_parts(backend, w.postings))
+    .collect()
+}
+
+async fn write_chained(exec: &mut Exec<'_>, w: &BatchWrites<'_>) -> Result<Vec<(Environment, String)>, StoreError> {
+    let mut all: Vec<Part> = messages_part(exec.backend, &w.messages).into_iter().collect();
+    all.extend(parts(exec.backend, w));
+    if let Some(events) = events_part(exec.backend, w.events, None) {
+        all.push(events);
+        all.push(Part {
+            name: "d",
+            sql: deliveries_sql("ev x"),
+            param: String::new(),
+            expect: None,
+        });
+    }
+    if all.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ctes = Vec::new();
+    let mut params = Vec::new();
+    let mut results = Vec::new();
+    for part in &all {
+        let sql = if part.param.is_empty() {
+            part.sql.clone()
+        } else {
+            params.push(part.param.as_str());
+            part.sql.replace("{P}", &format!("${}", params.len()))
+        };
+        ctes.push(format!("{} AS ({sql})", part.name));
+        if part.name == "m" {
+            results.push("SELECT 'm' AS part, environment, network_transaction_id FROM m".to_owned());
+        } else if part.expect.is_some() {
+            results.push(format!(
+                "SELECT '{0}' AS part, CAST(NULL AS TEXT) AS environment, CAST(COUNT(*) AS TEXT) AS network_transaction_id FROM {0}",
+                part.name
+            ));
+        }
+    }
+    if results.is_empty() {
+        results.push(
+            "SELECT 'none' AS part, CAST(NULL AS TEXT) AS environment, CAST(NULL AS TEXT) AS network_transaction_id"
+                .into(),
+        );
+    }
+    let sql = format!("WITH {} {}", ctes.join(", "), results.join(" UNION ALL "));
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for p in params {
+        q = q.bind(p);
+    }
+    let rows = exec.fetch_all(q).await?;
+    let mut inserted = Vec::new();
+    for row in &rows {
+        let part: String = row.try_get("part")?;
+        let value: Option<String> = row.try_get("network_transaction_id")?;
+        match all.iter().find(|p| p.name == part) {
+            Some(p) if p.name == "m" => {
+                inserted.push((row.try_get::<String, _>("environment")?, value.unwrap_or_default()))
+            }
+            Some(p) => check_touched(p, value.and_then(|v| v.parse().ok()).unwrap_or(0))?,
+            None => {}
+        }
+    }
+    Ok(taken(&w.messages, &inserted))
+}
+
+async fn write_one_by_one(exec: &mut Exec<'_>, w: &BatchWrites<'_>) -> Result<Vec<(Environment, String)>, StoreError> {
+    if let Some(m) = messages_part(exec.backend, &w.messages) {
+        let rows = exec
+            .fetch_all(sqlx::query(AssertSqlSafe(m.statement())).bind(m.param))
+            .await?;
+        let inserted = rows
+            .iter()
+            .map(|r| Ok((r.try_get("environment")?, r.try_get("network_transaction_id")?)))
+            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
+        let conflicts = taken(&w.messages, &inserted);
         if !conflicts.is_empty() {
             return Ok(conflicts);
         }
-        insert_transactions(&mut exec, &w.created).await?;
-        update_transactions(&mut exec, &w.updated).await?;
-        update_accounts(&mut exec, &w.accounts).await?;
-        insert_postings(&mut exec, w.postings).await?;
-        write_events(&mut exec, w.events).await?;
-        Ok(Vec::new())
     }
+    for part in parts(exec.backend, w) {
+        let done = exec
+            .execute(sqlx::query(AssertSqlSafe(part.statement())).bind(part.param.clone()))
+            .await?;
+        check_touched(&part, done)?;
+    }
+    write_events(exec, w.events).await?;
+    Ok(Vec::new())
+}
+
+fn check_touched(part: &Part, touched: u64) -> Result<(), StoreError> {
+    match part.expect {
+        Some(n) if n as u64 != touched => Err(StoreError::corrupt(format!(
+            "a batch expected to change {n} rows in {}, changed {touched}",
+            part.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The messages whose key was not inserted: another batch holds it.
+fn taken(messages: &[RecordedMessage<'_>], inserted: &[(String, String)]) -> Vec<(Environment, String)> {
+    messages
+        .iter()
+        .filter(|m| {
+            !inserted
+                .iter()
+                .any(|(e, n)| e == m.environment.as_str() && n == m.network_transaction_id)
+        })
+        .map(|m| (m.environment, m.network_transaction_id.to_owned()))
+        .collect()
 }
 
 static MESSAGES: RecordSet = RecordSet {
@@ -66,20 +198,13 @@ static MESSAGES: RecordSet = RecordSet {
 };
 
 /// Records every answer, in key order (so concurrent batches wait for each other's keys in one
-/// order); returns the keys already taken.
-async fn record_messages(
-    exec: &mut Exec<'_>,
-    messages: &[RecordedMessage<'_>],
-) -> Result<Vec<(Environment, String)>, StoreError> {
+/// order), returning the keys it inserted: a key another batch holds is not among them.
+fn messages_part(backend: Backend, messages: &[RecordedMessage<'_>]) -> Option<Part> {
     if messages.is_empty() {
-        return Ok(Vec::new());
+        return None;
     }
-    let mut sorted: Vec<&RecordedMessage<'_>> = messages.iter().collect();
-    sorted.sort_by(|a, b| {
-        (a.environment.as_str(), a.network_transaction_id).cmp(&(b.environment.as_str(), b.network_transaction_id))
-    });
     let mut rows = MESSAGES.rows();
-    for m in &sorted {
+    for m in messages {
         rows.row(&[
             V::Text(m.environment.as_str()),
             V::Text(m.network_transaction_id),
@@ -89,28 +214,17 @@ async fn record_messages(
             V::OptText(m.transaction_id),
         ]);
     }
-    let sql = format!(
-        "INSERT INTO network_messages (environment, network_transaction_id, kind, response, created_at, transaction_id) \
-         SELECT x.environment, x.ntid, x.kind, x.response, x.created_at, x.transaction_id FROM {src} WHERE 1 = 1 \
-         ORDER BY x.environment, x.ntid ON CONFLICT DO NOTHING RETURNING environment, network_transaction_id",
-        src = MESSAGES.source(exec.backend, 1, "x"),
-    );
-    let inserted = exec
-        .fetch_all(sqlx::query(AssertSqlSafe(sql)).bind(rows.finish()))
-        .await?;
-    if inserted.len() == messages.len() {
-        return Ok(Vec::new());
-    }
-    let mut taken: Vec<(Environment, String)> = sorted
-        .iter()
-        .map(|m| (m.environment, m.network_transaction_id.to_owned()))
-        .collect();
-    for row in &inserted {
-        let env: String = row.try_get("environment")?;
-        let ntid: String = row.try_get("network_transaction_id")?;
-        taken.retain(|(e, n)| !(e.as_str() == env && *n == ntid));
-    }
-    Ok(taken)
+    Some(Part {
+        name: "m",
+        sql: format!(
+            "INSERT INTO network_messages (environment, network_transaction_id, kind, response, created_at, transaction_id) \
+             SELECT x.environment, x.ntid, x.kind, x.response, x.created_at, x.transaction_id FROM {src} WHERE 1 = 1 \
+             ORDER BY x.environment, x.ntid ON CONFLICT DO NOTHING RETURNING environment, network_transaction_id",
+            src = MESSAGES.source(backend, "{P}", "x"),
+        ),
+        param: rows.finish(),
+        expect: None,
+    })
 }
 
 static TRANSACTIONS: RecordSet = RecordSet {
@@ -152,15 +266,21 @@ static TRANSACTIONS: RecordSet = RecordSet {
     ],
 };
 
-fn column_list(set: &RecordSet, alias: &str) -> (String, String) {
+/// `INSERT INTO table (columns) SELECT x.columns FROM <rows>`: rows named like the table's columns.
+fn insert_all(backend: Backend, table: &str, set: &RecordSet) -> String {
     let names: Vec<&str> = set.columns.iter().map(|(n, _)| *n).collect();
-    let selected: Vec<String> = names.iter().map(|n| format!("{alias}.{n}")).collect();
-    (names.join(", "), selected.join(", "))
+    let selected: Vec<String> = names.iter().map(|n| format!("x.{n}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {}",
+        names.join(", "),
+        selected.join(", "),
+        set.source(backend, "{P}", "x")
+    )
 }
 
-async fn insert_transactions(exec: &mut Exec<'_>, created: &[&Transaction]) -> Result<(), StoreError> {
+fn transactions_part(backend: Backend, created: &[&Transaction]) -> Option<Part> {
     if created.is_empty() {
-        return Ok(());
+        return None;
     }
     let mut rows = TRANSACTIONS.rows();
     for t in created {
@@ -202,14 +322,12 @@ async fn insert_transactions(exec: &mut Exec<'_>, created: &[&Transaction]) -> R
             V::Int(t.updated_at.as_micros()),
         ]);
     }
-    let (names, selected) = column_list(&TRANSACTIONS, "x");
-    let sql = format!(
-        "INSERT INTO transactions ({names}) SELECT {selected} FROM {src}",
-        src = TRANSACTIONS.source(exec.backend, 1, "x"),
-    );
-    exec.execute(sqlx::query(AssertSqlSafe(sql)).bind(rows.finish()))
-        .await?;
-    Ok(())
+    Some(Part {
+        name: "t",
+        sql: insert_all(backend, "transactions", &TRANSACTIONS),
+        param: rows.finish(),
+        expect: None,
+    })
 }
 
 static TRANSACTION_CHANGES: RecordSet = RecordSet {
@@ -225,9 +343,9 @@ static TRANSACTION_CHANGES: RecordSet = RecordSet {
     ],
 };
 
-async fn update_transactions(exec: &mut Exec<'_>, updated: &[&Transaction]) -> Result<(), StoreError> {
+fn transaction_changes_part(backend: Backend, updated: &[&Transaction]) -> Option<Part> {
     if updated.is_empty() {
-        return Ok(());
+        return None;
     }
     let mut rows = TRANSACTION_CHANGES.rows();
     for t in updated {
@@ -242,19 +360,18 @@ async fn update_transactions(exec: &mut Exec<'_>, updated: &[&Transaction]) -> R
             V::Int(t.updated_at.as_micros()),
         ]);
     }
-    let sql = format!(
-        "UPDATE transactions SET state = x.state, requested_amount = x.requested_amount, \
-         authorized_amount = x.authorized_amount, held_amount = x.held_amount, cleared_amount = x.cleared_amount, \
-         reversed_amount = x.reversed_amount, updated_at = x.updated_at FROM {src} WHERE transactions.id = x.id",
-        src = TRANSACTION_CHANGES.source(exec.backend, 1, "x"),
-    );
-    let done = exec
-        .execute(sqlx::query(AssertSqlSafe(sql)).bind(rows.finish()))
-        .await?;
-    if done != updated.len() as u64 {
-        return Err(StoreError::corrupt("a transaction changed by a batch is missing"));
-    }
-    Ok(())
+    Some(Part {
+        name: "u",
+        sql: format!(
+            "UPDATE transactions SET state = x.state, requested_amount = x.requested_amount, \
+             authorized_amount = x.authorized_amount, held_amount = x.held_amount, cleared_amount = x.cleared_amount, \
+             reversed_amount = x.reversed_amount, updated_at = x.updated_at FROM {src} WHERE transactions.id = x.id \
+             RETURNING 1",
+            src = TRANSACTION_CHANGES.source(backend, "{P}", "x"),
+        ),
+        param: rows.finish(),
+        expect: Some(updated.len()),
+    })
 }
 
 static ACCOUNT_CHANGES: RecordSet = RecordSet {
@@ -263,26 +380,24 @@ static ACCOUNT_CHANGES: RecordSet = RecordSet {
 
 /// Moves balances and holds by the batch's net change per account. The accounts are locked and
 /// the changes were decided against their exact values; the table's CHECKs stand behind that.
-async fn update_accounts(exec: &mut Exec<'_>, changes: &[(AccountId, i64, i64)]) -> Result<(), StoreError> {
+fn accounts_part(backend: Backend, changes: &[(AccountId, i64, i64)]) -> Option<Part> {
     if changes.is_empty() {
-        return Ok(());
+        return None;
     }
     let mut rows = ACCOUNT_CHANGES.rows();
     for (id, balance, held) in changes {
         rows.row(&[V::Text(id.as_str()), V::Int(*balance), V::Int(*held)]);
     }
-    let sql = format!(
-        "UPDATE accounts SET balance = accounts.balance + x.balance, held = accounts.held + x.held \
-         FROM {src} WHERE accounts.id = x.id",
-        src = ACCOUNT_CHANGES.source(exec.backend, 1, "x"),
-    );
-    let done = exec
-        .execute(sqlx::query(AssertSqlSafe(sql)).bind(rows.finish()))
-        .await?;
-    if done != changes.len() as u64 {
-        return Err(StoreError::corrupt("an account changed by a batch is missing"));
-    }
-    Ok(())
+    Some(Part {
+        name: "a",
+        sql: format!(
+            "UPDATE accounts SET balance = accounts.balance + x.balance, held = accounts.held + x.held \
+             FROM {src} WHERE accounts.id = x.id RETURNING 1",
+            src = ACCOUNT_CHANGES.source(backend, "{P}", "x"),
+        ),
+        param: rows.finish(),
+        expect: Some(changes.len()),
+    })
 }
 
 static JOURNALS: RecordSet = RecordSet {
@@ -312,9 +427,9 @@ static ENTRIES: RecordSet = RecordSet {
 };
 
 /// Journals and their immutable entries, each with the balance it left.
-async fn insert_postings(exec: &mut Exec<'_>, postings: &[Posting]) -> Result<(), StoreError> {
+fn postings_parts(backend: Backend, postings: &[Posting]) -> Vec<Part> {
     if postings.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let mut journals = JOURNALS.rows();
     let mut entries = ENTRIES.rows();
@@ -344,16 +459,20 @@ async fn insert_postings(exec: &mut Exec<'_>, postings: &[Posting]) -> Result<()
             ]);
         }
     }
-    for (set, rows, table) in [(&JOURNALS, journals, "journals"), (&ENTRIES, entries, "ledger_entries")] {
-        let (names, selected) = column_list(set, "x");
-        let sql = format!(
-            "INSERT INTO {table} ({names}) SELECT {selected} FROM {src}",
-            src = set.source(exec.backend, 1, "x"),
-        );
-        exec.execute(sqlx::query(AssertSqlSafe(sql)).bind(rows.finish()))
-            .await?;
-    }
-    Ok(())
+    vec![
+        Part {
+            name: "j",
+            sql: insert_all(backend, "journals", &JOURNALS),
+            param: journals.finish(),
+            expect: None,
+        },
+        Part {
+            name: "le",
+            sql: insert_all(backend, "ledger_entries", &ENTRIES),
+            param: entries.finish(),
+            expect: None,
+        },
+    ]
 }
 
 static EVENTS: RecordSet = RecordSet {
@@ -370,25 +489,30 @@ static EVENTS: RecordSet = RecordSet {
     ],
 };
 
+/// What scheduling deliveries needs of an event.
+static EVENT_KEYS: RecordSet = RecordSet {
+    columns: &[
+        ("id", Col::Text),
+        ("tenant_id", Col::Text),
+        ("environment", Col::Text),
+        ("type", Col::Text),
+        ("created_at", Col::Int),
+    ],
+};
+
 static SEQUENCE_CLAIMS: RecordSet = RecordSet {
     columns: &[("tenant_id", Col::Text), ("environment", Col::Text), ("n", Col::Int)],
 };
 
-/// Appends events, each with the next sequence number of its tenant and environment (so
-/// receivers can order them), and schedules their webhook deliveries (the outbox) in the same
-/// transaction, so no event commits without its deliveries. PostgreSQL draws numbers from one
-/// sequence (no lock held to commit: gaps between a tenant's numbers, order kept); SQLite's single
-/// writer already serialises every transaction, so a per-tenant counter costs it nothing.
-pub(crate) async fn write_events(exec: &mut Exec<'_>, events: &[Event]) -> Result<(), StoreError> {
+/// Appends events in order. PostgreSQL numbers them from one sequence (no lock held to commit:
+/// gaps between a tenant's numbers, order kept) and returns what deliveries need; SQLite takes
+/// the numbers given (`claim_sequences`).
+fn events_part(backend: Backend, events: &[Event], sequences: Option<&[i64]>) -> Option<Part> {
     if events.is_empty() {
-        return Ok(());
+        return None;
     }
-    let sequences = match exec.backend {
-        Backend::Postgres => vec![None; events.len()],
-        Backend::Sqlite => claim_sequences(exec, events).await?,
-    };
     let mut rows = EVENTS.rows();
-    for (i, (e, sequence)) in events.iter().zip(&sequences).enumerate() {
+    for (i, e) in events.iter().enumerate() {
         let data = e.data.to_string();
         rows.row(&[
             V::Int(i64::try_from(i).unwrap_or(i64::MAX)),
@@ -399,36 +523,84 @@ pub(crate) async fn write_events(exec: &mut Exec<'_>, events: &[Event]) -> Resul
             V::Text(&e.object_id),
             V::Text(&data),
             V::Int(e.created_at.as_micros()),
-            V::OptInt(*sequence),
+            V::OptInt(sequences.and_then(|s| s.get(i).copied())),
         ]);
     }
-    let rows = rows.finish();
-    let sequence = match exec.backend {
-        Backend::Postgres => "nextval('event_sequence')",
-        Backend::Sqlite => "y.sequence",
+    let (sequence, returning) = match backend {
+        Backend::Postgres => (
+            "nextval('event_sequence')",
+            " RETURNING id, tenant_id, environment, type, created_at",
+        ),
+        Backend::Sqlite => ("y.sequence", ""),
     };
-    let sql = format!(
-        "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at, sequence) \
-         SELECT y.id, y.tenant_id, y.environment, y.type, y.object_id, y.data, y.created_at, {sequence} \
-         FROM (SELECT * FROM {src} ORDER BY x.ord) AS y",
-        src = EVENTS.source(exec.backend, 1, "x"),
-    );
-    exec.execute(sqlx::query(AssertSqlSafe(sql)).bind(rows.clone())).await?;
-    let sql = format!(
+    Some(Part {
+        name: "ev",
+        sql: format!(
+            "INSERT INTO events (id, tenant_id, environment, type, object_id, data, created_at, sequence) \
+             SELECT y.id, y.tenant_id, y.environment, y.type, y.object_id, y.data, y.created_at, {sequence} \
+             FROM (SELECT * FROM {src} ORDER BY x.ord) AS y{returning}",
+            src = EVENTS.source(backend, "{P}", "x"),
+        ),
+        param: rows.finish(),
+        expect: None,
+    })
+}
+
+/// Schedules each event's deliveries (the outbox): one per enabled endpoint of its tenant and
+/// environment that takes its type. `events` is a row source with id, tenant_id, environment,
+/// type and created_at.
+fn deliveries_sql(events: &str) -> String {
+    format!(
         "INSERT INTO webhook_deliveries (id, tenant_id, environment, endpoint_id, event_id, state, attempts, \
          next_attempt_at, created_at, updated_at) \
          SELECT e.id || ':' || x.id, x.tenant_id, x.environment, e.id, x.id, 'pending', 0, x.created_at, x.created_at, \
-         x.created_at FROM {src} JOIN webhook_endpoints e ON e.tenant_id = x.tenant_id AND e.environment = x.environment \
+         x.created_at FROM {events} JOIN webhook_endpoints e ON e.tenant_id = x.tenant_id AND e.environment = x.environment \
          WHERE e.enabled = 1 AND (e.all_events = 1 OR EXISTS (SELECT 1 FROM webhook_endpoint_events s \
-              WHERE s.endpoint_id = e.id AND s.event_type = x.type))",
-        src = EVENTS.source(exec.backend, 1, "x"),
-    );
-    exec.execute(sqlx::query(AssertSqlSafe(sql)).bind(rows)).await?;
+              WHERE s.endpoint_id = e.id AND s.event_type = x.type))"
+    )
+}
+
+/// Appends events with their sequence numbers and schedules their webhook deliveries in the
+/// caller's transaction, so no event commits without its deliveries (every event insert in the
+/// store goes through here).
+pub(crate) async fn write_events(exec: &mut Exec<'_>, events: &[Event]) -> Result<(), StoreError> {
+    match exec.backend {
+        Backend::Postgres => {
+            let Some(part) = events_part(exec.backend, events, None) else {
+                return Ok(());
+            };
+            let sql = format!("WITH ev AS ({}) {}", part.statement(), deliveries_sql("ev x"));
+            exec.execute(sqlx::query(AssertSqlSafe(sql)).bind(part.param)).await?;
+        }
+        Backend::Sqlite => {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let sequences = claim_sequences(exec, events).await?;
+            if let Some(part) = events_part(exec.backend, events, Some(&sequences)) {
+                exec.execute(sqlx::query(AssertSqlSafe(part.statement())).bind(part.param))
+                    .await?;
+            }
+            let mut keys = EVENT_KEYS.rows();
+            for e in events {
+                keys.row(&[
+                    V::Text(e.id.as_str()),
+                    V::Text(e.tenant_id.as_str()),
+                    V::Text(e.environment.as_str()),
+                    V::Text(e.event_type.as_str()),
+                    V::Int(e.created_at.as_micros()),
+                ]);
+            }
+            let sql = deliveries_sql(&EVENT_KEYS.source(exec.backend, "$1", "x"));
+            exec.execute(sqlx::query(AssertSqlSafe(sql)).bind(keys.finish()))
+                .await?;
+        }
+    }
     Ok(())
 }
 
 /// SQLite: takes the next numbers of each tenant's counter, one statement for all tenants.
-async fn claim_sequences(exec: &mut Exec<'_>, events: &[Event]) -> Result<Vec<Option<i64>>, StoreError> {
+async fn claim_sequences(exec: &mut Exec<'_>, events: &[Event]) -> Result<Vec<i64>, StoreError> {
     let mut counts: Vec<((&str, &str), i64)> = Vec::new();
     for e in events {
         let key = (e.tenant_id.as_str(), e.environment.as_str());
@@ -446,12 +618,12 @@ async fn claim_sequences(exec: &mut Exec<'_>, events: &[Event]) -> Result<Vec<Op
          SELECT x.tenant_id, x.environment, x.n FROM {src} WHERE 1 = 1 \
          ON CONFLICT (tenant_id, environment) DO UPDATE SET last_value = event_sequences.last_value + excluded.last_value \
          RETURNING tenant_id, environment, last_value",
-        src = SEQUENCE_CLAIMS.source(exec.backend, 1, "x"),
+        src = SEQUENCE_CLAIMS.source(exec.backend, "$1", "x"),
     );
     let claimed = exec
         .fetch_all(sqlx::query(AssertSqlSafe(sql)).bind(rows.finish()))
         .await?;
-    // Next number per tenant: the first of the block just claimed.
+    // The first number of the block each tenant just claimed.
     let mut next: Vec<((String, String), i64)> = Vec::new();
     for row in &claimed {
         let key: (String, String) = (row.try_get("tenant_id")?, row.try_get("environment")?);
@@ -471,7 +643,7 @@ async fn claim_sequences(exec: &mut Exec<'_>, events: &[Event]) -> Result<Vec<Op
                 .ok_or_else(|| StoreError::corrupt("no event sequence claimed for a tenant"))?;
             let n = slot.1;
             slot.1 += 1;
-            Ok(Some(n))
+            Ok(n)
         })
         .collect()
 }
