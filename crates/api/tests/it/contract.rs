@@ -64,7 +64,12 @@ impl<'a> Contract<'a> {
             request = request.json(&body);
         }
         let (status, answer) = send(request).await;
-        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert_eq!(
+            status,
+            expected,
+            "{method} {path}: {answer}\nerrors logged: {}",
+            crate::support::logged_errors()
+        );
         self.check(&method, template, status, &answer);
         answer
     }

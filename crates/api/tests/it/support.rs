@@ -55,6 +55,15 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
 }
 
+/// The error lines every server in this test process logged, to explain an unexpected answer.
+pub fn logged_errors() -> String {
+    captured_logs()
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     BUF.get_or_init(|| {
@@ -356,11 +365,18 @@ impl TestApp {
     /// A second server process on the same database (same secrets), as a scaled-out deployment
     /// runs; stopped with the test. Returns its base URL.
     pub async fn second_server(&self) -> String {
+        self.second_app().await.0
+    }
+
+    /// A second server on the same database, with its state (its own engine and caches), as
+    /// another process would have.
+    pub async fn second_app(&self) -> (String, AppState) {
         let mut config = (*self.state.config).clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
         let app = Application::build(config).await.expect("second server builds");
         let base = format!("http://{}", app.address());
+        let state = app.state().clone();
         tokio::spawn(app.run_until(std::future::pending()));
-        base
+        (base, state)
     }
 }
