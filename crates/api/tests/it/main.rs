@@ -18,6 +18,7 @@ mod kyc;
 mod ledger;
 mod lifecycle_model;
 mod limits;
+mod money_limits;
 mod ops;
 mod pagination;
 mod secrets_at_scale;
