@@ -108,7 +108,8 @@ pub struct CaseList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NoteView {
     pub id: String,
-    pub author_id: String,
+    /// Null for a note the system wrote (a case closed because a KYC re-run resolved it).
+    pub author_id: Option<String>,
     pub body: String,
     pub created_at: String,
 }
@@ -358,7 +359,7 @@ pub async fn open_case(
     let note = CaseNote {
         id: CaseNoteId::generate(),
         case_id: case.id.clone(),
-        author_id: staff.person.id.clone(),
+        author_id: Some(staff.person.id.clone()),
         body,
         created_at: now,
     };
@@ -409,7 +410,7 @@ pub async fn get_case(State(state): State<AppState>, staff: Staff, Path(id): Pat
             .iter()
             .map(|n| NoteView {
                 id: n.id.to_string(),
-                author_id: n.author_id.to_string(),
+                author_id: n.author_id.as_ref().map(ToString::to_string),
                 body: n.body.clone(),
                 created_at: n.created_at.to_rfc3339(),
             })
@@ -505,7 +506,7 @@ pub async fn add_note(
     let note = CaseNote {
         id: CaseNoteId::generate(),
         case_id: case.id.clone(),
-        author_id: staff.person.id.clone(),
+        author_id: Some(staff.person.id.clone()),
         body,
         created_at: now,
     };
@@ -525,7 +526,7 @@ pub async fn add_note(
         .map_err(conflict_on_version)?;
     Reply::created(&NoteView {
         id: note.id.to_string(),
-        author_id: note.author_id.to_string(),
+        author_id: note.author_id.as_ref().map(ToString::to_string),
         body: note.body,
         created_at: now.to_rfc3339(),
     })
