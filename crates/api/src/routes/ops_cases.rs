@@ -206,8 +206,10 @@ pub struct CaseQuery {
     pub program_id: Option<String>,
     pub cardholder_id: Option<String>,
     /// `true`: only cases past their SLA.
+    #[param(value_type = Option<bool>)]
     pub overdue: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// A case id: the page after it (older cases).
     pub starting_after: Option<String>,
@@ -535,7 +537,7 @@ pub async fn add_note(
 #[utoipa::path(
     post, path = "/ops/cases/{case_id}/documents", tag = "Operations console",
     params(("case_id" = String, Path)),
-    request_body(content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
         (status = 201, body = UploadedDocumentView), (status = 400, body = crate::error::ErrorEnvelope),
         (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
