@@ -260,7 +260,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+    tracing::info!("shutdown requested");
 }
 
 #[tokio::main]

@@ -22,4 +22,5 @@ mod money_limits;
 mod ops;
 mod pagination;
 mod secrets_at_scale;
+mod shutdown;
 mod webhooks;
