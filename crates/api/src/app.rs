@@ -31,6 +31,7 @@ use crate::routes::{
     ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 use crate::secrets::{Secrets, card_keys, open_vault};
+use crate::shutdown::InFlight;
 use crate::state::AppState;
 
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(600);
@@ -335,7 +336,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the pools.
+    /// Serves until `shutdown` resolves, then finishes the requests in flight (not idle or
+    /// half-sent connections: see `shutdown`), stops the background jobs and closes the pools.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
@@ -344,16 +346,42 @@ impl Application {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
             tokio::spawn(crate::delivery::run(crate::delivery::Deliverer::new(&state), poll))
         });
-        let app = router(state.clone());
-        let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let in_flight = InFlight::default();
+        let app = router(state.clone()).layer(from_fn_with_state(in_flight.clone(), crate::shutdown::track));
+        // The signal, with the moment it came, for both the server and the drain below.
+        let (stop, stopped) = tokio::sync::watch::channel(None::<std::time::Instant>);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(Some(std::time::Instant::now()));
+        });
+        let signalled = |mut stopped: tokio::sync::watch::Receiver<Option<std::time::Instant>>| async move {
+            let _ = stopped.wait_for(Option::is_some).await;
+        };
+        let serve = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signalled(stopped.clone()));
+        let drained = async {
+            signalled(stopped.clone()).await;
+            tracing::info!(
+                in_flight = in_flight.count(),
+                "shutdown: finishing the requests in flight"
+            );
+            in_flight.idle().await;
+        };
+        // Whichever comes first: every connection closed, or no request left in flight (then the
+        // connections still open are idle or half-sent, and are dropped with the server).
+        let served = tokio::select! {
+            served = serve.into_future() => served,
+            () = drained => Ok(()),
+        };
         purge.abort();
         expiry.abort();
         if let Some(w) = webhooks {
             w.abort();
         }
         state.db.close().await;
+        let signalled_at = *stopped.borrow();
+        let shutdown_ms = signalled_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        tracing::info!(shutdown_ms, "stopped");
         served
     }
 }

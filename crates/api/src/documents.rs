@@ -85,6 +85,30 @@ cardplane_domain::wire_enum!(DocumentKind {
     Other => "other",
 });
 
+// Describes the multipart body in the OpenAPI document; the handlers read the parts themselves
+// (`read_upload`), checking size and type as they stream in.
+/// A document upload: the file and what it is.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the multipart body; never constructed")]
+pub struct DocumentUpload {
+    /// The file: PDF, PNG or JPEG (declared type and first bytes), at most
+    /// `operators.document_max_bytes` (10 MiB by default).
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+    kind: DocumentUploadKind,
+}
+
+/// What the document is.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "describes the multipart body; never constructed")]
+pub enum DocumentUploadKind {
+    IdentityDocument,
+    ProofOfAddress,
+    Selfie,
+    Other,
+}
+
 /// What an uploaded document looks like from outside: never its bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadedDocumentView {

@@ -96,6 +96,17 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, ErrorType::ConflictError, code, message)
     }
 
+    /// A posting that would take an account's balance beyond ±`BALANCE_MAX_MINOR`.
+    pub fn balance_limit() -> Self {
+        Self::conflict(
+            cardplane_domain::ledger::BALANCE_LIMIT_EXCEEDED,
+            format!(
+                "This would take an account's balance beyond the maximum of {} minor units",
+                cardplane_domain::money::BALANCE_MAX_MINOR
+            ),
+        )
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,10 +153,19 @@ impl From<cardplane_engine::authorization::EngineError> for ApiError {
     }
 }
 
+impl From<cardplane_domain::ledger::BalanceLimitExceeded> for ApiError {
+    fn from(_: cardplane_domain::ledger::BalanceLimitExceeded) -> Self {
+        // Which account is internal (a program's funding or external account, say); the code
+        // and the request say enough.
+        ApiError::balance_limit()
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("object"),
+            ref limit @ StoreError::Conflict { .. } if limit.is_balance_limit() => ApiError::balance_limit(),
             StoreError::Conflict { constraint } => {
                 let mut err =
                     ApiError::conflict("conflict", "The request conflicts with a concurrent change; retry it.");

@@ -183,7 +183,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    // Read as text, so that a bad value is a 400 naming `limit`; documented as the integer it
+    // must be, so generated clients type it right.
     /// 1 to 50, default 25.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     pub limit: Option<String>,
     /// An object ID: return the page of objects older than it.
     pub starting_after: Option<String>,

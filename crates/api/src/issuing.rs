@@ -181,6 +181,7 @@ pub async fn prepare_issue(
                 now,
             )
             .map_err(ApiError::internal)?;
+            journal.check_balance_limits([account, &funding])?;
             let after = Account {
                 balance: amount.minor(),
                 ..account.clone()

@@ -19,6 +19,7 @@ pub mod reply;
 pub mod review;
 pub mod routes;
 pub mod secrets;
+pub mod shutdown;
 pub mod state;
 pub mod views;
 pub mod webhook_listen;

@@ -49,13 +49,18 @@ enum Command {
         #[command(subcommand)]
         command: NetworkCommand,
     },
-    /// Drive a realistic stream of sandbox card activity against a running server.
+    /// Drive a realistic stream of sandbox card activity against a running server. The sandbox
+    /// API key (KEY_ID:SECRET) comes from CARDPLANE_API_KEY or, with --key-stdin, the first line
+    /// of standard input, so the secret stays out of the process list and shell history.
     Simulate {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
-        /// A sandbox API key: KEY_ID:SECRET.
-        #[arg(long, env = "CARDPLANE_SIMULATE_KEY", hide_env_values = true)]
-        key: String,
+        /// Read the API key (KEY_ID:SECRET) from the first line of standard input.
+        #[arg(long)]
+        key_stdin: bool,
+        /// Deprecated (the secret shows in the process list): use CARDPLANE_API_KEY or --key-stdin.
+        #[arg(long, hide = true, conflicts_with = "key_stdin")]
+        key: Option<String>,
         /// A funded stored-balance program to issue the simulated cards in.
         #[arg(long, default_value = "Apto_GPR")]
         program: String,
@@ -255,7 +260,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+    tracing::info!("shutdown requested");
 }
 
 #[tokio::main]
@@ -391,12 +396,26 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Simulate {
             url,
+            key_stdin,
             key,
             program,
             cards,
             count,
             load,
         } => {
+            let source = match (key_stdin, key) {
+                (true, _) => simulate::KeySource::Stdin,
+                (false, Some(flag)) => simulate::KeySource::Flag(flag),
+                (false, None) => simulate::KeySource::Environment,
+            };
+            let key = simulate::api_key(
+                source,
+                |name| std::env::var(name).ok(),
+                || {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).map(|_| line)
+                },
+            )?;
             simulate::run(simulate::Options {
                 url,
                 key,

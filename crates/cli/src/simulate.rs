@@ -6,6 +6,52 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use serde_json::{Value, json};
 
+/// Where `cardplane simulate` takes its API key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `CARDPLANE_API_KEY` (the default).
+    Environment,
+    /// `--key-stdin`: the first line of standard input.
+    Stdin,
+    /// `--key KEY_ID:SECRET`: deprecated, since the secret shows in the process list.
+    Flag(String),
+}
+
+/// The environment variable the API key is read from.
+pub const API_KEY_ENV: &str = "CARDPLANE_API_KEY";
+
+/// Resolves the API key (`KEY_ID:SECRET`). The deprecated flag still works, with a warning on
+/// standard error; `env` and `stdin` are injected so the rules can be tested.
+pub fn api_key(
+    source: KeySource,
+    env: impl Fn(&str) -> Option<String>,
+    stdin: impl FnOnce() -> std::io::Result<String>,
+) -> anyhow::Result<String> {
+    let key = match source {
+        KeySource::Flag(key) => {
+            eprintln!(
+                "warning: --key puts the API secret in the process list and shell history; \
+                 set {API_KEY_ENV} or use --key-stdin instead (--key will be removed)"
+            );
+            key
+        }
+        KeySource::Stdin => stdin().context("reading the API key from standard input")?,
+        // CARDPLANE_SIMULATE_KEY is the name this variable had before; still read.
+        KeySource::Environment => env(API_KEY_ENV)
+            .or_else(|| env("CARDPLANE_SIMULATE_KEY"))
+            .with_context(|| {
+                format!(
+                    "give the sandbox API key (KEY_ID:SECRET) in {API_KEY_ENV} or on standard input with --key-stdin"
+                )
+            })?,
+    };
+    let key = key.trim_end_matches(['\r', '\n']).to_owned();
+    match key.split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(key),
+        _ => bail!("the API key must look like KEY_ID:SECRET"),
+    }
+}
+
 pub struct Options {
     pub url: String,
     pub key: String,
@@ -67,7 +113,7 @@ struct Tally {
 }
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
-    let (user, secret) = o.key.split_once(':').context("--key is KEY_ID:SECRET")?;
+    let (user, secret) = o.key.split_once(':').context("the API key is KEY_ID:SECRET")?;
     let c = Client {
         http: reqwest::Client::new(),
         base: o.url.trim_end_matches('/').to_owned(),
@@ -162,4 +208,33 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         o.count, t.approved, t.declined, t.cleared, t.reversed, t.refunded
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_stdin() -> std::io::Result<String> {
+        panic!("standard input is read only with --key-stdin")
+    }
+
+    #[test]
+    fn the_api_key_comes_from_the_environment_or_standard_input() {
+        let env = |name: &str| (name == API_KEY_ENV).then(|| "key_1:sk_test_x".to_owned());
+        assert_eq!(
+            api_key(KeySource::Environment, env, no_stdin).unwrap(),
+            "key_1:sk_test_x"
+        );
+        let stdin = || Ok("key_2:sk_test_y\n".to_owned());
+        assert_eq!(api_key(KeySource::Stdin, |_| None, stdin).unwrap(), "key_2:sk_test_y");
+        // The deprecated flag still works (with a warning on stderr).
+        let flag = KeySource::Flag("key_3:sk_test_z".into());
+        assert_eq!(api_key(flag, |_| None, no_stdin).unwrap(), "key_3:sk_test_z");
+        let missing = api_key(KeySource::Environment, |_| None, no_stdin).unwrap_err();
+        assert!(missing.to_string().contains(API_KEY_ENV), "{missing}");
+        for bad in ["", "no-colon", ":secret", "key_1:"] {
+            let stdin = || Ok(format!("{bad}\n"));
+            assert!(api_key(KeySource::Stdin, |_| None, stdin).is_err(), "{bad:?}");
+        }
+    }
 }

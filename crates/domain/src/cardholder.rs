@@ -418,13 +418,8 @@ impl CardOrderRequest {
                 let currency = Currency::parse(&currency_raw).map_err(|_| {
                     FieldError::invalid("card.initial_load.currency", "must be a supported ISO 4217 currency")
                 })?;
-                let amount = amount.ok_or_else(|| FieldError::missing("card.initial_load.amount"))?;
-                Some(Money::positive(amount, currency).map_err(|_| {
-                    FieldError::invalid(
-                        "card.initial_load.amount",
-                        "must be a positive integer number of minor units",
-                    )
-                })?)
+                let amount = crate::money::parse_amount_minor("card.initial_load.amount", amount)?;
+                Some(Money::new(amount, currency))
             }
         };
         Ok(CardOrderRequest {

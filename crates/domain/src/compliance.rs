@@ -262,6 +262,36 @@ impl Case {
         Ok(c)
     }
 
+    /// A KYC re-run answered for the cardholder while this case was open. A case opened only
+    /// because KYC wanted details, a file or a look (`kyc_*` reasons) has nothing left to decide
+    /// once KYC reaches a final answer: `PASSED` closes it as approved, `REJECTED` as rejected,
+    /// and the caller records a system note and an audit entry. A watchlist match or a case an
+    /// operator opened stays with a person, whatever KYC says now (four eyes); any other answer
+    /// (still needing review, a provider error, not checked) leaves the case open too. `None`:
+    /// the case stays as it is.
+    pub fn resolved_by_kyc(&self, result: &KycResult, now: Timestamp) -> Option<Case> {
+        if self.status.is_closed() {
+            return None;
+        }
+        let kyc_question = match self.reason {
+            CaseReason::KycUnderReview | CaseReason::KycUploadFile | CaseReason::KycResubmitDetails => true,
+            CaseReason::WatchlistMatch | CaseReason::Manual => false,
+        };
+        if !kyc_question {
+            return None;
+        }
+        let status = match result.status() {
+            KycStatus::Passed => CaseStatus::Approved,
+            KycStatus::Rejected => CaseStatus::Rejected,
+            KycStatus::ResubmitDetails
+            | KycStatus::UploadFile
+            | KycStatus::UnderReview
+            | KycStatus::TemporaryError
+            | KycStatus::NotChecked => return None,
+        };
+        Some(self.touched(status, now))
+    }
+
     /// The KYC verdict a closed case hands to the cardholder.
     pub fn verdict(&self) -> Option<KycResult> {
         match self.status {
@@ -348,6 +378,42 @@ mod tests {
             CaseReason::for_kyc(&KycResult::status_only(KycStatus::TemporaryError)),
             None
         );
+    }
+
+    #[test]
+    fn a_final_kyc_answer_closes_a_case_opened_only_for_kyc() {
+        let passed = KycResult::passed();
+        let rejected = KycResult::status_only(KycStatus::Rejected);
+        for reason in [
+            CaseReason::KycResubmitDetails,
+            CaseReason::KycUploadFile,
+            CaseReason::KycUnderReview,
+        ] {
+            let closed = case(reason).resolved_by_kyc(&passed, T).unwrap();
+            assert_eq!(
+                (closed.status, closed.closed_at, closed.version),
+                (CaseStatus::Approved, Some(T), 2)
+            );
+            assert_eq!(closed.next_step(), None);
+            let closed = case(reason).resolved_by_kyc(&rejected, T).unwrap();
+            assert_eq!(closed.status, CaseStatus::Rejected);
+            // Answers that still need someone leave the case open.
+            for open in [
+                KycStatus::ResubmitDetails,
+                KycStatus::UploadFile,
+                KycStatus::UnderReview,
+                KycStatus::TemporaryError,
+                KycStatus::NotChecked,
+            ] {
+                assert_eq!(case(reason).resolved_by_kyc(&KycResult::status_only(open), T), None);
+            }
+        }
+        // A watchlist match and an operator's own case stay with a person.
+        assert_eq!(case(CaseReason::WatchlistMatch).resolved_by_kyc(&passed, T), None);
+        assert_eq!(case(CaseReason::Manual).resolved_by_kyc(&passed, T), None);
+        // A closed case stays closed.
+        let closed = case(CaseReason::KycUploadFile).resolved_by_kyc(&rejected, T).unwrap();
+        assert_eq!(closed.resolved_by_kyc(&passed, T), None);
     }
 
     #[test]

@@ -206,12 +206,7 @@ impl SpendLimit {
         if amount_limit.is_none() && count_limit.is_none() {
             return Err(FieldError::missing(format!("{param}.amount_limit")));
         }
-        if amount_limit.is_some_and(|a| a <= 0) {
-            return Err(FieldError::invalid(
-                format!("{param}.amount_limit"),
-                "must be a positive number of minor units",
-            ));
-        }
+        let amount_limit = crate::money::check_amount_limit(&format!("{param}.amount_limit"), amount_limit)?;
         if count_limit.is_some_and(|c| c <= 0) {
             return Err(FieldError::invalid(format!("{param}.count_limit"), "must be positive"));
         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::environment::Environment;
 use crate::ids::{AccountId, JournalId, LedgerEntryId, ProgramId, TenantId};
-use crate::money::{Currency, Money};
+use crate::money::{AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, Currency, Money};
 use crate::time::Timestamp;
 
 crate::wire_enum!(AccountKind {
@@ -90,14 +90,46 @@ impl Account {
         self.balance - self.held
     }
 
-    /// What may still be held or debited without going below the floor; unbounded accounts
-    /// (no floor, e.g. a custodian-authority card's) can always spend.
+    /// What may still be held or debited without going below the floor; an account with no floor
+    /// (a custodian-authority card's) may hold up to the balance limit.
     pub fn spendable(&self) -> i64 {
         match self.floor {
             Some(floor) => self.balance - self.held - floor,
-            None => i64::MAX,
+            None => BALANCE_MAX_MINOR.saturating_sub(self.held),
         }
     }
+
+    /// This account's balance after a change of `delta`, or the refusal when it would leave
+    /// ±`BALANCE_MAX_MINOR`.
+    pub fn balance_after(&self, delta: i64) -> Result<i64, BalanceLimitExceeded> {
+        balance_after(self.balance, delta).ok_or_else(|| BalanceLimitExceeded {
+            account_id: self.id.clone(),
+            balance: self.balance,
+            delta,
+        })
+    }
+}
+
+/// The error code of a posting refused by the balance limit (409).
+pub const BALANCE_LIMIT_EXCEEDED: &str = "balance_limit_exceeded";
+
+/// `balance + delta` if the sum stays within ±`BALANCE_MAX_MINOR`; `None` if it would leave that
+/// range (or overflow an `i64`, for inputs far outside it). The one rule for every posting: each
+/// path that moves money checks each account it credits or debits with this before it writes.
+pub fn balance_after(balance: i64, delta: i64) -> Option<i64> {
+    balance
+        .checked_add(delta)
+        .filter(|b| (-BALANCE_MAX_MINOR..=BALANCE_MAX_MINOR).contains(b))
+}
+
+/// A posting that would take an account's balance beyond ±`BALANCE_MAX_MINOR`. An expected
+/// business answer (`409 balance_limit_exceeded`), never a storage failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account {account_id} holds {balance}; a change of {delta} would take it beyond ±{max} minor units", max = BALANCE_MAX_MINOR)]
+pub struct BalanceLimitExceeded {
+    pub account_id: AccountId,
+    pub balance: i64,
+    pub delta: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +140,8 @@ pub enum LedgerError {
     NonPositiveAmount,
     #[error("debits and credits differ in {0}")]
     Unbalanced(String),
+    #[error("an entry exceeds the maximum amount of {AMOUNT_MAX_MINOR} minor units")]
+    AmountTooLarge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +199,10 @@ impl Journal {
         if entries.iter().any(|(_, _, m)| m.minor() <= 0) {
             return Err(LedgerError::NonPositiveAmount);
         }
+        // Bounded entries keep every balance update free of overflow, in Rust and in SQL.
+        if entries.iter().any(|(_, _, m)| m.minor() > AMOUNT_MAX_MINOR) {
+            return Err(LedgerError::AmountTooLarge);
+        }
         let entries: Vec<Entry> = entries
             .into_iter()
             .map(|(account_id, direction, amount)| Entry {
@@ -218,10 +256,37 @@ impl Journal {
     pub fn assert_balanced(&self) {
         assert!(balanced(&self.entries).is_ok(), "journal {} is unbalanced", self.id);
         assert!(
-            self.entries.iter().all(|e| e.amount.minor() > 0),
-            "journal {} has a non-positive entry",
+            self.entries
+                .iter()
+                .all(|e| (1..=AMOUNT_MAX_MINOR).contains(&e.amount.minor())),
+            "journal {} has an entry that is not positive or over the maximum amount",
             self.id
         );
+    }
+
+    /// The net change this journal makes to `account` (zero if it does not touch it). Entries
+    /// are bounded by `AMOUNT_MAX_MINOR`, so the sum cannot overflow for any real journal; a
+    /// saturated sum is still refused by `balance_after`.
+    pub fn delta_for(&self, account: &AccountId) -> i64 {
+        self.entries
+            .iter()
+            .filter(|e| e.account_id == *account)
+            .fold(0i64, |sum, e| sum.saturating_add(e.delta()))
+    }
+
+    /// Checks that posting this journal keeps each of `accounts` (as last read) within
+    /// ±`BALANCE_MAX_MINOR`. Call it before writing; accounts the journal does not touch are
+    /// ignored, and the store checks every touched account again under its write lock.
+    pub fn check_balance_limits<'a>(
+        &self,
+        accounts: impl IntoIterator<Item = &'a Account>,
+    ) -> Result<(), BalanceLimitExceeded> {
+        for account in accounts {
+            if self.entries.iter().any(|e| e.account_id == account.id) {
+                account.balance_after(self.delta_for(&account.id))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -256,11 +321,83 @@ mod tests {
             Journal::new(&t, env, JournalKind::BalanceAdjustment, "x".into(), short, now),
             Err(LedgerError::TooFewEntries)
         );
-        let zero = vec![(a, Direction::Debit, usd(0)), (b, Direction::Credit, usd(0))];
+        let zero = vec![
+            (a.clone(), Direction::Debit, usd(0)),
+            (b.clone(), Direction::Credit, usd(0)),
+        ];
         assert_eq!(
             Journal::new(&t, env, JournalKind::BalanceAdjustment, "x".into(), zero, now),
             Err(LedgerError::NonPositiveAmount)
         );
+        let huge = vec![
+            (a, Direction::Debit, usd(AMOUNT_MAX_MINOR + 1)),
+            (b, Direction::Credit, usd(AMOUNT_MAX_MINOR + 1)),
+        ];
+        assert_eq!(
+            Journal::new(&t, env, JournalKind::BalanceAdjustment, "x".into(), huge, now),
+            Err(LedgerError::AmountTooLarge)
+        );
+    }
+
+    #[test]
+    fn balances_stay_within_the_maximum_in_both_directions() {
+        assert_eq!(balance_after(0, BALANCE_MAX_MINOR), Some(BALANCE_MAX_MINOR));
+        assert_eq!(balance_after(BALANCE_MAX_MINOR, 1), None);
+        assert_eq!(balance_after(-BALANCE_MAX_MINOR, -1), None);
+        assert_eq!(balance_after(-BALANCE_MAX_MINOR, 1), Some(1 - BALANCE_MAX_MINOR));
+        // Inputs far outside the range (a balance stored before the limit existed) are refused,
+        // never overflowed.
+        assert_eq!(balance_after(i64::MAX, 1), None);
+        assert_eq!(balance_after(i64::MAX, -1), None);
+        assert_eq!(balance_after(i64::MIN, -1), None);
+        assert_eq!(balance_after(i64::MAX, -i64::MAX), Some(0));
+    }
+
+    #[test]
+    fn a_journal_is_checked_against_the_balances_it_would_produce() {
+        let t = TenantId::generate();
+        let env = Environment::Sandbox;
+        let now = Timestamp::now();
+        let usd_currency = Currency::parse("USD").unwrap();
+        let program = ProgramId::generate();
+        let open = |kind, balance| Account {
+            balance,
+            ..Account::open(&t, env, &program, kind, usd_currency, now)
+        };
+        let external = open(AccountKind::ProgramExternal, -(BALANCE_MAX_MINOR - 10));
+        let funding = open(AccountKind::ProgramFunding, BALANCE_MAX_MINOR - 10);
+        let other = open(AccountKind::ProgramFees, BALANCE_MAX_MINOR);
+        let fund = |n| {
+            Journal::transfer(
+                &t,
+                env,
+                JournalKind::ProgramFunding,
+                "f".into(),
+                &external.id,
+                &funding.id,
+                usd(n),
+                now,
+            )
+            .unwrap()
+        };
+        assert_eq!(fund(10).check_balance_limits([&external, &funding, &other]), Ok(()));
+        let refused = fund(11).check_balance_limits([&funding, &external]).unwrap_err();
+        assert_eq!(
+            refused,
+            BalanceLimitExceeded {
+                account_id: funding.id.clone(),
+                balance: BALANCE_MAX_MINOR - 10,
+                delta: 11
+            }
+        );
+        // Either side is enough to refuse: the external account would pass -max too.
+        assert_eq!(
+            fund(11).check_balance_limits([&external]).unwrap_err().account_id,
+            external.id
+        );
+        assert_eq!(fund(11).delta_for(&external.id), -11);
+        assert_eq!(fund(11).delta_for(&other.id), 0);
+        assert!(funding.balance_after(10).is_ok());
     }
 }
 

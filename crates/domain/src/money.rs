@@ -3,6 +3,52 @@
 
 use std::fmt;
 
+use crate::error::FieldError;
+
+/// The largest amount one request may move, and the largest balance (in either direction) any
+/// ledger account may hold, in minor units: 10^15, ten trillion dollars in cents. It sits far
+/// below `i64::MAX` (about 9.2 × 10^18) so that a balance plus any accepted amount can never
+/// overflow an `i64`, in Rust or in either database (SQLite would silently turn the sum into a
+/// float; PostgreSQL would fail the statement). A request over it is refused when it is parsed
+/// (`amount_too_large`); a posting that would take a balance past it is refused before it is
+/// written (`balance_limit_exceeded`, see `ledger::balance_after`).
+pub const BALANCE_MAX_MINOR: i64 = 1_000_000_000_000_000;
+
+/// The largest amount a single request or ledger entry may carry: the balance maximum, since no
+/// account could receive more.
+pub const AMOUNT_MAX_MINOR: i64 = BALANCE_MAX_MINOR;
+
+/// The error code of an amount over `AMOUNT_MAX_MINOR` (400, naming the field).
+pub const AMOUNT_TOO_LARGE: &str = "amount_too_large";
+
+/// Parses a request amount in minor units: present, positive, at most `AMOUNT_MAX_MINOR`. `param`
+/// names the field in the error (`amount`, `initial_load.amount`).
+pub fn parse_amount_minor(param: &str, raw: Option<i64>) -> Result<i64, FieldError> {
+    match raw {
+        None => Err(FieldError::missing(param)),
+        Some(a) if a <= 0 => Err(FieldError::invalid(
+            param,
+            "must be a positive integer number of minor units",
+        )),
+        Some(a) if a > AMOUNT_MAX_MINOR => Err(too_large(param)),
+        Some(a) => Ok(a),
+    }
+}
+
+/// Checks an optional limit-like amount (a spend limit, a stand-in amount): positive and at most
+/// `AMOUNT_MAX_MINOR` when present.
+pub fn check_amount_limit(param: &str, raw: Option<i64>) -> Result<Option<i64>, FieldError> {
+    raw.map(|a| parse_amount_minor(param, Some(a))).transpose()
+}
+
+fn too_large(param: &str) -> FieldError {
+    FieldError::new(
+        param,
+        AMOUNT_TOO_LARGE,
+        format!("must be at most {AMOUNT_MAX_MINOR} minor units"),
+    )
+}
+
 /// ISO 4217 currencies Cardplane supports, with their minor-unit exponent.
 const CURRENCIES: &[(&str, u8)] = &[
     ("AUD", 2),
@@ -54,6 +100,8 @@ pub enum MoneyError {
     Overflow,
     #[error("amount must be positive")]
     NotPositive,
+    #[error("amount exceeds the maximum of {AMOUNT_MAX_MINOR} minor units")]
+    TooLarge,
 }
 
 impl Currency {
@@ -110,12 +158,26 @@ impl Money {
         Self { minor, currency }
     }
 
-    /// A strictly positive amount, as loads and adjustments require.
+    /// A strictly positive amount no larger than `AMOUNT_MAX_MINOR`, as loads, fundings and
+    /// adjustments require.
     pub fn positive(minor: i64, currency: Currency) -> Result<Self, MoneyError> {
         if minor <= 0 {
             return Err(MoneyError::NotPositive);
         }
+        if minor > AMOUNT_MAX_MINOR {
+            return Err(MoneyError::TooLarge);
+        }
         Ok(Self { minor, currency })
+    }
+
+    /// Parses a request's amount and currency into money, naming `param` (`""` or a prefix such
+    /// as `initial_load.`) plus the field in errors.
+    pub fn parse(param: &str, currency: Option<&str>, amount: Option<i64>) -> Result<Money, FieldError> {
+        let currency = currency.ok_or_else(|| FieldError::missing(format!("{param}currency")))?;
+        let currency = Currency::parse(currency)
+            .map_err(|_| FieldError::invalid(format!("{param}currency"), "must be a supported ISO 4217 currency"))?;
+        let minor = parse_amount_minor(&format!("{param}amount"), amount)?;
+        Ok(Money { minor, currency })
     }
 
     pub fn zero(currency: Currency) -> Self {
@@ -174,5 +236,45 @@ mod tests {
         assert_eq!(Currency::parse("JPY").unwrap().exponent(), 0);
         assert!(Currency::parse("XXX").is_err());
         assert!(Money::positive(0, usd).is_err());
+    }
+
+    #[test]
+    fn amounts_are_capped_at_the_maximum_when_parsed() {
+        let usd = Currency::parse("USD").unwrap();
+        assert_eq!(
+            Money::positive(AMOUNT_MAX_MINOR, usd).unwrap().minor(),
+            AMOUNT_MAX_MINOR
+        );
+        assert_eq!(Money::positive(AMOUNT_MAX_MINOR + 1, usd), Err(MoneyError::TooLarge));
+        assert_eq!(Money::positive(i64::MAX, usd), Err(MoneyError::TooLarge));
+        assert_eq!(
+            parse_amount_minor("amount", Some(AMOUNT_MAX_MINOR)),
+            Ok(AMOUNT_MAX_MINOR)
+        );
+        let err = parse_amount_minor("initial_load.amount", Some(i64::MAX)).unwrap_err();
+        assert_eq!(
+            (err.param.as_str(), err.code),
+            ("initial_load.amount", AMOUNT_TOO_LARGE)
+        );
+        let err = parse_amount_minor("amount", Some(0)).unwrap_err();
+        assert_eq!((err.param.as_str(), err.code), ("amount", "parameter_invalid"));
+        assert_eq!(
+            parse_amount_minor("amount", None).unwrap_err().code,
+            "parameter_missing"
+        );
+        let err = Money::parse("", Some("USD"), Some(AMOUNT_MAX_MINOR + 1)).unwrap_err();
+        assert_eq!((err.param.as_str(), err.code), ("amount", AMOUNT_TOO_LARGE));
+        assert_eq!(
+            Money::parse("x.", Some("XXX"), Some(1)).unwrap_err().param,
+            "x.currency"
+        );
+        assert_eq!(check_amount_limit("limit", None), Ok(None));
+        assert_eq!(
+            check_amount_limit("limit", Some(-1)).unwrap_err().code,
+            "parameter_invalid"
+        );
+        // The maximum leaves room: a balance at the maximum plus the largest amount still fits.
+        assert!(BALANCE_MAX_MINOR.checked_add(AMOUNT_MAX_MINOR).is_some());
+        assert!((-BALANCE_MAX_MINOR).checked_sub(AMOUNT_MAX_MINOR).is_some());
     }
 }

@@ -207,13 +207,15 @@ async fn write_related(
         .await?;
     }
     if let Some(review) = &w.review {
+        // The change first: a case it closes makes room for the one this write opens (a
+        // cardholder has one open case at most).
+        if let Some(change) = &review.change {
+            write_case_change(conn, change).await?;
+        }
         if let Some((case, audit)) = review.open_case
             && insert_case_row(conn, case).await?
         {
             append_audit(conn, audit).await?;
-        }
-        if let Some(change) = &review.change {
-            write_case_change(conn, change).await?;
         }
     }
     insert_events(conn, w.events).await?;

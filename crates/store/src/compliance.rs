@@ -19,7 +19,8 @@ use crate::{EffectRecords, Scope, SqlStore, StoreError};
 pub struct CaseNote {
     pub id: CaseNoteId,
     pub case_id: CaseId,
-    pub author_id: UserId,
+    /// `None` for a note the system wrote (a case closed by a KYC re-run).
+    pub author_id: Option<UserId>,
     pub body: String,
     pub created_at: Timestamp,
 }
@@ -319,7 +320,7 @@ pub(crate) async fn write_case_change(conn: &mut AnyConnection, c: &CaseChange<'
         sqlx::query("INSERT INTO case_notes (id, case_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(n.id.as_str())
             .bind(n.case_id.as_str())
-            .bind(n.author_id.as_str())
+            .bind(n.author_id.as_ref().map(UserId::as_str))
             .bind(n.body.as_str())
             .bind(n.created_at.as_micros())
             .execute(&mut *conn)
@@ -516,7 +517,10 @@ impl ComplianceStore for SqlStore {
                 Ok(CaseNote {
                     id: parse(CaseNoteId::parse(&r.try_get::<String, _>("id")?))?,
                     case_id: parse(CaseId::parse(&r.try_get::<String, _>("case_id")?))?,
-                    author_id: parse(UserId::parse(&r.try_get::<String, _>("author_id")?))?,
+                    author_id: r
+                        .try_get::<Option<String>, _>("author_id")?
+                        .map(|a| parse(UserId::parse(&a)))
+                        .transpose()?,
                     body: r.try_get("body")?,
                     created_at: ts(r, "created_at")?,
                 })

@@ -81,6 +81,10 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => include_str!("../migrations/0021_append_only.sqlite.sql"),
         Backend::Postgres => include_str!("../migrations/0021_append_only.postgres.sql"),
     };
+    let system_notes = match backend {
+        Backend::Sqlite => include_str!("../migrations/0022_system_case_notes.sqlite.sql"),
+        Backend::Postgres => include_str!("../migrations/0022_system_case_notes.postgres.sql"),
+    };
     let mut migrations = vec![
         migration(1, "foundation", include_str!("../migrations/0001_foundation.sql")),
         migration(2, "cards ledger", include_str!("../migrations/0002_cards_ledger.sql")),
@@ -98,6 +102,7 @@ fn migrator(backend: Backend) -> Migrator {
             include_str!("../migrations/0020_people_compliance_audit.sql"),
         ),
         migration(21, "append only", append_only),
+        migration(22, "system case notes", system_notes),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

@@ -66,6 +66,11 @@ impl StoreError {
         StoreError::Other(what.into().into())
     }
 
+    /// Whether a posting was refused because a balance would leave the ledger's limit.
+    pub fn is_balance_limit(&self) -> bool {
+        matches!(self, StoreError::Conflict { constraint } if constraint == crate::ledger::BALANCE_LIMIT_CONSTRAINT)
+    }
+
     /// Whether this conflict is on the named unique index (PostgreSQL names the constraint;
     /// SQLite names the columns, so match either).
     pub fn is_conflict_on(&self, constraint: &str, column: &str) -> bool {

@@ -6,14 +6,21 @@ use async_trait::async_trait;
 use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
 use cardplane_domain::ids::{AccountId, JournalId, LedgerEntryId, ProgramId, TenantId};
-use cardplane_domain::ledger::{Account, AccountKind, Direction, Journal};
-use cardplane_domain::money::{Currency, Money};
+use cardplane_domain::ledger::{Account, AccountKind, Direction, Journal, balance_after};
+use cardplane_domain::money::{BALANCE_MAX_MINOR, Currency, Money};
 use cardplane_domain::page::{Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::rows::{ListSpec, list_page, ts};
 use crate::{Scope, SqlStore, StoreError};
+
+/// The constraint a posting refused by the balance limit (`domain::ledger::balance_after`) names
+/// in `StoreError::Conflict`: the database's own check, under the row lock, behind the check each
+/// caller makes before writing. (A conflict rather than a `PostError` variant, so that callers
+/// matching `PostError` exhaustively need no change; the API maps it to
+/// `409 balance_limit_exceeded`.)
+pub const BALANCE_LIMIT_CONSTRAINT: &str = "accounts_balance_limit";
 
 /// Why a journal could not be posted.
 #[derive(Debug, thiserror::Error)]
@@ -136,20 +143,29 @@ pub(crate) async fn write_journal(
     entries.sort_by(|a, b| a.account_id.cmp(&b.account_id));
     let mut balances = Vec::with_capacity(entries.len());
     for entry in entries {
+        let delta = entry.delta();
+        // The balance limit, as bounds on the current balance computed here (entries are at most
+        // AMOUNT_MAX_MINOR, so these cannot overflow): no statement ever computes a sum outside
+        // the range, which SQLite would turn into a float and PostgreSQL would fail on. The floor
+        // is written the same way round (`balance - held >= floor - delta`).
+        let (low, high) = (-BALANCE_MAX_MINOR - delta, BALANCE_MAX_MINOR - delta);
         let row = sqlx::query(
             "UPDATE accounts SET balance = balance + $2 \
              WHERE id = $1 AND currency = $3 AND tenant_id = $4 AND environment = $5 \
-             AND (floor IS NULL OR balance + $2 - held >= floor) RETURNING balance, held",
+             AND balance BETWEEN $6 AND $7 \
+             AND (floor IS NULL OR balance - held >= floor - $2) RETURNING balance, held",
         )
         .bind(entry.account_id.as_str())
-        .bind(entry.delta())
+        .bind(delta)
         .bind(entry.amount.currency().code())
         .bind(journal.tenant_id.as_str())
         .bind(journal.environment.as_str())
+        .bind(low)
+        .bind(high)
         .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else {
-            return Err(PostError::InsufficientFunds(entry.account_id.clone()));
+            return Err(refusal(conn, &entry.account_id, delta).await);
         };
         let balance_after: i64 = row.try_get("balance")?;
         let held: i64 = row.try_get("held")?;
@@ -178,6 +194,22 @@ pub(crate) async fn write_journal(
         ));
     }
     Ok(balances)
+}
+
+/// Why the conditional update of `account` changed nothing: the balance limit (reported as a
+/// conflict on `BALANCE_LIMIT_CONSTRAINT`) or its floor.
+async fn refusal(conn: &mut AnyConnection, account: &AccountId, delta: i64) -> PostError {
+    let balance = sqlx::query("SELECT balance FROM accounts WHERE id = $1")
+        .bind(account.as_str())
+        .fetch_optional(&mut *conn)
+        .await;
+    match balance.map(|row| row.map(|r| r.try_get::<i64, _>("balance"))) {
+        Ok(Some(Ok(balance))) if balance_after(balance, delta).is_none() => PostError::Store(StoreError::Conflict {
+            constraint: BALANCE_LIMIT_CONSTRAINT.into(),
+        }),
+        Ok(_) => PostError::InsufficientFunds(account.clone()),
+        Err(e) => e.into(),
+    }
 }
 
 fn entry_from_row(row: &AnyRow) -> Result<PostedEntry, StoreError> {
@@ -320,6 +352,18 @@ impl LedgerStore for SqlStore {
                 row.try_get::<String, _>("id")?,
                 row.try_get::<i64, _>("held")?,
                 row.try_get::<i64, _>("pending")?
+            ));
+        }
+        let beyond = sqlx::query("SELECT id, balance FROM accounts WHERE balance > $1 OR balance < $2")
+            .bind(BALANCE_MAX_MINOR)
+            .bind(-BALANCE_MAX_MINOR)
+            .fetch_all(pool)
+            .await?;
+        for row in beyond {
+            report.problems.push(format!(
+                "account {} holds {}, beyond the balance limit of ±{BALANCE_MAX_MINOR}",
+                row.try_get::<String, _>("id")?,
+                row.try_get::<i64, _>("balance")?
             ));
         }
         let mismatched = sqlx::query(

@@ -373,4 +373,74 @@ async fn a_hundred_thousand_cards_get_unique_luhn_valid_pans_in_their_bin(backen
     eprintln!("{PAN_CARDS} PANs, {retries} batch retries after a collision");
 }
 
-cardplane_testkit::both_backends!(a_hundred_thousand_cards_get_unique_luhn_valid_pans_in_their_bin);
+/// The store's own check of the balance limit, under its row lock, behind the check callers make
+/// before writing (two requests that each pass the callers' check must not push a balance past
+/// the limit together), and for balances stored before the limit existed (`i64::MAX`, which
+/// SQLite turned into a float on the next addition): a conflict on the limit, never a storage
+/// failure, and nothing written.
+async fn the_store_refuses_postings_beyond_the_balance_limit(backend: Backend) {
+    use cardplane_domain::money::BALANCE_MAX_MINOR;
+    use cardplane_store::StoreError;
+    use cardplane_store::ledger::BALANCE_LIMIT_CONSTRAINT;
+    use sqlx::Connection;
+
+    let Some((store, db)) = open(backend).await else { return };
+    let b = books(&store, "41111111", 1).await;
+    let limit = |r: Result<(), PostError>| match r {
+        Err(PostError::Store(e @ StoreError::Conflict { .. })) => {
+            assert!(e.is_balance_limit(), "{e:?}");
+            assert!(e.is_conflict_on(BALANCE_LIMIT_CONSTRAINT, BALANCE_LIMIT_CONSTRAINT));
+        }
+        other => panic!("expected the balance limit, got {other:?}"),
+    };
+    post(&store, &b, &b.external, &b.funding, BALANCE_MAX_MINOR)
+        .await
+        .unwrap();
+    limit(post(&store, &b, &b.external, &b.funding, 1).await);
+    assert_eq!(balance(&store, &b, &b.funding).await, BALANCE_MAX_MINOR);
+    assert_eq!(balance(&store, &b, &b.external).await, -BALANCE_MAX_MINOR);
+    // Below the limit again, money moves as before; the floor still answers InsufficientFunds.
+    post(&store, &b, &b.funding, &b.cards[0], 7).await.unwrap();
+    assert!(matches!(
+        post(&store, &b, &b.cards[0], &b.external, 8).await,
+        Err(PostError::InsufficientFunds(id)) if id == b.cards[0].id
+    ));
+    post(&store, &b, &b.cards[0], &b.funding, 7).await.unwrap();
+    limit(post(&store, &b, &b.external, &b.funding, 1).await);
+
+    // A second program whose books reached i64::MAX before the limit existed.
+    let old = books(&store, "42222222", 0).await;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    for (account, balance) in [(&old.funding, i64::MAX), (&old.external, -i64::MAX)] {
+        sqlx::query("UPDATE accounts SET balance = $1 WHERE id = $2")
+            .bind(balance)
+            .bind(account.id.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+    for amount in [1, 5, BALANCE_MAX_MINOR] {
+        limit(post(&store, &old, &old.external, &old.funding, amount).await);
+    }
+    assert_eq!(
+        balance(&store, &old, &old.funding).await,
+        i64::MAX,
+        "nothing was written"
+    );
+    let report = store.verify_ledger().await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(old.funding.id.as_str()) && p.contains("limit")),
+        "ledger verify reports balances beyond the limit: {:?}",
+        report.problems
+    );
+}
+
+cardplane_testkit::both_backends!(
+    a_hundred_thousand_cards_get_unique_luhn_valid_pans_in_their_bin,
+    the_store_refuses_postings_beyond_the_balance_limit,
+);

@@ -32,7 +32,7 @@ pub struct UploadedDocumentList {
 #[utoipa::path(
     post, path = "/cardholders/{cardholder_id}/documents", tag = "Cardholders",
     params(("cardholder_id" = String, Path)),
-    request_body(content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
         (status = 200, description = "Stored; attached to the cardholder's open case, if any", body = UploadedDocumentEnvelope),
         (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),

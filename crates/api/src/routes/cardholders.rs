@@ -1,7 +1,7 @@
 //! `/cardholders`: create (or update by `custodian_uid`), update by id, list, get, KYC history and
 //! card orders.
 
-use crate::review::case_for_kyc;
+use crate::review::{case_for_kyc, case_resolved_by_kyc};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cardplane_domain::audit::AuditRecord;
@@ -577,7 +577,8 @@ async fn update(state: &AppState, ctx: &Ctx, id: &CardholderId, req: &Cardholder
     for _ in 0..UPDATE_ATTEMPTS_MAX + PAN_ATTEMPTS_MAX {
         match try_update(state, ctx, id, req, unfunded).await {
             Err(UpdateError::Post(PostError::Store(e)))
-                if e.is_conflict_on("cardholders_version", "cards_pan_hash") =>
+                if e.is_conflict_on("cardholders_version", "cards_pan_hash")
+                    || e.is_conflict_on("compliance_cases_version", "compliance_cases_version") =>
             {
                 continue;
             }
@@ -680,6 +681,11 @@ async fn try_update(
         }
         None => None,
     };
+    // A re-run that answers what the open case was asking closes it.
+    let resolution = match &check {
+        Some(c) => case_resolved_by_kyc(state, &ctx.scope, id, c, now).await?,
+        None => None,
+    };
     let mut fulfilment = Fulfilment::default();
     let mut order_events = Vec::new();
     if newly_passed {
@@ -763,9 +769,9 @@ async fn try_update(
         card_issues: &fulfilment.issues,
         events: &all_events,
         response: response.as_ref(),
-        review: review.as_ref().map(|(case, audit)| ReviewWrite {
-            open_case: Some((case, audit)),
-            change: None,
+        review: (review.is_some() || resolution.is_some()).then(|| ReviewWrite {
+            open_case: review.as_ref().map(|(case, audit)| (case, audit)),
+            change: resolution.as_ref().map(|r| r.change()),
         }),
     };
     state

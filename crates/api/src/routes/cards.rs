@@ -9,7 +9,7 @@ use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::AccountId;
 use cardplane_domain::ids::{CardId, CardRevealId, CardholderId, LedgerEntryId};
 use cardplane_domain::ledger::{Account, AccountKind, BalanceAdjustment, Direction};
-use cardplane_domain::money::{Currency, Money};
+use cardplane_domain::money::Money;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::program::FormFactor;
 use cardplane_domain::{FieldError, api_key::Permission};
@@ -82,17 +82,9 @@ pub struct BalanceAdjustmentRequest {
     pub description: Option<String>,
 }
 
+/// A request's `{currency, amount}`: positive and at most `AMOUNT_MAX_MINOR` (`amount_too_large`).
 pub fn parse_money(param: &str, currency: Option<&str>, amount: Option<i64>) -> Result<Money, FieldError> {
-    let currency = currency.ok_or_else(|| FieldError::missing(format!("{param}currency")))?;
-    let currency = Currency::parse(currency)
-        .map_err(|_| FieldError::invalid(format!("{param}currency"), "must be a supported ISO 4217 currency"))?;
-    let amount = amount.ok_or_else(|| FieldError::missing(format!("{param}amount")))?;
-    Money::positive(amount, currency).map_err(|_| {
-        FieldError::invalid(
-            format!("{param}amount"),
-            "must be a positive integer number of minor units",
-        )
-    })
+    Money::parse(param, currency, amount)
 }
 
 fn parse_form_factor(raw: Option<&str>, default: FormFactor) -> Result<FormFactor, FieldError> {
@@ -490,7 +482,7 @@ pub async fn get_balance(State(state): State<AppState>, ctx: Ctx, Path(card_id):
     responses(
         (status = 200, body = BalanceAdjustmentEnvelope),
         (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "insufficient_funds (debit), insufficient_program_funds (credit), card_cancelled (credit)", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "insufficient_funds (debit), insufficient_program_funds (credit), card_cancelled (credit), balance_limit_exceeded", body = crate::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -538,6 +530,7 @@ pub async fn create_balance_adjustment(
     let (adjustment, journal) =
         BalanceAdjustment::post(&card.id, &account, &funding, direction, amount, description, now)
             .map_err(ApiError::internal)?;
+    journal.check_balance_limits([&account, &funding])?;
     let finish = |balances: &[(AccountId, BalanceAfter)]| {
         let after = match balances.iter().find(|(a, _)| *a == card.account_id) {
             Some((_, b)) => Account {

@@ -171,11 +171,7 @@ fn parse_expiration(raw: Option<&str>) -> Result<(u16, u8), FieldError> {
 }
 
 pub fn parse_amount(raw: Option<i64>) -> Result<i64, FieldError> {
-    match raw {
-        None => Err(FieldError::missing("amount")),
-        Some(a) if a > 0 => Ok(a),
-        Some(_) => Err(FieldError::invalid("amount", "a positive number of minor units")),
-    }
+    cardplane_domain::money::parse_amount_minor("amount", raw)
 }
 
 pub fn parse_currency(raw: Option<&str>) -> Result<Currency, FieldError> {

@@ -34,8 +34,10 @@ pub struct AuditQuery {
     /// RFC 3339: entries before.
     pub until: Option<String>,
     /// 1 to 500, default 100 (the CSV export ignores it and streams up to 100,000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// A sequence number: entries older than it.
+    #[param(value_type = Option<i64>)]
     pub before_seq: Option<String>,
 }
 

@@ -108,7 +108,8 @@ pub struct CaseList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NoteView {
     pub id: String,
-    pub author_id: String,
+    /// Null for a note the system wrote (a case closed because a KYC re-run resolved it).
+    pub author_id: Option<String>,
     pub body: String,
     pub created_at: String,
 }
@@ -205,8 +206,10 @@ pub struct CaseQuery {
     pub program_id: Option<String>,
     pub cardholder_id: Option<String>,
     /// `true`: only cases past their SLA.
+    #[param(value_type = Option<bool>)]
     pub overdue: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// A case id: the page after it (older cases).
     pub starting_after: Option<String>,
@@ -358,7 +361,7 @@ pub async fn open_case(
     let note = CaseNote {
         id: CaseNoteId::generate(),
         case_id: case.id.clone(),
-        author_id: staff.person.id.clone(),
+        author_id: Some(staff.person.id.clone()),
         body,
         created_at: now,
     };
@@ -409,7 +412,7 @@ pub async fn get_case(State(state): State<AppState>, staff: Staff, Path(id): Pat
             .iter()
             .map(|n| NoteView {
                 id: n.id.to_string(),
-                author_id: n.author_id.to_string(),
+                author_id: n.author_id.as_ref().map(ToString::to_string),
                 body: n.body.clone(),
                 created_at: n.created_at.to_rfc3339(),
             })
@@ -505,7 +508,7 @@ pub async fn add_note(
     let note = CaseNote {
         id: CaseNoteId::generate(),
         case_id: case.id.clone(),
-        author_id: staff.person.id.clone(),
+        author_id: Some(staff.person.id.clone()),
         body,
         created_at: now,
     };
@@ -525,7 +528,7 @@ pub async fn add_note(
         .map_err(conflict_on_version)?;
     Reply::created(&NoteView {
         id: note.id.to_string(),
-        author_id: note.author_id.to_string(),
+        author_id: note.author_id.as_ref().map(ToString::to_string),
         body: note.body,
         created_at: now.to_rfc3339(),
     })
@@ -534,7 +537,7 @@ pub async fn add_note(
 #[utoipa::path(
     post, path = "/ops/cases/{case_id}/documents", tag = "Operations console",
     params(("case_id" = String, Path)),
-    request_body(content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
         (status = 201, body = UploadedDocumentView), (status = 400, body = crate::error::ErrorEnvelope),
         (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),

@@ -8,7 +8,7 @@ use cardplane_domain::controls::{SpendLimit, Window};
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::ProgramId;
 use cardplane_domain::ledger::{Account, AccountKind};
-use cardplane_domain::money::Currency;
+use cardplane_domain::money::{Currency, parse_amount_minor};
 use cardplane_domain::program::MerchantRules;
 use cardplane_domain::program::{
     CARD_LIFETIME_YEARS_MAX, CUSTODIAN_DEADLINE_MS_DEFAULT, CUSTODIAN_DEADLINE_MS_MAX, CustodianConfig, FormFactor,
@@ -182,7 +182,9 @@ fn parse_custodian(
     }
     let stand_in = match raw.stand_in.as_ref().map(|s| (s.policy.as_deref(), s.amount)) {
         None | Some((None | Some("decline"), None)) => StandInPolicy::Decline,
-        Some((Some("approve_up_to"), Some(n))) if n > 0 => StandInPolicy::ApproveUpTo(n),
+        Some((Some("approve_up_to"), Some(n))) if n > 0 => {
+            StandInPolicy::ApproveUpTo(parse_amount_minor("custodian.stand_in.amount", Some(n))?)
+        }
         Some((Some("approve_up_to"), _)) => {
             return Err(FieldError::invalid(
                 "custodian.stand_in.amount",

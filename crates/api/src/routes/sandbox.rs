@@ -102,7 +102,9 @@ pub struct FundProgramRequest {
     params(("program_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "Money arrives in the program's funding account, ready to load onto cards", body = ProgramFundingEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 400, description = "amount_too_large (over 10^15 minor units), currency_mismatch, or another invalid field", body = crate::error::ErrorEnvelope),
+        (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 409, description = "balance_limit_exceeded: the funding account would hold more than 10^15 minor units", body = crate::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -143,6 +145,8 @@ pub async fn fund_program(
         now,
     )
     .map_err(ApiError::internal)?;
+    // Refused before anything is written; the store checks again under its row locks.
+    journal.check_balance_limits([&funding, &external])?;
     let finish = |balances: &[(AccountId, BalanceAfter)]| {
         let balance = balances
             .iter()

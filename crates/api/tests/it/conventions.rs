@@ -195,6 +195,76 @@ fn openapi_document_matches_the_snapshot() {
     );
 }
 
+/// What a generated client needs from the document (issue 13: openapi-python-client skipped the
+/// uploads, typed `limit` as a string, and its users wrote the authentication by hand):
+/// every request body has a schema (the multipart uploads name a binary `file` and an enumerated
+/// `kind`), every `limit` is a bounded integer, and every operation declares how it is
+/// authenticated: HTTP basic with an API key, HTTP basic with the network's credential on
+/// `/network/*`, the session cookie on `/ops/*`, nothing on the public endpoints.
+#[test]
+fn the_openapi_document_gives_generated_clients_schemas_types_and_security() {
+    let doc = serde_json::to_value(cardplane_api::openapi::document()).unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (&schemes["basic_auth"]["type"], &schemes["basic_auth"]["scheme"]),
+        (&json!("http"), &json!("basic"))
+    );
+    assert_eq!(
+        (&schemes["network_auth"]["type"], &schemes["network_auth"]["scheme"]),
+        (&json!("http"), &json!("basic"))
+    );
+    assert_eq!(
+        (&schemes["session_cookie"]["type"], &schemes["session_cookie"]["in"]),
+        (&json!("apiKey"), &json!("cookie"))
+    );
+    let resolve = |schema: &serde_json::Value| match schema["$ref"].as_str() {
+        Some(r) => doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")].clone(),
+        None => schema.clone(),
+    };
+    let mut uploads = 0;
+    let mut limits = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, op) in operations.as_object().unwrap() {
+            let what = format!("{} {path}", method.to_uppercase());
+            for (media, content) in op["requestBody"]["content"].as_object().into_iter().flatten() {
+                assert!(content["schema"].is_object(), "{what}: {media} body without a schema");
+                if media == "multipart/form-data" {
+                    let body = resolve(&content["schema"]);
+                    assert_eq!(body["properties"]["file"]["format"], "binary", "{what}");
+                    assert_eq!(
+                        resolve(&body["properties"]["kind"])["enum"],
+                        json!(["identity_document", "proof_of_address", "selfie", "other"]),
+                        "{what}"
+                    );
+                    assert_eq!(body["required"], json!(["file", "kind"]), "{what}");
+                    uploads += 1;
+                }
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == "limit" {
+                    let schema = &p["schema"];
+                    assert_eq!(schema["type"], "integer", "{what}: limit");
+                    assert_eq!(schema["minimum"], 1, "{what}: limit");
+                    assert!(schema["maximum"].as_u64().is_some_and(|m| m >= 50), "{what}: limit");
+                    limits += 1;
+                }
+            }
+            let expected = match path.as_str() {
+                "/healthz" | "/readyz" | "/metrics" | "/ops/login" => None,
+                p if p.starts_with("/network/") => Some("network_auth"),
+                p if p.starts_with("/ops/") => Some("session_cookie"),
+                _ => Some("basic_auth"),
+            };
+            match expected {
+                None => assert!(op["security"].is_null(), "{what} is public: {}", op["security"]),
+                Some(scheme) => assert_eq!(op["security"], json!([{scheme: []}]), "{what}"),
+            }
+        }
+    }
+    assert_eq!(uploads, 2, "both document uploads describe their parts");
+    assert!(limits >= 15, "every list takes a limit: {limits}");
+}
+
 /// utoipa names a schema after its Rust type and keeps the last one registered, so two types of
 /// the same name in different modules silently replace each other in the document (the console's
 /// document view once replaced the cardholder's). Every schema type name must be unique.

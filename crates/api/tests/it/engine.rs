@@ -224,7 +224,37 @@ async fn changes_answered_before_a_message_apply_to_it_in_every_process(b: Backe
     assert_eq!(authorize(other_base, 150).await["decision"], "approved");
 }
 
+async fn a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let max = cardplane_domain::money::BALANCE_MAX_MINOR;
+    let net = app.network(max).await;
+    let card = app.net_card(&net, max - 10).await;
+    let refund = |amount: i64| {
+        let body = net::refund(&card, &net::ntid(), amount);
+        let app = &app;
+        let credential = net.credential.clone();
+        async move { app.post(&credential, Kind::Refund.path(), &body).await }
+    };
+    let (status, answer) = refund(100).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&answer["decision"], &answer["reason"], &answer["response_code"]),
+        (&json!("declined"), &json!("balance_limit_exceeded"), &json!("13")),
+        "{answer}"
+    );
+    let (_, balance) = app
+        .get(&net.tenant.sandbox, &format!("/cards/{}/balance", card.id))
+        .await;
+    assert_eq!(balance["balance"]["balance"], max - 10);
+    let (_, answer) = refund(10).await;
+    assert_eq!(answer["decision"], "approved", "{answer}");
+    assert_eq!(answer["available_balance"], max);
+    let report = app.state.ledger.verify_ledger().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
 both_backends!(
+    a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing,
     one_bad_message_fails_alone_and_its_batch_commits,
     one_network_id_in_two_processes_batches_at_once_has_one_effect,
     changes_answered_before_a_message_apply_to_it_in_every_process,

@@ -1270,6 +1270,108 @@ async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
     assert!(matches!(app.state.audit.verify_audit().await.unwrap(), Ok((n, _)) if n > 5));
 }
 
+/// A case opened because KYC asked for details closes when a KYC re-run passes (or is rejected):
+/// status and `closed_at`, a note from the system (no author), a `case.closed` audit entry by the
+/// system, all with the cardholder's update. A final rejection with a watchlist match closes the
+/// old case and opens the watchlist case in its place.
+async fn a_kyc_rerun_that_resolves_the_question_closes_its_case(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let t = app.tenant().await;
+    let root = admin(&app).await;
+    let open_case_of = |holder: String| {
+        let (app, root) = (&app, &root);
+        async move {
+            let (status, queue) = root
+                .get(app, &format!("/ops/cases?cardholder_id={holder}&status=open,awaiting_documents,pending_approval,approved,rejected"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{queue}");
+            queue["cases"].as_array().unwrap().clone()
+        }
+    };
+
+    // SSN ...0002: RESUBMIT_DETAILS opens a kyc_resubmit_details case.
+    let holder = app.cardholder(&t.sandbox, &seed_cardholder("123450002", None)).await;
+    assert_eq!(holder["kyc_status"], "RESUBMIT_DETAILS");
+    let holder_id = holder["id"].as_str().unwrap().to_owned();
+    let cases = open_case_of(holder_id.clone()).await;
+    assert_eq!(
+        (cases.len(), &cases[0]["reason"], &cases[0]["status"]),
+        (1, &json!("kyc_resubmit_details"), &json!("open"))
+    );
+    let case_id = cases[0]["id"].as_str().unwrap().to_owned();
+
+    // The custodian fixes the SSN; KYC re-runs and passes.
+    let (status, updated) = app
+        .post(
+            &t.sandbox,
+            &format!("/cardholders/{holder_id}"),
+            &json!({"document": {"type": "ssn", "value": "123450000"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["cardholder"]["kyc_status"], "PASSED");
+
+    let (status, detail) = root.get(&app, &format!("/ops/cases/{case_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["case"]["status"], "approved", "{detail}");
+    assert!(detail["case"]["closed_at"].is_string(), "{detail}");
+    assert_eq!(detail["case"]["next_step_role"], Value::Null);
+    let notes = detail["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{detail}");
+    assert_eq!(notes[0]["author_id"], Value::Null, "the system wrote it");
+    let note = notes[0]["body"].as_str().unwrap();
+    assert!(note.contains("KYC re-run") && note.contains("PASSED"), "{note}");
+    let (_, default_queue) = root.get(&app, &format!("/ops/cases?cardholder_id={holder_id}")).await;
+    assert_eq!(default_queue["cases"], json!([]), "no longer in the queue");
+
+    let (_, audit) = root
+        .get(&app, &format!("/ops/audit?object_id={case_id}&action=case.closed"))
+        .await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["actor_kind"], "system");
+    assert_eq!(entries[0]["outcome"], "success");
+    assert_eq!(entries[0]["tenant_id"], t.id);
+    assert_eq!(entries[0]["details"]["kyc_status"], "PASSED");
+    assert_eq!(entries[0]["details"]["status"], "approved");
+
+    // A case that asked for details, answered by a final rejection on the watchlist: the old
+    // case is rejected and the watchlist case takes its place.
+    let other = app.cardholder(&t.sandbox, &seed_cardholder("123450003", None)).await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let (status, updated) = app
+        .post(
+            &t.sandbox,
+            &format!("/cardholders/{other_id}"),
+            &json!({"document": {"type": "ssn", "value": "123450001"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["cardholder"]["kyc_status"], "REJECTED");
+    let cases = open_case_of(other_id).await;
+    let by_reason = |r: &str| cases.iter().find(|c| c["reason"] == r).cloned().unwrap_or_default();
+    assert_eq!(by_reason("kyc_resubmit_details")["status"], "rejected", "{cases:?}");
+    assert_eq!(by_reason("watchlist_match")["status"], "open", "{cases:?}");
+
+    // A re-run that still needs someone leaves the case open: 0002 -> 0007 (UPLOAD_FILE).
+    let third = app.cardholder(&t.sandbox, &seed_cardholder("123450002", None)).await;
+    let third_id = third["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            &t.sandbox,
+            &format!("/cardholders/{third_id}"),
+            &json!({"document": {"type": "ssn", "value": "123450007"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let cases = open_case_of(third_id).await;
+    assert_eq!((cases.len(), &cases[0]["status"]), (1, &json!("open")), "{cases:?}");
+    assert!(
+        app.state.audit.verify_audit().await.unwrap().is_ok(),
+        "the audit chain verifies"
+    );
+}
+
 /// A change and its audit entry are one transaction: each committed request has exactly one
 /// entry, and when the entry cannot be written the change does not happen either (no cardholder
 /// created, no PAN shown).
@@ -1411,6 +1513,7 @@ async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
 }
 
 both_backends!(
+    a_kyc_rerun_that_resolves_the_question_closes_its_case,
     console_answers_match_the_openapi_document,
     a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queue,
     a_change_and_its_audit_entry_commit_together,

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub state: AppState,
     pub db: TestDb,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// Uploaded documents land here, never in the source tree.
     _files: tempfile::TempDir,
 }
@@ -116,7 +117,7 @@ impl TestApp {
         let base = format!("http://{}", app.address());
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
+        let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
         Some(TestApp {
@@ -125,8 +126,24 @@ impl TestApp {
             state,
             db,
             shutdown: Some(tx),
+            server: Some(server),
             _files: files,
         })
+    }
+
+    /// Sends the server its shutdown signal (as Ctrl-C does for `cardplane serve`).
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server to stop after `signal_shutdown`.
+    pub async fn stopped(&mut self) -> std::io::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await.expect("the server task does not panic"),
+            None => Ok(()),
+        }
     }
 
     pub async fn tenant(&self) -> TestTenant {
@@ -265,6 +282,8 @@ pub struct FakeKyc {
 #[derive(Clone)]
 pub enum KycBehaviour {
     Verdict(Value),
+    /// Answers once the test adds a permit to the semaphore.
+    Held(Arc<tokio::sync::Semaphore>, Value),
     SlowVerdict(std::time::Duration, Value),
     Status(u16),
     Garbage,
@@ -287,6 +306,10 @@ impl FakeKyc {
                 log.lock().unwrap().push((sig, json));
                 match behaviour {
                     KycBehaviour::Verdict(v) => (axum::http::StatusCode::OK, v.to_string()),
+                    KycBehaviour::Held(gate, v) => {
+                        let _permit = gate.acquire().await.expect("the gate stays open");
+                        (axum::http::StatusCode::OK, v.to_string())
+                    }
                     KycBehaviour::SlowVerdict(d, v) => {
                         tokio::time::sleep(d).await;
                         (axum::http::StatusCode::OK, v.to_string())

@@ -21,10 +21,6 @@ use crate::network::{
 use crate::program::{FundingModel, Program};
 use crate::time::Timestamp;
 
-/// No account balance may go beyond this many minor units either way (10^15: ten trillion
-/// dollars), far below where 64-bit arithmetic could overflow.
-pub const BALANCE_MAX_MINOR: i64 = 1_000_000_000_000_000;
-
 /// The card a message is for, with what deciding and posting need to know about it.
 #[derive(Debug, Clone, Copy)]
 pub struct CardContext<'a> {
@@ -83,6 +79,24 @@ pub fn stand_in_advice(amount: i64) -> Decision {
             result: "pass",
             detail: "approved by the network on our behalf; recorded as advised".into(),
         }],
+    }
+}
+
+fn over_the_balance_limit(decision: Decision) -> Decision {
+    let reason = DeclineReason::BalanceLimit;
+    let mut trace = decision.trace;
+    trace.push(TraceStep {
+        check: "balance_limit",
+        result: "fail",
+        detail: "the hold would take the account beyond the balance limit".into(),
+    });
+    Decision {
+        approved: false,
+        approved_amount: 0,
+        response_code: reason.response_code(),
+        reason: Some(reason),
+        stand_in: decision.stand_in,
+        trace,
     }
 }
 
@@ -159,7 +173,11 @@ pub fn authorize(
     }
     let card = ctx.card;
     let spendable = books.account(&card.account_id).map_or(0, |a| a.spendable());
-    let decision = decide_authorization(msg, ctx, custodian, books, spendable, now);
+    let mut decision = decide_authorization(msg, ctx, custodian, books, spendable, now);
+    if hold_for(&decision, msg.stand_in_advice, msg.amount, spendable) > spendable {
+        // Only a custodian's approval can ask for more than the account may hold.
+        decision = over_the_balance_limit(decision);
+    }
     let hold = hold_for(&decision, msg.stand_in_advice, msg.amount, spendable);
     let (sent_at, answered_at) = custodian.map_or((None, None), |c| (c.sent_at, c.answered_at));
     let t = Transaction {
@@ -271,6 +289,10 @@ fn incremental(msg: &AuthorizationMessage, ctx: CardContext<'_>, now: Timestamp,
         funds,
         now,
     });
+    let mut decision = decision;
+    if decision.approved && msg.amount > spendable {
+        decision = over_the_balance_limit(decision);
+    }
     let available = stored_balance(ctx.program).then_some(spendable);
     if !decision.approved {
         let mut answer = NetworkAnswer::declined(
@@ -468,10 +490,9 @@ fn posted_answer(t: &Transaction, available: Option<i64>) -> NetworkAnswer {
     }
 }
 
-fn refused(reason: PostingRefused, msg: &PostingMessage, transaction: Option<&TransactionId>) -> Booked {
-    // A journal that would break a floor cannot be built here (the card pays only what it can),
-    // so a refusal is always the balance limit.
-    debug_assert!(matches!(reason, PostingRefused::BalanceLimit), "{reason}");
+/// A posting the books refuse. The card pays only what it can and amounts are within the maximum
+/// when parsed, so what is left to refuse is an account leaving the balance limit.
+fn refused(msg: &PostingMessage, transaction: Option<&TransactionId>) -> Booked {
     Booked::answer(NetworkAnswer::declined(
         DeclineReason::BalanceLimit,
         Some(msg.currency),
@@ -515,12 +536,12 @@ pub fn clear(
         .saturating_add(release);
     let journal = match purchase_journal(card, ctx.accounts, msg.amount, can_pay, JournalKind::Clearing, now) {
         Ok(j) => j,
-        Err(e) => return refused(e, msg, Some(&pending.id)),
+        Err(_) => return refused(msg, Some(&pending.id)),
     };
     books.hold(&card.account_id, -release);
-    if let Err(e) = books.post(journal) {
+    if books.post(journal).is_err() {
         books.hold(&card.account_id, release);
-        return refused(e, msg, Some(&pending.id));
+        return refused(msg, Some(&pending.id));
     }
     let mut updated = pending.clone();
     updated.held_amount = 0;
@@ -551,8 +572,8 @@ fn force_post(
     let t = posted_transaction(card, TransactionKind::ForcePost, msg, merchant, received_at, now);
     let posted = purchase_journal(card, ctx.accounts, msg.amount, spendable, JournalKind::ForcePost, now)
         .and_then(|journal| books.post(journal));
-    if let Err(e) = posted {
-        return refused(e, msg, None);
+    if posted.is_err() {
+        return refused(msg, None);
     }
     let available = stored_balance(ctx.program).then(|| spendable - msg.amount.min(spendable.max(0)));
     let answer = posted_answer(&t, available);
@@ -596,8 +617,8 @@ pub fn refund(
     )
     .map_err(PostingRefused::from)
     .and_then(|journal| books.post(journal));
-    if let Err(e) = posted {
-        return refused(e, msg, None);
+    if posted.is_err() {
+        return refused(msg, None);
     }
     let available = stored_balance(ctx.program).then(|| spendable.saturating_add(msg.amount));
     let answer = posted_answer(&t, available);

@@ -10,8 +10,7 @@ use crate::authorization::{ControlUsage, Transaction};
 use crate::card_controls::{AppliedControl, TrackedUsage};
 use crate::environment::Environment;
 use crate::ids::{AccountId, TransactionId};
-use crate::ledger::{Account, Journal, LedgerError};
-use crate::network::booking::BALANCE_MAX_MINOR;
+use crate::ledger::{Account, Journal, LedgerError, balance_after};
 
 /// The program accounts a posting touches besides the card's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,10 +139,7 @@ impl Books {
                 .get(&e.account_id)
                 .unwrap_or_else(|| panic!("account {} is not locked in this batch", e.account_id));
             let current = next.get(&e.account_id).copied().unwrap_or(account.balance);
-            let after = current.checked_add(e.delta()).ok_or(PostingRefused::BalanceLimit)?;
-            if after.unsigned_abs() > BALANCE_MAX_MINOR.unsigned_abs() {
-                return Err(PostingRefused::BalanceLimit);
-            }
+            let after = balance_after(current, e.delta()).ok_or(PostingRefused::BalanceLimit)?;
             if account.floor.is_some_and(|f| after - account.held < f) {
                 return Err(PostingRefused::BelowFloor);
             }

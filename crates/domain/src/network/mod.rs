@@ -5,9 +5,7 @@
 mod booking;
 mod books;
 
-pub use booking::{
-    BALANCE_MAX_MINOR, Booked, CardContext, authorize, clear, expire, hold_for, refund, reverse, stand_in_advice,
-};
+pub use booking::{Booked, CardContext, authorize, clear, expire, hold_for, refund, reverse, stand_in_advice};
 pub use books::{Books, Posting, ProgramAccounts};
 
 use crate::authorization::{CustodianVerdict, DeclineReason, Merchant, ResponseCode};
