@@ -60,6 +60,9 @@ pub struct Db {
 
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+/// The one writer connection keeps a larger page cache (64 MiB, against 2 MiB by default): every
+/// batch of network messages reads and writes through it, and pages it keeps are reads it saves.
+const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;";
 
 fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
     Migration::new(
@@ -115,14 +118,17 @@ fn migrator(backend: Backend) -> Migrator {
     Migrator::with_migrations(migrations)
 }
 
-fn pool_options(max: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+fn pool_options(max: u32, acquire_timeout: Duration, sqlite_pragmas: &'static str) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(acquire_timeout)
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                     conn.execute(SQLITE_PRAGMAS).await?;
+                    if !sqlite_pragmas.is_empty() {
+                        conn.execute(sqlite_pragmas).await?;
+                    }
                 }
                 Ok(())
             })
@@ -149,10 +155,10 @@ impl Db {
         let connect = AnyConnectOptions::from_str(&url)?;
         let db = match backend {
             Backend::Sqlite => {
-                let writer = pool_options(1, options.acquire_timeout)
+                let writer = pool_options(1, options.acquire_timeout, SQLITE_WRITER_PRAGMAS)
                     .connect_with(connect.clone())
                     .await?;
-                let reader = pool_options(options.max_connections.max(2), options.acquire_timeout)
+                let reader = pool_options(options.max_connections.max(2), options.acquire_timeout, "")
                     .connect_with(connect)
                     .await?;
                 Db {
@@ -162,7 +168,7 @@ impl Db {
                 }
             }
             Backend::Postgres => {
-                let pool = pool_options(options.max_connections, options.acquire_timeout)
+                let pool = pool_options(options.max_connections, options.acquire_timeout, "")
                     .connect_with(connect)
                     .await?;
                 Db {

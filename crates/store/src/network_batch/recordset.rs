@@ -42,7 +42,7 @@ impl RecordSet {
                     .iter()
                     .map(|(name, _)| format!("value ->> '{name}' AS {name}"))
                     .collect();
-                format!("(SELECT {} FROM json_each({param})) AS {alias}", fields.join(", "))
+                format!("(SELECT {} FROM jsonb_each({param})) AS {alias}", fields.join(", "))
             }
         }
     }
