@@ -134,7 +134,7 @@ impl Default for Config {
             custodian_breaker_failures: 5,
             custodian_breaker_open_ms: 30_000,
             authorization_batch_size_max: 256,
-            authorization_writers: 4,
+            authorization_writers: 2,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
         }

@@ -723,6 +723,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
         let more = size.saturating_sub(all_cards.len());
         eprintln!("provisioning {more} cards ({size} in all)");
         all_cards.extend(provision(&state, &books, more).await?);
+        SqlStore::new(state.db.clone()).settle_after_provisioning().await?;
         let server = start_server(&state).await?;
         let pid = server.child.id();
         let peak = Arc::new(AtomicU64::new(0));

@@ -124,6 +124,22 @@ impl SqlStore {
         Ok(())
     }
 
+    /// After bulk provisioning: fresh planner statistics and a checkpoint, so the measured run
+    /// meets the database in the state steady traffic leaves it in, not the aftermath of a load.
+    pub async fn settle_after_provisioning(&self) -> Result<(), StoreError> {
+        let statements: &[&str] = match self.db.backend() {
+            Backend::Postgres => &[
+                "VACUUM (ANALYZE) cards, accounts, journals, ledger_entries",
+                "CHECKPOINT",
+            ],
+            Backend::Sqlite => &["ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"],
+        };
+        for statement in statements {
+            sqlx::query(*statement).execute(self.db.writer()).await?;
+        }
+        Ok(())
+    }
+
     /// The naive bound: `connections` workers each moving 1 unit between two accounts of a scratch
     /// table and recording a journal row, one transaction per transfer, for `duration`. Returns
     /// transfers per second. The scratch tables are dropped afterwards.

@@ -109,6 +109,11 @@ fn migrator(backend: Backend) -> Migrator {
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(
+            23,
+            "transaction checks",
+            include_str!("../migrations/0023_transaction_checks.postgres.sql"),
+        ));
+        migrations.push(migration(
             11,
             "event sequence",
             include_str!("../migrations/0011_event_sequence.postgres.sql"),
