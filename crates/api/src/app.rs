@@ -342,6 +342,7 @@ impl Application {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
         let expiry = tokio::spawn(expire_holds_periodically(state.clone()));
+        let checkpoints = tokio::spawn(checkpoint_periodically(state.clone()));
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
             tokio::spawn(crate::delivery::run(crate::delivery::Deliverer::new(&state), poll))
@@ -375,6 +376,7 @@ impl Application {
         };
         purge.abort();
         expiry.abort();
+        checkpoints.abort();
         if let Some(w) = webhooks {
             w.abort();
         }
@@ -396,6 +398,22 @@ async fn expire_holds_periodically(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired authorization holds released"),
             Err(e) => tracing::warn!(error = %e, "hold expiry failed"),
+        }
+    }
+}
+
+/// How often SQLite's write-ahead log is checkpointed beside the writer (see `Db::checkpoint`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+async fn checkpoint_periodically(state: AppState) {
+    if state.backend() != cardplane_store::Backend::Sqlite {
+        return;
+    }
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.db.checkpoint().await {
+            tracing::debug!(error = %e, "checkpoint skipped");
         }
     }
 }
