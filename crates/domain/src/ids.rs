@@ -102,6 +102,8 @@ define_id!(CaseId, "case");
 define_id!(CaseNoteId, "note");
 define_id!(DocumentId, "doc");
 define_id!(AuditEntryId, "aud");
+define_id!(DisputeId, "dsp");
+define_id!(DisputeNoteId, "dspnote");
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ crate::wire_enum!(AccountKind {
     ProgramFees => "program_fees",
     ProgramExternal => "program_external",
     ProgramLosses => "program_losses",
+    ProgramDisputes => "program_disputes",
     CardBalance => "card_balance",
 });
 
@@ -31,6 +32,10 @@ crate::wire_enum!(JournalKind {
     Clearing => "clearing",
     ForcePost => "force_post",
     Refund => "refund",
+    DisputeProvisionalCredit => "dispute_provisional_credit",
+    DisputeCreditReversal => "dispute_credit_reversal",
+    DisputeChargeback => "dispute_chargeback",
+    DisputeCreditFinal => "dispute_credit_final",
 });
 
 impl AccountKind {
@@ -41,7 +46,8 @@ impl AccountKind {
             AccountKind::ProgramSettlement
             | AccountKind::ProgramFees
             | AccountKind::ProgramExternal
-            | AccountKind::ProgramLosses => None,
+            | AccountKind::ProgramLosses
+            | AccountKind::ProgramDisputes => None,
         }
     }
 }

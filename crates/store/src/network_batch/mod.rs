@@ -115,10 +115,16 @@ impl NetworkBatchStore for SqlStore {
             // The first statements only read: a deferred transaction could fail to upgrade to a
             // writer once another process has written.
             Backend::Sqlite => "BEGIN IMMEDIATE",
-            // A batch reaches a few rows per message, always through an index. A plan made while
-            // a table was nearly empty (a new database, statistics not yet refreshed) would scan
-            // it instead, and keep scanning as it grows: never in a batch.
-            Backend::Postgres => "BEGIN; SET LOCAL enable_seqscan = off",
+            // Every statement of a batch starts from its own few hundred rows (the JSON
+            // parameter) and reaches each table through an index, row by row. The planner is told
+            // so: its statistics can say otherwise (a young table looks empty), and a plan made
+            // from them would scan the table, or hash all of it, for every batch as it grows (the
+            // plan is kept for the connection's life). Nor JIT: it pays off for long analytic
+            // queries and costs a batch milliseconds each time.
+            Backend::Postgres => {
+                "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
+                 SET LOCAL enable_mergejoin = off; SET LOCAL jit = off"
+            }
         };
         let tx = self.db.writer().begin_with(begin).await?;
         Ok(NetworkBatch {

@@ -51,12 +51,18 @@ fn ntid_rows(keys: &[(Environment, &str)]) -> String {
     rows.finish()
 }
 
-fn for_update(backend: Backend, of: &str) -> String {
-    // SQLite's batch holds the database's write lock from BEGIN IMMEDIATE: reads are exclusive.
+/// `outer`'s rows, each joined to the rows of `table` that `on` finds for it, through an index:
+/// on PostgreSQL a LATERAL subquery, so the batch's own rows drive the lookups whatever the
+/// planner's statistics say of `table` (see `NetworkBatchStore::begin_batch`); SQLite's planner
+/// already goes from the small side.
+fn each(backend: Backend, outer: &str, table: &str, alias: &str, on: &str, columns: &str) -> String {
     match backend {
-        Backend::Sqlite => String::new(),
-        Backend::Postgres if of.is_empty() => " FOR UPDATE".into(),
-        Backend::Postgres => format!(" FOR UPDATE OF {of}"),
+        // OFFSET 0 keeps the planner from flattening the subquery back into a join it may order
+        // the other way round.
+        Backend::Postgres => {
+            format!("{outer} CROSS JOIN LATERAL (SELECT {columns} FROM {table} {alias} WHERE {on} OFFSET 0) {alias}")
+        }
+        Backend::Sqlite => format!("{outer} JOIN {table} {alias} ON {on}"),
     }
 }
 
@@ -81,24 +87,49 @@ impl NetworkBatch {
             return Ok(Vec::new());
         }
         let backend = self.backend;
-        let sql = format!(
-            "SELECT {cards}, a.balance AS a_balance, a.held AS a_held, a.floor AS a_floor, a.kind AS a_kind, \
+        let named = format!(
+            "{} UNION SELECT value FROM {} UNION {}",
+            format_args!(
+                "SELECT c2.id FROM {}",
+                each(
+                    backend,
+                    &text_list(backend, 1, "h"),
+                    "cards",
+                    "c2",
+                    "c2.pan_hash = h.value",
+                    "c2.id"
+                )
+            ),
+            text_list(backend, 2, "i"),
+            format_args!(
+                "SELECT t.card_id FROM {}",
+                each(
+                    backend,
+                    &NTIDS.source(backend, "$3", "o"),
+                    "transactions",
+                    "t",
+                    "t.environment = o.environment AND t.network_transaction_id = o.ntid AND t.kind = 'authorization'",
+                    "t.card_id"
+                )
+            ),
+        );
+        let row = format!(
+            "{cards}, a.balance AS a_balance, a.held AS a_held, a.floor AS a_floor, a.kind AS a_kind, \
              a.currency AS a_currency, a.program_id AS a_program_id, a.created_at AS a_created_at, \
              p.updated_at AS program_version \
-             FROM cards c JOIN accounts a ON a.id = c.account_id JOIN programs p ON p.id = c.program_id \
-             WHERE c.id IN (\
-                 SELECT c2.id FROM cards c2 WHERE c2.pan_hash IN (SELECT value FROM {hashes}) \
-                 UNION SELECT value FROM {ids} \
-                 UNION SELECT t.card_id FROM transactions t JOIN {origs} \
-                     ON t.environment = o.environment AND t.network_transaction_id = o.ntid \
-                     WHERE t.kind = 'authorization') \
-             ORDER BY a.id{lock}",
+             FROM cards c JOIN accounts a ON a.id = c.account_id JOIN programs p ON p.id = c.program_id",
             cards = prefixed(CARD_COLUMNS, "c"),
-            hashes = text_list(backend, 1, "h"),
-            ids = text_list(backend, 2, "i"),
-            origs = NTIDS.source(backend, "$3", "o"),
-            lock = for_update(backend, "a"),
         );
+        let sql = match backend {
+            // Locks are taken one card at a time, in account-id order.
+            Backend::Postgres => format!(
+                "WITH k AS MATERIALIZED ({named}), \
+                 targets AS MATERIALIZED (SELECT c.id, c.account_id FROM {} ORDER BY c.account_id) \
+                 SELECT r.* FROM targets CROSS JOIN LATERAL (SELECT {row} WHERE c.id = targets.id OFFSET 0 FOR UPDATE OF a) r",
+                each(backend, "k", "cards", "c", "c.id = k.id", "c.id, c.account_id"),
+            ),
+            Backend::Sqlite => format!("SELECT {row} WHERE c.id IN ({named}) ORDER BY a.id"),
+        };
         let q = sqlx::query(AssertSqlSafe(sql))
             .bind(text_array(pan_hashes.iter().copied()))
             .bind(text_array(card_ids.iter().copied()))
@@ -138,9 +169,15 @@ impl NetworkBatch {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT m.environment, m.network_transaction_id, m.response FROM network_messages m JOIN {src} \
-             ON m.environment = o.environment AND m.network_transaction_id = o.ntid",
-            src = NTIDS.source(self.backend, "$1", "o"),
+            "SELECT m.environment, m.network_transaction_id, m.response FROM {}",
+            each(
+                self.backend,
+                &NTIDS.source(self.backend, "$1", "o"),
+                "network_messages",
+                "m",
+                "m.environment = o.environment AND m.network_transaction_id = o.ntid",
+                "m.environment, m.network_transaction_id, m.response",
+            ),
         );
         let q = sqlx::query(AssertSqlSafe(sql)).bind(ntid_rows(keys));
         let rows = self.exec().fetch_all(q).await?;
@@ -167,14 +204,29 @@ impl NetworkBatch {
             return Ok(Vec::new());
         }
         let backend = self.backend;
+        let named = format!(
+            "(SELECT t.id FROM {} UNION SELECT value FROM {}) AS k",
+            each(
+                backend,
+                &NTIDS.source(backend, "$1", "o"),
+                "transactions",
+                "t",
+                "t.environment = o.environment AND t.network_transaction_id = o.ntid AND t.kind = 'authorization'",
+                "t.id"
+            ),
+            text_list(backend, 2, "i"),
+        );
         let sql = format!(
-            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id IN (\
-                 SELECT t.id FROM transactions t JOIN {origs} \
-                     ON t.environment = o.environment AND t.network_transaction_id = o.ntid \
-                     WHERE t.kind = 'authorization' \
-                 UNION SELECT value FROM {ids})",
-            origs = NTIDS.source(backend, "$1", "o"),
-            ids = text_list(backend, 2, "i"),
+            "SELECT {} FROM {}",
+            prefixed(TRANSACTION_COLUMNS, "x"),
+            each(
+                backend,
+                &named,
+                "transactions",
+                "x",
+                "x.id = k.id",
+                &prefixed(TRANSACTION_COLUMNS, "x")
+            ),
         );
         let q = sqlx::query(AssertSqlSafe(sql))
             .bind(ntid_rows(originals))
@@ -189,8 +241,16 @@ impl NetworkBatch {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {CONTROL_COLUMNS} FROM spend_controls WHERE active = 1 AND scope_id IN (SELECT value FROM {list})",
-            list = text_list(self.backend, 1, "l"),
+            "SELECT {} FROM {}",
+            prefixed(CONTROL_COLUMNS, "s"),
+            each(
+                self.backend,
+                &text_list(self.backend, 1, "l"),
+                "spend_controls",
+                "s",
+                "s.scope_id = l.value AND s.active = 1",
+                &prefixed(CONTROL_COLUMNS, "s"),
+            ),
         );
         let q = sqlx::query(AssertSqlSafe(sql)).bind(text_array(scope_ids.iter().copied()));
         let rows = self.exec().fetch_all(q).await?;
@@ -221,11 +281,17 @@ impl NetworkBatch {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN (SELECT value FROM {list}) ORDER BY id{lock}",
-            list = text_list(self.backend, 1, "l"),
-            lock = for_update(self.backend, ""),
-        );
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "WITH l AS MATERIALIZED (SELECT value FROM {} ORDER BY value) SELECT r.* FROM l \
+                 CROSS JOIN LATERAL (SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = l.value OFFSET 0 FOR UPDATE) r",
+                text_list(self.backend, 1, "j"),
+            ),
+            Backend::Sqlite => format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN (SELECT value FROM {}) ORDER BY id",
+                text_list(self.backend, 1, "l"),
+            ),
+        };
         let q = sqlx::query(AssertSqlSafe(sql)).bind(text_array(ids.iter().map(|i| i.as_str())));
         let rows = self.exec().fetch_all(q).await?;
         rows.iter().map(account_from_row).collect()
@@ -322,12 +388,22 @@ pub(super) async fn usage(exec: &mut Exec<'_>, usages: &[TrackedUsage]) -> Resul
         return Ok(Vec::new());
     }
     let source = USAGES.source(exec.backend, "$1", "x");
+    let backend = exec.backend;
     let per_scope = |column: &str, kind: &str| {
+        let counted = each(
+            backend,
+            &source,
+            "transactions",
+            "t",
+            &format!(
+                "t.{column} = x.scope_id AND t.created_at >= x.start AND t.kind = 'authorization' \
+                 AND t.state IN ('PENDING', 'COMPLETE', 'REVERSED') AND (x.mccs = '' OR x.mccs LIKE '%,' || t.mcc || ',%')"
+            ),
+            "t.id, t.authorized_amount, t.reversed_amount, t.created_at",
+        );
         format!(
             "SELECT x.i AS i, CAST(COALESCE(SUM(t.authorized_amount - t.reversed_amount), 0) AS BIGINT) AS amount, \
-             COUNT(t.id) AS n, MIN(t.created_at) AS oldest FROM {source} JOIN transactions t ON t.{column} = x.scope_id \
-             AND t.created_at >= x.start AND t.kind = 'authorization' AND t.state IN ('PENDING', 'COMPLETE', 'REVERSED') \
-             AND (x.mccs = '' OR x.mccs LIKE '%,' || t.mcc || ',%') WHERE x.kind = '{kind}' GROUP BY x.i"
+             COUNT(t.id) AS n, MIN(t.created_at) AS oldest FROM {counted} WHERE x.kind = '{kind}' GROUP BY x.i"
         )
     };
     let sql = format!(
