@@ -27,8 +27,8 @@ use crate::middleware::{
 };
 use crate::people::staff_session;
 use crate::routes::{
-    api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
-    ops_people, programs, sandbox, simulate, transactions, webhooks,
+    api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
+    ops_cases, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 use crate::secrets::{Secrets, card_keys, open_vault};
 use crate::shutdown::InFlight;
@@ -167,6 +167,28 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/webhook_endpoints/{endpoint_id}/replay", post(webhooks::replay))
         .route("/events/{event_id}/redeliver", post(webhooks::redeliver_event))
+        .route("/transactions/{transaction_id}/disputes", post(disputes::file_dispute))
+        .route("/disputes", get(disputes::list_disputes))
+        .route("/disputes/{dispute_id}", get(disputes::get_dispute))
+        .route(
+            "/disputes/{dispute_id}/evidence",
+            get(disputes::list_evidence)
+                .post(disputes::add_evidence)
+                .layer(DefaultBodyLimit::max(document_body_limit(&state))),
+        )
+        .route("/disputes/{dispute_id}/withdraw", post(disputes::withdraw_dispute))
+        .route(
+            "/programs/{program_id}/dispute_policy",
+            get(disputes::get_policy).put(disputes::put_policy),
+        )
+        .route(
+            "/simulate/disputes/{dispute_id}/network",
+            post(disputes::simulate_network),
+        )
+        .route(
+            "/simulate/disputes/{dispute_id}/representment",
+            post(disputes::simulate_representment).layer(DefaultBodyLimit::max(document_body_limit(&state))),
+        )
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
@@ -227,6 +249,12 @@ pub fn router(state: AppState) -> Router {
             "/ops/programs/{program_id}/approval_chains/{trigger}",
             put(ops_cases::put_chain),
         )
+        .route("/ops/disputes", get(ops_disputes::list_disputes))
+        .route("/ops/disputes/{dispute_id}", get(ops_disputes::get_dispute))
+        .route("/ops/disputes/{dispute_id}/assign", post(ops_disputes::assign_dispute))
+        .route("/ops/disputes/{dispute_id}/notes", post(ops_disputes::add_note))
+        .route("/ops/disputes/{dispute_id}/actions", post(ops_disputes::act_on_dispute))
+        .route("/ops/reports/disputes", get(ops_disputes::dispute_report))
         .route("/ops/audit", get(ops_audit::list_audit))
         .route("/ops/audit/export", get(ops_audit::export_audit))
         .route_layer(from_fn_with_state(state.clone(), staff_session))
@@ -343,6 +371,7 @@ impl Application {
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
         let expiry = tokio::spawn(expire_holds_periodically(state.clone()));
         let checkpoints = tokio::spawn(checkpoint_periodically(state.clone()));
+        let dispute_clock = tokio::spawn(run_dispute_deadlines(state.clone()));
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
             tokio::spawn(crate::delivery::run(crate::delivery::Deliverer::new(&state), poll))
@@ -377,6 +406,7 @@ impl Application {
         purge.abort();
         expiry.abort();
         checkpoints.abort();
+        dispute_clock.abort();
         if let Some(w) = webhooks {
             w.abort();
         }
@@ -385,6 +415,19 @@ impl Application {
         let shutdown_ms = signalled_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
         tracing::info!(shutdown_ms, "stopped");
         served
+    }
+}
+
+async fn run_dispute_deadlines(state: AppState) {
+    let every = Duration::from_millis(state.config.dispute_deadlines_interval_ms.max(10));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match state.disputes.run_deadlines(Timestamp::now()).await {
+            Ok(run) if run == cardplane_engine::disputes::DeadlineRun::default() => {}
+            Ok(run) => tracing::info!(?run, "dispute deadlines"),
+            Err(e) => tracing::warn!(error = %e, "dispute deadline run failed"),
+        }
     }
 }
 

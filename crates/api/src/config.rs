@@ -41,6 +41,9 @@ pub struct Config {
     pub authorization_batch_size_max: usize,
     /// Authorization writers committing batches side by side (PostgreSQL; SQLite always uses one).
     pub authorization_writers: usize,
+    /// How often the Regulation E clock runs over open disputes (provisional credit due,
+    /// resolution deadlines); every process runs it, a case moves once.
+    pub dispute_deadlines_interval_ms: u64,
     pub webhooks: WebhooksConfig,
     pub operators: OperatorsConfig,
 }
@@ -135,6 +138,7 @@ impl Default for Config {
             custodian_breaker_open_ms: 30_000,
             authorization_batch_size_max: 256,
             authorization_writers: 2,
+            dispute_deadlines_interval_ms: 60_000,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
         }
@@ -157,6 +161,7 @@ impl fmt::Debug for Config {
             .field("request_header_limit_bytes", &self.request_header_limit_bytes)
             .field("authorization_batch_size_max", &self.authorization_batch_size_max)
             .field("authorization_writers", &self.authorization_writers)
+            .field("dispute_deadlines_interval_ms", &self.dispute_deadlines_interval_ms)
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
@@ -329,6 +334,9 @@ impl Config {
         }
         if let Some(v) = get("CARDPLANE_AUTHORIZATION_WRITERS") {
             self.authorization_writers = parsed("CARDPLANE_AUTHORIZATION_WRITERS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_DISPUTE_DEADLINES_INTERVAL_MS") {
+            self.dispute_deadlines_interval_ms = parsed("CARDPLANE_DISPUTE_DEADLINES_INTERVAL_MS", v)?;
         }
         if let Some(v) = get("CARDPLANE_LISTEN") {
             self.listen = parsed("CARDPLANE_LISTEN", v)?;

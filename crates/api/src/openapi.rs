@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
-    ops_people, programs, sandbox, simulate, transactions, webhooks,
+    api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
+    ops_cases, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -147,6 +147,22 @@ impl Modify for BasicAuth {
         ops_cases::put_chain,
         ops_audit::list_audit,
         ops_audit::export_audit,
+        disputes::file_dispute,
+        disputes::list_disputes,
+        disputes::get_dispute,
+        disputes::add_evidence,
+        disputes::list_evidence,
+        disputes::withdraw_dispute,
+        disputes::get_policy,
+        disputes::put_policy,
+        disputes::simulate_network,
+        disputes::simulate_representment,
+        ops_disputes::list_disputes,
+        ops_disputes::get_dispute,
+        ops_disputes::assign_dispute,
+        ops_disputes::add_note,
+        ops_disputes::act_on_dispute,
+        ops_disputes::dispute_report,
     ),
     modifiers(&BasicAuth),
     tags(
@@ -160,8 +176,9 @@ impl Modify for BasicAuth {
         (name = "API keys", description = "Credentials of your tenant, per environment"),
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),
+        (name = "Disputes", description = "Chargebacks: the cardholder's claim, Regulation E provisional credit and deadlines, evidence, the network cycle (simulated in the sandbox)"),
         (name = "Webhooks", description = "Signed event delivery (Standard Webhooks), the delivery log, replay"),
-        (name = "Operations console", description = "People (operators and tenant users), sign-in with TOTP, the compliance queue with approval chains and documents, and the audit log. Cookie session + X-CSRF-Token."),
+        (name = "Operations console", description = "People (operators and tenant users), sign-in with TOTP, the compliance queue with approval chains and documents, the dispute queue and report, and the audit log. Cookie session + X-CSRF-Token."),
     )
 )]
 pub struct ApiDoc;

@@ -57,6 +57,8 @@ pub struct Services {
     pub network: Arc<dyn NetworkStore>,
     /// The authorization engine: every network message goes through it.
     pub engine: Engine,
+    /// Disputes: filing, the network cycle, provisional credit and the Regulation E clock.
+    pub disputes: cardplane_engine::disputes::DisputeDesk,
     pub limits: Arc<crate::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
@@ -158,6 +160,12 @@ impl AppState {
             transactions: store.clone(),
             network: store.clone(),
             engine,
+            disputes: cardplane_engine::disputes::DisputeDesk::new(
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+            ),
             limits: Arc::new(limits),
             card_keys,
             idempotency: store.clone(),

@@ -132,6 +132,9 @@ pub enum DisputeEvent {
     Withdraw,
     /// The issuer denies the claim before it reaches the network.
     Deny,
+    /// Regulation E's resolution deadline passed with the case open: the cardholder keeps the
+    /// credit for good (the program bears it).
+    ResolutionDeadlinePassed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +228,7 @@ impl DisputeState {
             (S::New | S::PendingCustomer, E::Submit) => to(S::Submitted),
             (S::New | S::PendingCustomer, E::Deny) => Ok(Self::closed(Disposition::Denied, 0)),
             (_, E::Withdraw) => Ok(Self::closed(Disposition::Withdrawn, 0)),
+            (_, E::ResolutionDeadlinePassed) => Ok(Self::closed(Disposition::Won, disputed)),
             (S::Submitted, E::MerchantAccepted) => Ok(Self::closed(Disposition::Won, disputed)),
             (S::Submitted, E::Represented) => to(S::Representment),
             (S::Representment, E::AcceptRepresentment) => Ok(Self::closed(Disposition::Lost, 0)),
@@ -642,7 +646,7 @@ pub fn credit_made_final_journal(
 mod tests {
     use super::*;
 
-    const EVENTS: [DisputeEvent; 14] = [
+    const EVENTS: [DisputeEvent; 15] = [
         DisputeEvent::RequestEvidence,
         DisputeEvent::EvidenceReceived,
         DisputeEvent::Submit,
@@ -657,6 +661,7 @@ mod tests {
         DisputeEvent::Ruled(Ruling::Partly(40)),
         DisputeEvent::Withdraw,
         DisputeEvent::Deny,
+        DisputeEvent::ResolutionDeadlinePassed,
     ];
 
     fn at(status: DisputeStatus) -> DisputeState {
@@ -728,6 +733,10 @@ mod tests {
                     }
                     (Ok(to), None, E::Withdraw) => {
                         assert_eq!(to.disposition, Some(Disposition::Withdrawn), "{from:?}");
+                        assert_ne!(*from, S::Closed);
+                    }
+                    (Ok(to), None, E::ResolutionDeadlinePassed) => {
+                        assert_eq!((to.disposition, to.recovered), (Some(Disposition::Won), Some(100)));
                         assert_ne!(*from, S::Closed);
                     }
                     (Err(x), None, _) => {
@@ -852,7 +861,9 @@ mod tests {
         let mut pending = t.clone();
         pending.state = TransactionState::Pending;
         assert_eq!(
-            file(context(&pending, 0, 0), claim(100, DisputeReason::Other, filed), now).unwrap_err().code(),
+            file(context(&pending, 0, 0), claim(100, DisputeReason::Other, filed), now)
+                .unwrap_err()
+                .code(),
             "transaction_not_disputable"
         );
         let late = day("2027-03-03T12:00:00Z");
@@ -861,12 +872,27 @@ mod tests {
             Err(FilingError::WindowClosed(_))
         ));
         assert_eq!(
-            file(context(&t, 0, 15), claim(100, DisputeReason::FraudCardNotPresent, filed), now),
+            file(
+                context(&t, 0, 15),
+                claim(100, DisputeReason::FraudCardNotPresent, filed),
+                now
+            ),
             Err(FilingError::FraudLimit(15))
         );
-        assert!(file(context(&t, 0, 15), claim(100, DisputeReason::NotAsDescribed, filed), now).is_ok());
+        assert!(
+            file(
+                context(&t, 0, 15),
+                claim(100, DisputeReason::NotAsDescribed, filed),
+                now
+            )
+            .is_ok()
+        );
         assert_eq!(
-            file(context(&t, 0, 0), claim(100, DisputeReason::Other, now.plus_secs(60)), now),
+            file(
+                context(&t, 0, 0),
+                claim(100, DisputeReason::Other, now.plus_secs(60)),
+                now
+            ),
             Err(FilingError::FiledInFuture)
         );
     }
@@ -888,7 +914,11 @@ mod tests {
         let mut young = context(&online, 0, 0);
         young.account_opened_at = day("2026-11-10T00:00:00Z");
         let d = file(young, claim(100, DisputeReason::Other, filed), filed).unwrap();
-        assert_eq!(d.resolution_due_at.to_rfc3339(), "2027-02-23T23:59:59.999Z", "a new account");
+        assert_eq!(
+            d.resolution_due_at.to_rfc3339(),
+            "2027-02-23T23:59:59.999Z",
+            "a new account"
+        );
     }
 
     #[test]
@@ -922,6 +952,10 @@ mod tests {
         // Won with nothing granted: the card gets it all.
         d.provisional_credit = 0;
         let won = chargeback_journal(&d, &accounts, 800, now).unwrap();
-        assert!(won.entries.iter().any(|e| e.account_id == d.account_id && e.delta() == 800));
+        assert!(
+            won.entries
+                .iter()
+                .any(|e| e.account_id == d.account_id && e.delta() == 800)
+        );
     }
 }

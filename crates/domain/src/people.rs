@@ -66,6 +66,8 @@ crate::wire_enum!(Action {
     ManageApprovalChains => "approval_chains.write",
     ViewAudit => "audit.read",
     ExportAudit => "audit.export",
+    ViewDisputes => "disputes.read",
+    WorkDisputes => "disputes.write",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -86,6 +88,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewAudit
                 | ExportAudit
+                | ViewDisputes
+                | WorkDisputes
         ),
         Role::Operator(O::Operations) => matches!(
             action,
@@ -97,14 +101,23 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewCases
                 | WorkCases
                 | ViewApprovalChains
+                | ViewDisputes
+                | WorkDisputes
         ),
         Role::Operator(O::Support) => matches!(
             action,
-            ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains
+            ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains | ViewDisputes
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
-            ViewOperators | ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains | ViewAudit
+            ViewOperators
+                | ViewTenants
+                | ViewTenantUsers
+                | ViewApiKeys
+                | ViewCases
+                | ViewApprovalChains
+                | ViewAudit
+                | ViewDisputes
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
@@ -273,6 +286,8 @@ mod tests {
             (ManageApprovalChains, [true, false, false, false, false, false, false, false]),
             (ViewAudit,            [true, true,  false, false, true,  false, false, false]),
             (ExportAudit,          [true, true,  false, false, false, false, false, false]),
+            (ViewDisputes,         [true, true,  true,  true,  true,  false, false, false]),
+            (WorkDisputes,         [true, true,  true,  false, false, false, false, false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

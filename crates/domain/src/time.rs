@@ -42,6 +42,12 @@ impl Timestamp {
         self.to_offset_date_time().date()
     }
 
+    /// Parses an RFC 3339 instant (any offset), or None.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+        i64::try_from(t.unix_timestamp_nanos() / 1000).ok().map(Self)
+    }
+
     pub fn to_rfc3339(self) -> String {
         let fmt =
             time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");

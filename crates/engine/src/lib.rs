@@ -4,4 +4,5 @@
 //! HTTP request. The first is the batch authorization engine.
 
 pub mod authorization;
+pub mod disputes;
 pub mod views;

@@ -206,7 +206,7 @@ fn approval_from_row(row: &AnyRow) -> Result<(CaseId, Approval), StoreError> {
 const DOCUMENT_COLUMNS: &str = "id, tenant_id, environment, cardholder_id, case_id, kind, file_name, content_type, \
      size_bytes, sha256, storage_key, uploaded_by, created_at";
 
-fn document_from_row(row: &AnyRow) -> Result<DocumentRecord, StoreError> {
+pub(crate) fn document_from_row(row: &AnyRow) -> Result<DocumentRecord, StoreError> {
     Ok(DocumentRecord {
         id: parse(DocumentId::parse(&row.try_get::<String, _>("id")?))?,
         tenant_id: parse(TenantId::parse(&row.try_get::<String, _>("tenant_id")?))?,
@@ -257,7 +257,7 @@ pub(crate) async fn insert_case_row(conn: &mut AnyConnection, case: &Case) -> Re
     Ok(done.rows_affected() == 1)
 }
 
-async fn insert_document_row(conn: &mut AnyConnection, d: &DocumentRecord) -> Result<(), StoreError> {
+pub(crate) async fn insert_document_row(conn: &mut AnyConnection, d: &DocumentRecord) -> Result<(), StoreError> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     )))

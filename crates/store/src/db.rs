@@ -108,6 +108,21 @@ fn migrator(backend: Backend) -> Migrator {
         ),
         migration(21, "append only", append_only),
         migration(22, "system case notes", system_notes),
+        migration(24, "disputes", include_str!("../migrations/0024_disputes.sql")),
+        match backend {
+            Backend::Sqlite => Migration::new(
+                25,
+                "dispute accounts".into(),
+                MigrationType::Simple,
+                sqlx::AssertSqlSafe(include_str!("../migrations/0025_dispute_accounts.sqlite.sql")).into_sql_str(),
+                true,
+            ),
+            Backend::Postgres => migration(
+                25,
+                "dispute accounts",
+                include_str!("../migrations/0025_dispute_accounts.postgres.sql"),
+            ),
+        },
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

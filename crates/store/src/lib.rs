@@ -32,6 +32,7 @@ pub mod bench;
 pub mod cardholders;
 pub mod cards;
 pub mod compliance;
+pub mod disputes;
 pub mod events;
 pub mod idempotency;
 pub mod ledger;

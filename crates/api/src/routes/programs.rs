@@ -25,12 +25,13 @@ use crate::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{ProgramEnvelope, ProgramFundingEnvelope, ProgramFundingView, ProgramList, ProgramView, page_items};
 
-const PROGRAM_ACCOUNTS: [AccountKind; 5] = [
+const PROGRAM_ACCOUNTS: [AccountKind; 6] = [
     AccountKind::ProgramFunding,
     AccountKind::ProgramSettlement,
     AccountKind::ProgramFees,
     AccountKind::ProgramExternal,
     AccountKind::ProgramLosses,
+    AccountKind::ProgramDisputes,
 ];
 const AGE_MAX: u8 = 100;
 

@@ -261,7 +261,10 @@ fn the_openapi_document_gives_generated_clients_schemas_types_and_security() {
             }
         }
     }
-    assert_eq!(uploads, 2, "both document uploads describe their parts");
+    assert_eq!(
+        uploads, 4,
+        "every document upload (KYC, case, dispute evidence, representment) describes its parts"
+    );
     assert!(limits >= 15, "every list takes a limit: {limits}");
 }
 

@@ -11,6 +11,7 @@ mod cards;
 mod contract;
 mod conventions;
 mod custodian;
+mod disputes;
 mod engine;
 mod fuzz_http;
 mod idempotency;

@@ -18,8 +18,8 @@ use crate::support::{TestApp, seed_cardholder, send};
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A signed-in person: the session cookie, the CSRF token, and the TOTP secret once enrolled.
-struct Staffer {
-    id: String,
+pub(crate) struct Staffer {
+    pub(crate) id: String,
     email: String,
     cookie: String,
     csrf: String,
@@ -66,18 +66,18 @@ impl Staffer {
         }
     }
 
-    fn request(&self, app: &TestApp, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, app: &TestApp, method: Method, path: &str) -> reqwest::RequestBuilder {
         app.http
             .request(method, app.url(path))
             .header("cookie", &self.cookie)
             .header("x-csrf-token", &self.csrf)
     }
 
-    async fn get(&self, app: &TestApp, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, app: &TestApp, path: &str) -> (StatusCode, Value) {
         send(self.request(app, Method::GET, path)).await
     }
 
-    async fn post(&self, app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
         send(self.request(app, Method::POST, path).json(body)).await
     }
 
@@ -131,14 +131,14 @@ async fn add_person(app: &TestApp, email: &str, role: Role, tenant: Option<&Tena
 }
 
 /// A signed-in person with TOTP enrolled.
-async fn staff(app: &TestApp, email: &str, role: Role, tenant: Option<&TenantId>) -> Staffer {
+pub(crate) async fn staff(app: &TestApp, email: &str, role: Role, tenant: Option<&TenantId>) -> Staffer {
     add_person(app, email, role, tenant).await;
     let mut p = Staffer::login(app, email, None).await;
     p.enrol(app).await;
     p
 }
 
-async fn admin(app: &TestApp) -> Staffer {
+pub(crate) async fn admin(app: &TestApp) -> Staffer {
     create_operator(
         &app.state,
         "root@example.com",
@@ -379,6 +379,7 @@ fn endpoints(tenant: &str) -> Vec<(Method, String, Option<Value>, Action)> {
     let nobody = "usr_0000000000000000000000000000000a";
     let case = "case_0000000000000000000000000000000a";
     let program = "prog_0000000000000000000000000000000a";
+    let dispute = "dsp_0000000000000000000000000000000a";
     vec![
         (Method::GET, "/ops/operators".into(), None, Action::ViewOperators),
         (
@@ -489,6 +490,32 @@ fn endpoints(tenant: &str) -> Vec<(Method, String, Option<Value>, Action)> {
         ),
         (Method::GET, "/ops/audit".into(), None, Action::ViewAudit),
         (Method::GET, "/ops/audit/export".into(), None, Action::ExportAudit),
+        (Method::GET, "/ops/disputes".into(), None, Action::ViewDisputes),
+        (
+            Method::GET,
+            format!("/ops/disputes/{dispute}"),
+            None,
+            Action::ViewDisputes,
+        ),
+        (
+            Method::POST,
+            format!("/ops/disputes/{dispute}/assign"),
+            Some(json!({"assignee_id": null})),
+            Action::WorkDisputes,
+        ),
+        (
+            Method::POST,
+            format!("/ops/disputes/{dispute}/notes"),
+            Some(json!({"body": "x"})),
+            Action::WorkDisputes,
+        ),
+        (
+            Method::POST,
+            format!("/ops/disputes/{dispute}/actions"),
+            Some(json!({"action": "submit"})),
+            Action::WorkDisputes,
+        ),
+        (Method::GET, "/ops/reports/disputes".into(), None, Action::ViewDisputes),
     ]
 }
 
@@ -762,7 +789,7 @@ async fn one_person_cannot_complete_a_four_eyes_chain_twice(b: Backend) {
     assert!(case["due_at"].as_str().is_some());
 }
 
-fn png(size: usize) -> Vec<u8> {
+pub(crate) fn png(size: usize) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     bytes.resize(size, 7);
     bytes
