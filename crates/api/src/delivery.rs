@@ -301,10 +301,7 @@ impl Deliverer {
         for (name, value) in webhook::standard_headers(msg_id, timestamp, signature) {
             request = request.header(name, value);
         }
-        let response = request
-            .body(body)
-            .send()
-            .await;
+        let response = request.body(body).send().await;
         let mut response = match response {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return failed("timeout"),

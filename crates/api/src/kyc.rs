@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cardplane_domain::Timestamp;
-use cardplane_domain::webhook;
 use cardplane_domain::kyc::{
     AddressReason, FileReason, IdentityReason, KycApplicant, KycResult, KycStatus, sandbox_verdict,
 };
+use cardplane_domain::webhook;
 use serde::{Deserialize, Serialize};
 
 #[async_trait]
