@@ -410,7 +410,7 @@ impl Application {
         if let Some(w) = webhooks {
             w.abort();
         }
-        state.db.close().await;
+        state.close_db().await;
         let signalled_at = *stopped.borrow();
         let shutdown_ms = signalled_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
         tracing::info!(shutdown_ms, "stopped");
@@ -455,7 +455,7 @@ async fn checkpoint_periodically(state: AppState) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     loop {
         tick.tick().await;
-        if let Err(e) = state.db.checkpoint().await {
+        if let Err(e) = state.checkpoint_db().await {
             tracing::debug!(error = %e, "checkpoint skipped");
         }
     }

@@ -297,15 +297,11 @@ impl Deliverer {
             Environment::Sandbox => &self.sandbox,
             Environment::Live => &self.live,
         };
-        let response = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", msg_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
+        let mut request = client.post(url).header("content-type", "application/json");
+        for (name, value) in webhook::standard_headers(msg_id, timestamp, signature) {
+            request = request.header(name, value);
+        }
+        let response = request.body(body).send().await;
         let mut response = match response {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return failed("timeout"),

@@ -9,9 +9,8 @@ use cardplane_domain::Timestamp;
 use cardplane_domain::kyc::{
     AddressReason, FileReason, IdentityReason, KycApplicant, KycResult, KycStatus, sandbox_verdict,
 };
-use hmac::{Hmac, Mac};
+use cardplane_domain::webhook;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 #[async_trait]
 pub trait KycProvider: Send + Sync {
@@ -107,18 +106,6 @@ impl HttpKyc {
         Self { client, url, secret }
     }
 
-    fn signature(&self, timestamp: i64, body: &[u8]) -> Option<String> {
-        let secret = self.secret.as_ref()?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        Some(format!(
-            "t={timestamp},v1={}",
-            cardplane_domain::api_key::hex(&mac.finalize().into_bytes())
-        ))
-    }
-
     async fn call(&self, applicant: &KycApplicant) -> Result<KycResult, String> {
         let id = &applicant.identity;
         let a = &id.address;
@@ -144,8 +131,13 @@ impl HttpKyc {
         };
         let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
         let mut request = self.client.post(&self.url).header("content-type", "application/json");
-        if let Some(sig) = self.signature(Timestamp::now().unix_seconds(), &body) {
-            request = request.header("cardplane-signature", sig);
+        if let Some(secret) = &self.secret {
+            let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+            let timestamp = Timestamp::now().unix_seconds();
+            let signature = webhook::sign(secret.as_bytes(), &id, timestamp, &body);
+            for (name, value) in webhook::standard_headers(&id, timestamp, signature) {
+                request = request.header(name, value);
+            }
         }
         let mut response = request
             .body(body)

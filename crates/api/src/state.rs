@@ -45,7 +45,8 @@ impl std::ops::Deref for AppState {
 
 pub struct Services {
     pub config: Arc<Config>,
-    pub db: Db,
+    /// Private: handlers reach data only through the narrow stores below.
+    db: Db,
     pub tenants: Arc<dyn TenantStore>,
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub cardholders: Arc<dyn CardholderStore>,
@@ -194,5 +195,26 @@ impl AppState {
 
     pub fn backend(&self) -> Backend {
         self.db.backend()
+    }
+
+    /// Closes the database pool (shutdown and one-shot commands).
+    pub async fn close_db(&self) {
+        self.db.close().await;
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping_db(&self) -> Result<(), cardplane_store::StoreError> {
+        self.db.ping().await
+    }
+
+    /// A SQLite checkpoint beside the writer (a no-op on PostgreSQL).
+    pub async fn checkpoint_db(&self) -> Result<(), cardplane_store::StoreError> {
+        self.db.checkpoint().await
+    }
+
+    /// The whole SQL store, for operator commands that span aggregates (key rotation, bench
+    /// provisioning); handlers use the narrow stores.
+    pub fn sql_store(&self) -> SqlStore {
+        SqlStore::new(self.db.clone())
     }
 }

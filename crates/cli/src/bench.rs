@@ -20,9 +20,9 @@ use cardplane_domain::money::{Currency, Money};
 use cardplane_domain::pan::Pan;
 use cardplane_domain::program::{FormFactor, FundingModel, Network, Program, ProgramStatus};
 use cardplane_domain::{Environment, Timestamp};
+use cardplane_store::Scope;
 use cardplane_store::cardholders::CardholderWrite;
 use cardplane_store::cards::{CardIssue, Posted};
-use cardplane_store::{Scope, SqlStore};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -255,7 +255,7 @@ async fn finish_books(
 
 /// Funds the program and bulk-issues `count` more funded cards, returning their PANs.
 async fn provision(state: &AppState, books: &Books, count: usize) -> anyhow::Result<Vec<BenchCard>> {
-    let store = SqlStore::new(state.db.clone());
+    let store = state.sql_store();
     let external = state
         .programs
         .program_account(&books.scope, &books.program.id, AccountKind::ProgramExternal)
@@ -723,7 +723,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
         let more = size.saturating_sub(all_cards.len());
         eprintln!("provisioning {more} cards ({size} in all)");
         all_cards.extend(provision(&state, &books, more).await?);
-        SqlStore::new(state.db.clone()).settle_after_provisioning().await?;
+        state.sql_store().settle_after_provisioning().await?;
         let server = start_server(&state).await?;
         let pid = server.child.id();
         let peak = Arc::new(AtomicU64::new(0));
@@ -771,7 +771,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
         drop(server);
         all_cards = Arc::try_unwrap(cards).unwrap_or_default();
         let report = state.ledger.verify_ledger().await?;
-        let (held, _) = SqlStore::new(state.db.clone()).tenant_holds(&books.scope).await?;
+        let (held, _) = state.sql_store().tenant_holds(&books.scope).await?;
         // Holds stay open across growth steps, so compare against every step's approvals.
         total_approved_minor += i64::try_from(counters.approved_minor.load(Ordering::Relaxed))?;
         let secs = elapsed.as_secs_f64();
@@ -815,7 +815,8 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
     };
     let naive_db_bound_per_s = if o.baselines {
         Some(
-            SqlStore::new(state.db.clone())
+            state
+                .sql_store()
                 .naive_transfer_bound(32, Duration::from_secs(5))
                 .await?,
         )

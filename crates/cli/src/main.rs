@@ -14,7 +14,6 @@ use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::people::OperatorRole;
 use cardplane_domain::vault::Kek;
-use cardplane_store::SqlStore;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -278,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let state = open_state(config).await?;
             tracing::info!(backend = state.backend().name(), "migrations applied");
-            state.db.close().await;
+            state.close_db().await;
         }
         Command::Tenant {
             command:
@@ -311,7 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 }),
             )
             .await?;
-            state.db.close().await;
+            state.close_db().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenant)?);
             } else {
@@ -332,7 +331,7 @@ async fn main() -> anyhow::Result<()> {
                 (None, _) => Kek::generate(),
             };
             let state = open_state(config).await?;
-            let n = rotate_kek(&SqlStore::new(state.db.clone()), &old, &new).await?;
+            let n = rotate_kek(&state.sql_store(), &old, &new).await?;
             cardplane_api::admin::audit_cli(
                 &state,
                 "cardplane keys rotate-kek",
@@ -341,7 +340,7 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({ "from": old.id(), "data_keys": n }),
             )
             .await?;
-            state.db.close().await;
+            state.close_db().await;
             if store_rotated_kek(&state.config, &new)? {
                 eprintln!(
                     "re-wrapped {n} data key(s) from {} to {}; the key file now holds the new KEK",
@@ -384,7 +383,7 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({ "environment": environment.as_str(), "name": name }),
             )
             .await?;
-            state.db.close().await;
+            state.close_db().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&issued)?);
             } else {
@@ -449,7 +448,7 @@ async fn main() -> anyhow::Result<()> {
                 baselines: !no_baselines,
             };
             let report = bench::run(state.clone(), options).await?;
-            state.db.close().await;
+            state.close_db().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -464,7 +463,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let state = open_state(config).await?;
             let report = state.ledger.verify_ledger().await?;
-            state.db.close().await;
+            state.close_db().await;
             println!(
                 "{} accounts, {} journals, {} entries checked",
                 report.accounts, report.journals, report.entries
@@ -500,7 +499,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let state = open_state(config).await?;
             let person = cardplane_api::admin::create_operator(&state, &email, &name, role, password).await;
-            state.db.close().await;
+            state.close_db().await;
             let person = person?;
             if json {
                 println!(
@@ -521,7 +520,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let state = open_state(config).await?;
             let result = state.audit.verify_audit().await;
-            state.db.close().await;
+            state.close_db().await;
             match result? {
                 Ok((entries, head)) => {
                     println!("audit verify: clean ({entries} entries, head {head})");

@@ -1,7 +1,7 @@
 //! KYC statuses and reasons exactly as the Apto Core API lists them, the rules that tie them
 //! together (all reasons null when PASSED), and the deterministic sandbox provider.
 
-use crate::cardholder::{Document, Identity};
+use crate::identity::{Document, Identity};
 use crate::time::Timestamp;
 
 wire_enum!(KycStatus {

@@ -20,6 +20,7 @@ pub mod environment;
 pub mod error;
 pub mod event;
 pub mod idempotency;
+pub mod identity;
 pub mod ids;
 pub mod kyc;
 pub mod ledger;

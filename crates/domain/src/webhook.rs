@@ -118,6 +118,16 @@ impl fmt::Display for WebhookSecret {
     }
 }
 
+/// The three Standard Webhooks headers of one signed request (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`): webhook deliveries, custodian calls and the KYC adapter all send these.
+pub fn standard_headers(msg_id: &str, timestamp_secs: i64, signature: String) -> [(&'static str, String); 3] {
+    [
+        ("webhook-id", msg_id.to_owned()),
+        ("webhook-timestamp", timestamp_secs.to_string()),
+        ("webhook-signature", signature),
+    ]
+}
+
 /// The `webhook-signature` header: one `v1,...` per secret, space-separated (several while a
 /// rotation overlaps).
 pub fn signature_header(secrets: &[WebhookSecret], msg_id: &str, timestamp_secs: i64, body: &[u8]) -> String {

@@ -8,7 +8,8 @@ use cardplane_domain::page::{Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::effects::{insert_events, write_effect_records};
+use crate::sql::{ListSpec, list_page, opt_ts, ts};
 use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 #[async_trait]

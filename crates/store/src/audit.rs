@@ -8,7 +8,7 @@ use cardplane_domain::ids::AuditEntryId;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use crate::rows::{Bind, Filters, ts};
+use crate::sql::{Bind, Filters, ts};
 use crate::{SqlStore, StoreError};
 
 /// Filters for `/ops/audit`; every field narrows the result.

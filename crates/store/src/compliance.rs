@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::audit::append_audit;
-use crate::rows::{Bind, Filters, opt_ts, ts, write_effect_records};
+use crate::effects::write_effect_records;
+use crate::sql::{Bind, Filters, opt_ts, ts};
 use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

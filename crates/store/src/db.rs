@@ -146,7 +146,7 @@ fn pool_options(max: u32, acquire_timeout: Duration, sqlite_pragmas: &'static st
         .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                if Backend::of(conn) == Backend::Sqlite {
                     conn.execute(SQLITE_PRAGMAS).await?;
                     if !sqlite_pragmas.is_empty() {
                         conn.execute(sqlite_pragmas).await?;

@@ -6,7 +6,7 @@ use cardplane_domain::page::{Page, PageRequest};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::rows::{ListSpec, list_page, ts};
+use crate::sql::{ListSpec, list_page, ts};
 use crate::{Scope, SqlStore, StoreError};
 
 #[async_trait]

@@ -3,7 +3,7 @@ use cardplane_domain::Timestamp;
 use cardplane_domain::idempotency::{Claim, IDEMPOTENCY_CLAIM_STALE_SECS, IDEMPOTENCY_TTL_SECS};
 use sqlx::Row;
 
-use crate::rows::complete_idempotency;
+use crate::effects::complete_idempotency;
 use crate::{IdempotentResponse, Scope, SqlStore, StoreError};
 
 #[async_trait]

@@ -3,16 +3,16 @@
 //! whole transaction) when it would take the account below its floor.
 
 use async_trait::async_trait;
-use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
-use cardplane_domain::ids::{AccountId, JournalId, LedgerEntryId, ProgramId, TenantId};
-use cardplane_domain::ledger::{Account, AccountKind, Direction, Journal, balance_after};
+use cardplane_domain::ids::{AccountId, JournalId, LedgerEntryId};
+use cardplane_domain::ledger::{Account, Direction, Journal, balance_after};
 use cardplane_domain::money::{BALANCE_MAX_MINOR, Currency, Money};
 use cardplane_domain::page::{Page, PageRequest};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::rows::{ListSpec, list_page, ts};
+use crate::rows::accounts::account_from_row;
+use crate::sql::{ListSpec, list_page, ts};
 use crate::{Scope, SqlStore, StoreError};
 
 /// The constraint a posting refused by the balance limit (`domain::ledger::balance_after`) names
@@ -79,27 +79,6 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<Page<PostedEntry>, StoreError>;
     /// Recomputes every balance from its entries and checks every journal balances.
     async fn verify_ledger(&self) -> Result<LedgerReport, StoreError>;
-}
-
-pub(crate) const ACCOUNT_COLUMNS: &str =
-    "id, tenant_id, environment, program_id, kind, currency, floor, balance, held, created_at";
-
-pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
-    let env: String = row.try_get("environment")?;
-    let kind: String = row.try_get("kind")?;
-    let currency: String = row.try_get("currency")?;
-    Ok(Account {
-        id: AccountId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
-        environment: Environment::parse(&env).ok_or_else(|| StoreError::corrupt("account environment"))?,
-        program: ProgramId::parse(&row.try_get::<String, _>("program_id")?).map_err(StoreError::other)?,
-        kind: AccountKind::parse(&kind).ok_or_else(|| StoreError::corrupt("account kind"))?,
-        currency: Currency::parse(&currency).map_err(|_| StoreError::corrupt("account currency"))?,
-        floor: row.try_get("floor")?,
-        balance: row.try_get("balance")?,
-        held: row.try_get("held")?,
-        created_at: ts(row, "created_at")?,
-    })
 }
 
 pub(crate) async fn insert_account(conn: &mut AnyConnection, a: &Account) -> Result<(), StoreError> {

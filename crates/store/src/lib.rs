@@ -4,8 +4,10 @@
 //! owns its transaction.
 
 mod db;
+mod effects;
 mod error;
 mod rows;
+mod sql;
 
 /// A fixed set of wire names for a storage-level enum.
 #[macro_export]
@@ -28,6 +30,9 @@ macro_rules! store_enum {
 
 pub mod api_keys;
 pub mod audit;
+/// Bench provisioning (bulk tenants, cards and balances): compiled only for the CLI's `bench`
+/// command, never into a server built without the feature.
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cardholders;
 pub mod cards;

@@ -2,15 +2,16 @@
 //! controls.
 
 use async_trait::async_trait;
-use cardplane_domain::controls::{ControlScopeKind, SpendControl, SpendLimit, Window};
+use cardplane_domain::controls::SpendControl;
 use cardplane_domain::event::Event;
-use cardplane_domain::ids::{NetworkCredentialId, SpendControlId, TenantId};
+use cardplane_domain::ids::{NetworkCredentialId, SpendControlId};
 use cardplane_domain::page::{Page, PageRequest};
 use cardplane_domain::{Environment, Timestamp};
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::effects::{insert_events, write_effect_records};
+use crate::rows::controls::{CONTROL_COLUMNS, control_from_row};
+use crate::sql::{ListSpec, list_page, opt_ts, ts};
 use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,41 +48,6 @@ pub trait NetworkStore: Send + Sync {
     async fn list_spend_controls(&self, scope: &Scope, page: &PageRequest) -> Result<Page<SpendControl>, StoreError>;
     /// Active controls on any of these scope ids (a card, its cardholder, its program).
     async fn active_spend_controls(&self, scope_ids: &[&str]) -> Result<Vec<SpendControl>, StoreError>;
-}
-
-pub(crate) const CONTROL_COLUMNS: &str = "id, tenant_id, environment, scope_kind, scope_id, amount_limit, count_limit, window_kind, \
-    window_secs, mccs, active, created_at, updated_at";
-
-pub(crate) fn control_from_row(row: &AnyRow) -> Result<SpendControl, StoreError> {
-    let bad = || StoreError::corrupt("stored spend control");
-    let env: String = row.try_get("environment")?;
-    let kind: String = row.try_get("scope_kind")?;
-    let mccs: String = row.try_get("mccs")?;
-    let mccs: Vec<String> = serde_json::from_str(&mccs).map_err(|_| bad())?;
-    let window = Window::parse(
-        "c",
-        row.try_get::<String, _>("window_kind")?.as_str().into(),
-        row.try_get("window_secs")?,
-    )
-    .map_err(|_| bad())?;
-    Ok(SpendControl {
-        id: SpendControlId::parse(&row.try_get::<String, _>("id")?).map_err(StoreError::other)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(StoreError::other)?,
-        environment: Environment::parse(&env).ok_or_else(bad)?,
-        scope_kind: ControlScopeKind::parse(&kind).ok_or_else(bad)?,
-        scope_id: row.try_get("scope_id")?,
-        limit: SpendLimit::parse(
-            "c",
-            row.try_get("amount_limit")?,
-            row.try_get("count_limit")?,
-            window,
-            &mccs,
-        )
-        .map_err(|_| bad())?,
-        active: row.try_get::<i16, _>("active")? == 1,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::append_audit;
-use crate::rows::{opt_ts, ts};
+use crate::sql::{opt_ts, ts};
 use crate::{SqlStore, StoreError};
 
 /// A person with the secrets sign-in needs (never rendered).

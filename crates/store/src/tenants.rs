@@ -7,7 +7,8 @@ use cardplane_domain::version::ApiVersion;
 use sqlx::Row;
 
 use crate::api_keys::insert_api_key_row;
-use crate::rows::{insert_events, ts};
+use crate::effects::insert_events;
+use crate::sql::ts;
 use crate::{SqlStore, StoreError};
 
 #[async_trait]

@@ -17,7 +17,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::Backend;
-use crate::rows::{ListSpec, insert_events, list_page, opt_ts, ts, write_effect_records};
+use crate::effects::{insert_events, write_effect_records};
+use crate::sql::{ListSpec, list_page, opt_ts, ts};
 use crate::{EffectRecords, Scope, SqlStore, StoreError};
 
 /// Builds the idempotent response once the number of scheduled deliveries is known.

@@ -24,7 +24,7 @@ pub async fn healthz() -> Response {
     responses((status = 200, body = Health), (status = 503, body = Health))
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
+    match state.ping_db().await {
         Ok(()) => axum::Json(Health { status: "ready" }).into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use cardplane_domain::ids::TransactionId;
 use cardplane_store::StoreError;
+use cardplane_store::transactions::TransactionFilter;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, ListParams, StrictQuery};
@@ -12,12 +13,7 @@ use crate::routes::cards::load_card;
 use crate::state::AppState;
 use crate::views::{TransactionEnvelope, TransactionList, page_items};
 
-async fn list(
-    state: &AppState,
-    ctx: &Ctx,
-    filter: Option<(&'static str, &str)>,
-    params: &ListParams,
-) -> ApiResult<Reply> {
+async fn list(state: &AppState, ctx: &Ctx, filter: TransactionFilter<'_>, params: &ListParams) -> ApiResult<Reply> {
     let page = params.page(|id| TransactionId::parse(id).is_ok())?;
     let page = state.transactions.list_transactions(&ctx.scope, filter, &page).await?;
     let (transactions, has_more, total) = page_items(&page, |t| TransactionEnvelope { transaction: t.into() });
@@ -37,7 +33,7 @@ pub async fn list_transactions(
     ctx: Ctx,
     StrictQuery(params): StrictQuery<ListParams>,
 ) -> ApiResult<Reply> {
-    list(&state, &ctx, None, &params).await
+    list(&state, &ctx, TransactionFilter::All, &params).await
 }
 
 #[utoipa::path(
@@ -51,7 +47,7 @@ pub async fn list_card_transactions(
     StrictQuery(params): StrictQuery<ListParams>,
 ) -> ApiResult<Reply> {
     let card = load_card(&state, &ctx, &card_id).await?;
-    list(&state, &ctx, Some(("card_id", card.id.as_str())), &params).await
+    list(&state, &ctx, TransactionFilter::Card(&card.id), &params).await
 }
 
 #[utoipa::path(
@@ -66,7 +62,7 @@ pub async fn list_cardholder_transactions(
 ) -> ApiResult<Reply> {
     let id = parse_cardholder_id(&cardholder_id)?;
     load_cardholder(&state, &ctx, &id).await?;
-    list(&state, &ctx, Some(("cardholder_id", id.as_str())), &params).await
+    list(&state, &ctx, TransactionFilter::Cardholder(&id), &params).await
 }
 
 #[utoipa::path(

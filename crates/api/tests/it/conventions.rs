@@ -153,7 +153,7 @@ async fn a_database_outage_is_a_503_without_internal_text(b: Backend) {
         return;
     };
     let t = app.tenant().await;
-    app.state.db.close().await;
+    app.state.close_db().await;
     let r = app
         .request(Method::GET, "/cardholders", &t.sandbox)
         .send()

@@ -17,8 +17,8 @@ use cardplane_domain::ledger::{Account, AccountKind};
 use cardplane_domain::pan::Pan;
 use cardplane_domain::program::{FormFactor, Network};
 use cardplane_domain::{Environment, Timestamp};
+use cardplane_store::Scope;
 use cardplane_store::cards::CardIssue;
-use cardplane_store::{Scope, SqlStore};
 use cardplane_testkit::{Backend, both_backends};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -50,7 +50,7 @@ async fn provision(app: &TestApp, scope: &Scope, holder: &CardholderId, rng: &mu
         .program_account(scope, &program.id, AccountKind::ProgramFunding)
         .await
         .unwrap();
-    let store = SqlStore::new(state.db.clone());
+    let store = state.sql_store();
     let now = Timestamp::now();
     let (exp_month, exp_year) = program.expiry_for(now);
     let mut cards = Vec::with_capacity(BULK_CARDS);

@@ -268,8 +268,16 @@ pub fn assert_error(status: StatusCode, body: &Value, expected_status: StatusCod
     );
 }
 
-/// What the fake vendor received: signature header and JSON body, per request.
-pub type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+/// What the fake vendor received: the signed request (none when unsigned) and the JSON body, per
+/// request.
+pub type Received = Arc<Mutex<Vec<(Option<SignedRequest>, Value)>>>;
+
+/// A request as signed: its headers and the exact bytes the signature covers.
+#[derive(Clone, Debug)]
+pub struct SignedRequest {
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
 
 /// A local stand-in for an identity-verification vendor: answers with a fixed behaviour and
 /// records what it received.
@@ -298,10 +306,10 @@ impl FakeKyc {
             let log = log.clone();
             let behaviour = behaviour.clone();
             async move {
-                let sig = headers
-                    .get("cardplane-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let sig = headers.contains_key("webhook-signature").then(|| SignedRequest {
+                    headers: headers.clone(),
+                    body: body.to_vec(),
+                });
                 let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 log.lock().unwrap().push((sig, json));
                 match behaviour {

@@ -644,7 +644,7 @@ async fn a_crash_mid_delivery_loses_nothing(b: Backend) {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["status_code"], 204);
     receiver.assert_all_verify(&secret);
-    restarted.db.close().await;
+    restarted.close_db().await;
 }
 
 async fn two_servers_never_deliver_the_same_attempt(b: Backend) {
@@ -679,7 +679,7 @@ async fn two_servers_never_deliver_the_same_attempt(b: Backend) {
     assert_eq!(ids.len(), 15, "each delivery sent exactly once");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 15);
     receiver.assert_all_verify(&secret);
-    other.db.close().await;
+    other.close_db().await;
 }
 
 async fn replay_since_t_resends_exactly_the_events_after_t(b: Backend) {

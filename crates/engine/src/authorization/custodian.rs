@@ -11,7 +11,7 @@ use cardplane_domain::Timestamp;
 use cardplane_domain::authorization::CustodianVerdict;
 use cardplane_domain::network::CustodianOutcome;
 use cardplane_domain::program::StandInPolicy;
-use cardplane_domain::webhook::sign;
+use cardplane_domain::webhook::{sign, standard_headers};
 use serde::Deserialize;
 
 const RESPONSE_BODY_LEN_MAX: usize = 16 * 1024;
@@ -146,12 +146,11 @@ async fn request(client: &reqwest::Client, call: &CustodianCall<'_>) -> Result<C
     let body = serde_json::to_vec(&call.body).map_err(|e| e.to_string())?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let timestamp = Timestamp::now().unix_seconds();
-    let mut response = client
-        .post(call.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", sign(call.secret, &id, timestamp, &body))
+    let mut request = client.post(call.url).header("content-type", "application/json");
+    for (name, value) in standard_headers(&id, timestamp, sign(call.secret, &id, timestamp, &body)) {
+        request = request.header(name, value);
+    }
+    let mut response = request
         .body(body)
         .send()
         .await

@@ -14,12 +14,12 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::recordset::{Col, RecordSet, V, text_array, text_list};
 use super::{Exec, NetworkBatch};
-use crate::cards::{CARD_COLUMNS, card_from_row};
-use crate::ledger::{ACCOUNT_COLUMNS, account_from_row};
-use crate::network::{CONTROL_COLUMNS, control_from_row};
-use crate::programs::{PROGRAM_COLUMNS, program_from_row};
-use crate::rows::ts;
-use crate::transactions::{COLUMNS as TRANSACTION_COLUMNS, transaction_from_row};
+use crate::rows::accounts::{ACCOUNT_COLUMNS, account_from_row};
+use crate::rows::cards::{CARD_COLUMNS, card_from_row};
+use crate::rows::controls::{CONTROL_COLUMNS, control_from_row};
+use crate::rows::programs::{PROGRAM_COLUMNS, program_from_row};
+use crate::rows::transactions::{COLUMNS as TRANSACTION_COLUMNS, transaction_from_row};
+use crate::sql::ts;
 use crate::{Backend, StoreError};
 
 /// A card with its account, locked for the rest of the batch, and its program's version stamp.
