@@ -21,8 +21,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::compliance::DocumentRecord;
-use crate::ledger::{ACCOUNT_COLUMNS, PostError, account_from_row, write_journal};
-use crate::rows::{insert_events, opt_ts, ts, write_effect_records};
+use crate::effects::{insert_events, write_effect_records};
+use crate::ledger::{PostError, write_journal};
+use crate::rows::accounts::{ACCOUNT_COLUMNS, account_from_row};
+use crate::sql::{opt_ts, ts};
 use crate::{Backend, EffectRecords, Scope, SqlStore, StoreError};
 
 /// What filing must know, read in one go (outside the write; re-checked inside it).
