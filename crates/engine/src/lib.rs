@@ -4,4 +4,8 @@
 //! HTTP request. The first is the batch authorization engine.
 
 pub mod authorization;
+/// Adapter: where uploaded documents' sealed bytes are kept.
+pub mod documents;
+/// Adapters: identity verification providers (sandbox, HTTP vendor, none).
+pub mod kyc;
 pub mod views;
