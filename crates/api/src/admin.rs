@@ -152,7 +152,7 @@ pub async fn create_operator(
         created_at: Timestamp::now(),
         last_login_at: None,
     };
-    let user = crate::routes::ops_auth::new_user(person, password)
+    let user = crate::people::new_user(person, password)
         .await
         .map_err(|e| anyhow::anyhow!(e.body.message))?;
     let audit = AuditRecord::new(

@@ -60,11 +60,6 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("handler panicked").into_response()
 }
 
-/// A multipart body carrying one document: the document's limit plus room for the form around it.
-pub fn document_body_limit(state: &AppState) -> usize {
-    state.config.operators.document_max_bytes + 64 * 1024
-}
-
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
@@ -87,7 +82,7 @@ pub fn router(state: AppState) -> Router {
             "/cardholders/{cardholder_id}/documents",
             get(cardholder_documents::list_documents)
                 .post(cardholder_documents::upload_document)
-                .layer(DefaultBodyLimit::max(document_body_limit(&state))),
+                .layer(DefaultBodyLimit::max(state.document_body_limit())),
         )
         .route("/api_keys", get(api_keys::list_api_keys).post(api_keys::create_api_key))
         .route("/api_keys/{api_key_id}", get(api_keys::get_api_key))
@@ -174,7 +169,7 @@ pub fn router(state: AppState) -> Router {
             "/disputes/{dispute_id}/evidence",
             get(disputes::list_evidence)
                 .post(disputes::add_evidence)
-                .layer(DefaultBodyLimit::max(document_body_limit(&state))),
+                .layer(DefaultBodyLimit::max(state.document_body_limit())),
         )
         .route("/disputes/{dispute_id}/withdraw", post(disputes::withdraw_dispute))
         .route(
@@ -187,13 +182,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/simulate/disputes/{dispute_id}/representment",
-            post(disputes::simulate_representment).layer(DefaultBodyLimit::max(document_body_limit(&state))),
+            post(disputes::simulate_representment).layer(DefaultBodyLimit::max(state.document_body_limit())),
         )
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
-    let document_limit = document_body_limit(&state);
+    let document_limit = state.document_body_limit();
     let ops = Router::new()
         .route("/ops/session", get(ops_auth::get_session))
         .route("/ops/logout", post(ops_auth::logout))
@@ -320,7 +315,10 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let mut options = DbOptions::new(config.database_url.clone());
     options.max_connections = config.database_max_connections;
     options.acquire_timeout = Duration::from_millis(config.database_acquire_timeout_ms.max(1));
-    crate::delivery::allowlist(&config.webhooks).map_err(|e| anyhow::anyhow!("webhooks.live_allowed_networks: {e}"))?;
+    config
+        .webhooks
+        .allowlist()
+        .map_err(|e| anyhow::anyhow!("webhooks.live_allowed_networks: {e}"))?;
     let db = Db::connect(&options).await?;
     db.migrate().await?;
     let secrets = Secrets::load(&config)?;

@@ -195,6 +195,16 @@ pub struct WebhooksConfig {
     pub live_allowed_networks: Vec<String>,
 }
 
+impl WebhooksConfig {
+    /// Parses the operator allowlist; fails on any malformed entry.
+    pub fn allowlist(&self) -> Result<Vec<cardplane_domain::webhook::Network>, String> {
+        self.live_allowed_networks
+            .iter()
+            .map(|n| cardplane_domain::webhook::Network::parse(n))
+            .collect()
+    }
+}
+
 impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {

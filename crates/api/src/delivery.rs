@@ -31,11 +31,6 @@ pub fn secret_context(endpoint_id: &str) -> String {
     format!("webhook_endpoint.secret:{endpoint_id}")
 }
 
-/// Parses the operator allowlist; fails on any malformed entry.
-pub fn allowlist(config: &WebhooksConfig) -> Result<Vec<Network>, String> {
-    config.live_allowed_networks.iter().map(|n| Network::parse(n)).collect()
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
     #[error("the URL must be an absolute http or https URL with a host")]
@@ -260,7 +255,7 @@ impl Deliverer {
         endpoint.disabled_reason = Some(reason);
         endpoint.failing_since = None;
         endpoint.updated_at = now;
-        let data = serde_json::to_value(crate::routes::webhooks::EndpointView::from(&endpoint)).unwrap_or_default();
+        let data = serde_json::to_value(crate::views::EndpointView::from(&endpoint)).unwrap_or_default();
         let event = Event::new(
             &due.scope.tenant_id,
             due.scope.environment,

@@ -1,6 +1,9 @@
 //! Extractors: the plumbing every handler shares. JSON and query rejections become API errors in
 //! the envelope; the authenticated context hands tenant + environment to every handler.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -8,12 +11,12 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use cardplane_domain::Timestamp;
 use cardplane_domain::api_key::ApiKey;
+use cardplane_domain::audit::{AuditRecord, Outcome};
 use cardplane_domain::page::PageRequest;
 use cardplane_domain::tenant::Tenant;
 use cardplane_domain::version::ApiVersion;
 use cardplane_store::{EffectRecords, IdempotentResponse, Scope};
 
-use crate::middleware::AuditDraft;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorType};
@@ -228,4 +231,65 @@ impl ListParams {
             id_ok,
         )?)
     }
+}
+
+/// The id in a path's last `{..._id}` segment, and the kind it names (`card` for `{card_id}`).
+pub fn object_in_path(template: &str, path: &str) -> Option<(String, String)> {
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .filter_map(|(t, p)| {
+            let name = t.strip_prefix('{')?.strip_suffix('}')?;
+            Some((name.strip_suffix("_id").unwrap_or(name).to_owned(), p.to_owned()))
+        })
+        .last()
+}
+
+/// The audit entry of an API mutation, prepared before its handler runs. A handler that commits
+/// an effect passes it to the store with the effect (`Ctx::records`), so the change and its entry
+/// are one transaction; anything else (failures, replays, no-op answers) is written after.
+#[derive(Debug, Clone)]
+pub struct AuditDraft {
+    pub(crate) record: AuditRecord,
+    /// What a created id is called (`/cards` creates a `card`).
+    pub(crate) created_kind: String,
+    pub(crate) written_with_effect: Arc<AtomicBool>,
+}
+
+impl AuditDraft {
+    /// The entry for a successful answer that the store writes with the effect.
+    pub fn with_effect(&self, status: StatusCode, body: &str) -> AuditRecord {
+        self.written_with_effect.store(true, Ordering::Relaxed);
+        self.finish(status, serde_json::from_str(body).ok().as_ref())
+    }
+
+    pub(crate) fn finish(&self, status: StatusCode, body: Option<&serde_json::Value>) -> AuditRecord {
+        let mut record = self.record.clone();
+        record.status = Some(status.as_u16());
+        if status.is_success() {
+            if record.object_id.is_none()
+                && let Some(id) = body.and_then(created_id)
+            {
+                record.object_type = Some(self.created_kind.clone());
+                record.object_id = Some(id);
+            }
+        } else {
+            record.outcome = Outcome::Failure;
+            if let Some(code) = body.and_then(|b| b.pointer("/error/code")).and_then(|c| c.as_str()) {
+                record.details = serde_json::json!({ "code": code });
+            }
+        }
+        record
+    }
+}
+
+/// What a create answered: its `id`, top level or one envelope down (`{"card": {"id": ...}}`).
+fn created_id(body: &serde_json::Value) -> Option<String> {
+    let obj = body.as_object()?;
+    if let Some(id) = obj.get("id").and_then(|v| v.as_str()) {
+        return Some(id.to_owned());
+    }
+    obj.values()
+        .find_map(|v| v.get("id").and_then(|i| i.as_str()))
+        .map(str::to_owned)
 }

@@ -1,9 +1,8 @@
 //! Request plumbing around every handler, outermost first: request id, access log + metrics,
 //! API version, authentication, idempotency.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -14,15 +13,15 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cardplane_domain::Timestamp;
 use cardplane_domain::api_key::ApiSecret;
-use cardplane_domain::audit::{ActorKind, AuditRecord, Outcome};
+use cardplane_domain::audit::{ActorKind, Outcome};
 use cardplane_domain::idempotency::{self, Claim};
 use cardplane_domain::ids::ApiKeyId;
 use cardplane_domain::version::ApiVersion;
 use cardplane_store::{IdempotentResponse, Scope, StoreError};
 
 use crate::error::{ApiError, ErrorType, InternalCause};
-use crate::extract::{Ctx, IdempotencyClaim, too_large};
-use crate::reply::{Committed, Sensitive};
+use crate::extract::{AuditDraft, Ctx, IdempotencyClaim, object_in_path, too_large};
+use crate::reply::{Committed, Sensitive, peek_json};
 use crate::state::AppState;
 
 pub const VERSION_HEADER: &str = "cardplane-version";
@@ -282,8 +281,6 @@ fn touch_last_used(state: &AppState, id: &ApiKeyId) {
     });
 }
 
-pub type LastUsed = Mutex<HashMap<ApiKeyId, Timestamp>>;
-
 /// Idempotency for POST and PUT: `Idempotency-Key` header or `idempotency_key` body field.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST && req.method() != Method::PUT {
@@ -300,7 +297,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let limit = if multipart {
-        crate::app::document_body_limit(&state)
+        state.document_body_limit()
     } else {
         state.config.request_body_limit_bytes
     };
@@ -450,110 +447,38 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     Response::from_parts(resp_parts, Body::from(resp_bytes))
 }
 
-/// The id in a path's last `{..._id}` segment, and the kind it names (`card` for `{card_id}`).
-pub(crate) fn object_in_path(template: &str, path: &str) -> Option<(String, String)> {
-    template
-        .split('/')
-        .zip(path.split('/'))
-        .filter_map(|(t, p)| {
-            let name = t.strip_prefix('{')?.strip_suffix('}')?;
-            Some((name.strip_suffix("_id").unwrap_or(name).to_owned(), p.to_owned()))
-        })
-        .last()
-}
-
-/// Reads a (small, JSON) response body so its `id` or error code can be recorded, and rebuilds it.
-pub(crate) async fn peek_json(response: Response) -> (Response, Option<serde_json::Value>) {
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, 1 << 20).await {
-        Ok(bytes) => {
-            let json = serde_json::from_slice(&bytes).ok();
-            (Response::from_parts(parts, Body::from(bytes)), json)
-        }
-        Err(_) => (ApiError::internal("response body unreadable").into_response(), None),
+/// The audit draft of an API request, before its handler runs.
+fn audit_draft(ctx: &Ctx, parts: &axum::http::request::Parts) -> AuditDraft {
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let mut record = crate::people::Origin::of(parts).record(
+        ActorKind::ApiKey,
+        Some(ctx.key.id.to_string()),
+        &format!("{} {template}", parts.method),
+        Outcome::Success,
+        0,
+    );
+    record.status = None;
+    record.tenant_id = Some(ctx.scope.tenant_id.to_string());
+    record.environment = Some(ctx.scope.environment.as_str().to_owned());
+    if let Some((kind, id)) = object_in_path(&template, parts.uri.path()) {
+        record.object_type = Some(kind);
+        record.object_id = Some(id);
     }
-}
-
-/// What a create answered: its `id`, top level or one envelope down (`{"card": {"id": ...}}`).
-fn created_id(body: &serde_json::Value) -> Option<String> {
-    let obj = body.as_object()?;
-    if let Some(id) = obj.get("id").and_then(|v| v.as_str()) {
-        return Some(id.to_owned());
-    }
-    obj.values()
-        .find_map(|v| v.get("id").and_then(|i| i.as_str()))
-        .map(str::to_owned)
-}
-
-/// The audit entry of an API mutation, prepared before its handler runs. A handler that commits
-/// an effect passes it to the store with the effect (`Ctx::records`), so the change and its entry
-/// are one transaction; anything else (failures, replays, no-op answers) is written after.
-#[derive(Debug, Clone)]
-pub struct AuditDraft {
-    record: AuditRecord,
-    /// What a created id is called (`/cards` creates a `card`).
-    created_kind: String,
-    written_with_effect: Arc<AtomicBool>,
-}
-
-impl AuditDraft {
-    fn new(ctx: &Ctx, parts: &axum::http::request::Parts) -> Self {
-        let template = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| parts.uri.path().to_owned());
-        let mut record = crate::people::Origin::of(parts).record(
-            ActorKind::ApiKey,
-            Some(ctx.key.id.to_string()),
-            &format!("{} {template}", parts.method),
-            Outcome::Success,
-            0,
-        );
-        record.status = None;
-        record.tenant_id = Some(ctx.scope.tenant_id.to_string());
-        record.environment = Some(ctx.scope.environment.as_str().to_owned());
-        if let Some((kind, id)) = object_in_path(&template, parts.uri.path()) {
-            record.object_type = Some(kind);
-            record.object_id = Some(id);
-        }
-        let created_kind = template
-            .trim_start_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('s')
-            .to_owned();
-        Self {
-            record,
-            created_kind,
-            written_with_effect: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// The entry for a successful answer that the store writes with the effect.
-    pub fn with_effect(&self, status: StatusCode, body: &str) -> AuditRecord {
-        self.written_with_effect.store(true, Ordering::Relaxed);
-        self.finish(status, serde_json::from_str(body).ok().as_ref())
-    }
-
-    fn finish(&self, status: StatusCode, body: Option<&serde_json::Value>) -> AuditRecord {
-        let mut record = self.record.clone();
-        record.status = Some(status.as_u16());
-        if status.is_success() {
-            if record.object_id.is_none()
-                && let Some(id) = body.and_then(created_id)
-            {
-                record.object_type = Some(self.created_kind.clone());
-                record.object_id = Some(id);
-            }
-        } else {
-            record.outcome = Outcome::Failure;
-            if let Some(code) = body.and_then(|b| b.pointer("/error/code")).and_then(|c| c.as_str()) {
-                record.details = serde_json::json!({ "code": code });
-            }
-        }
-        record
+    let created_kind = template
+        .trim_start_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('s')
+        .to_owned();
+    AuditDraft {
+        record,
+        created_kind,
+        written_with_effect: Arc::new(AtomicBool::new(false)),
     }
 }
 
@@ -568,7 +493,7 @@ pub async fn audit_mutation(State(state): State<AppState>, mut req: Request, nex
     let Some(mut ctx) = parts.extensions.remove::<Ctx>() else {
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let draft = AuditDraft::new(&ctx, &parts);
+    let draft = audit_draft(&ctx, &parts);
     ctx.audit = Some(draft.clone());
     parts.extensions.insert(ctx);
     req = Request::from_parts(parts, body);

@@ -64,3 +64,15 @@ impl IntoResponse for Reply {
         response
     }
 }
+
+/// Reads a (small, JSON) response body so its `id` or error code can be recorded, and rebuilds it.
+pub async fn peek_json(response: Response) -> (Response, Option<serde_json::Value>) {
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(bytes) => {
+            let json = serde_json::from_slice(&bytes).ok();
+            (Response::from_parts(parts, axum::body::Body::from(bytes)), json)
+        }
+        Err(_) => (ApiError::internal("response body unreadable").into_response(), None),
+    }
+}

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use cardplane_domain::vault::Vault;
 use cardplane_engine::authorization::{Engine, EngineConfig, EngineDeps};
+use cardplane_engine::documents::{DocumentStorage, FsDocuments};
+use cardplane_engine::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
 use cardplane_store::SqlStore;
 use cardplane_store::api_keys::ApiKeyStore;
 use cardplane_store::cardholders::CardholderStore;
@@ -19,16 +21,22 @@ use cardplane_store::{Backend, Db};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::{Config, KycProviderKind};
-use crate::documents::{DocumentStorage, FsDocuments};
-use crate::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
-use crate::middleware::LastUsed;
 use crate::secrets::CardKeys;
 use cardplane_domain::Environment;
+use cardplane_domain::Timestamp;
+use cardplane_domain::ids::{ApiKeyId, NetworkCredentialId};
 use cardplane_domain::webhook::Network;
 use cardplane_store::audit::AuditStore;
 use cardplane_store::compliance::ComplianceStore;
+use cardplane_store::network::NetworkCredential;
 use cardplane_store::people::PeopleStore;
 use cardplane_store::webhooks::WebhookStore;
+
+pub type LastUsed = std::sync::Mutex<std::collections::HashMap<ApiKeyId, Timestamp>>;
+
+/// Network credentials recently read, with when (see `routes::network`).
+pub type CredentialCache =
+    std::sync::Mutex<std::collections::HashMap<NetworkCredentialId, (NetworkCredential, std::time::Instant)>>;
 
 /// Everything a handler may use. Stores are narrow traits, so handlers cannot reach SQL. Cloned
 /// for every request and middleware, so it is one shared pointer.
@@ -77,7 +85,7 @@ pub struct Services {
     pub audit: Arc<dyn AuditStore>,
     pub documents: Arc<dyn DocumentStorage>,
     /// Network credentials recently read (see `routes::network`).
-    pub credentials: Arc<crate::routes::network::CredentialCache>,
+    pub credentials: Arc<CredentialCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +184,7 @@ impl AppState {
             kyc_live,
             metrics,
             last_used: Arc::default(),
-            webhook_allowlist: crate::delivery::allowlist(&config_webhooks).unwrap_or_default().into(),
+            webhook_allowlist: config_webhooks.allowlist().unwrap_or_default().into(),
             documents: Arc::new(FsDocuments::new(documents_dir)),
             credentials: Arc::default(),
             people: store.clone(),
@@ -191,6 +199,11 @@ impl AppState {
             Environment::Sandbox => self.kyc_sandbox.as_ref(),
             Environment::Live => self.kyc_live.as_ref(),
         }
+    }
+
+    /// A multipart body carrying one document: the document's limit plus room for the form around it.
+    pub fn document_body_limit(&self) -> usize {
+        self.config.operators.document_max_bytes + 64 * 1024
     }
 
     pub fn backend(&self) -> Backend {

@@ -5,4 +5,8 @@
 
 pub mod authorization;
 pub mod disputes;
+/// Adapter: where uploaded documents' sealed bytes are kept.
+pub mod documents;
+/// Adapters: identity verification providers (sandbox, HTTP vendor, none).
+pub mod kyc;
 pub mod views;

@@ -15,8 +15,9 @@ use utoipa::ToSchema;
 use crate::documents::{Owner, UploadedDocumentView, put_sealed, read_upload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Ctx;
+use crate::lookup::{load_cardholder, parse_cardholder_id};
+use crate::onboarding::{ReviewVerdict, apply_review};
 use crate::reply::{Reply, render};
-use crate::routes::cardholders::{ReviewVerdict, apply_review, load_cardholder, parse_id};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,7 +48,7 @@ pub async fn upload_document(
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Reply> {
-    let id = parse_id(&id)?;
+    let id = parse_cardholder_id(&id)?;
     let cardholder = load_cardholder(&state, &ctx, &id).await?;
     let upload = read_upload(multipart, state.config.operators.document_max_bytes).await?;
     let now = ctx.now();
@@ -126,7 +127,7 @@ pub async fn upload_document(
     security(("basic_auth" = []))
 )]
 pub async fn list_documents(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = parse_id(&id)?;
+    let id = parse_cardholder_id(&id)?;
     load_cardholder(&state, &ctx, &id).await?;
     let documents = match state.compliance.list_documents(&id).await {
         Ok(d) => d,

@@ -9,7 +9,6 @@ use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::AccountId;
 use cardplane_domain::ids::{CardId, CardRevealId, CardholderId, LedgerEntryId};
 use cardplane_domain::ledger::{Account, AccountKind, BalanceAdjustment, Direction};
-use cardplane_domain::money::Money;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::program::FormFactor;
 use cardplane_domain::{FieldError, api_key::Permission};
@@ -25,9 +24,8 @@ use crate::issuing::{
     IssueSpec, PAN_ATTEMPTS_MAX, adjustment_view, balance_view, card_event, insufficient_program_funds, pan_collision,
     prepare_issue,
 };
+use crate::lookup::{load_card, load_cardholder, load_program, parse_cardholder_id, parse_money};
 use crate::reply::{Reply, Sensitive, render};
-use crate::routes::cardholders::{load_cardholder, parse_id as parse_cardholder_id};
-use crate::routes::programs::load_program;
 use crate::state::AppState;
 use crate::views::{
     BalanceAdjustmentEnvelope, BalanceEnvelope, CardEnvelope, CardList, CardSecretsView, LedgerEntryEnvelope,
@@ -82,28 +80,11 @@ pub struct BalanceAdjustmentRequest {
     pub description: Option<String>,
 }
 
-/// A request's `{currency, amount}`: positive and at most `AMOUNT_MAX_MINOR` (`amount_too_large`).
-pub fn parse_money(param: &str, currency: Option<&str>, amount: Option<i64>) -> Result<Money, FieldError> {
-    Money::parse(param, currency, amount)
-}
-
 fn parse_form_factor(raw: Option<&str>, default: FormFactor) -> Result<FormFactor, FieldError> {
     match raw {
         None => Ok(default),
         Some(f) => FormFactor::parse(f).ok_or_else(|| FieldError::invalid("form_factor", "virtual or physical")),
     }
-}
-
-pub fn parse_card_id(raw: &str) -> ApiResult<CardId> {
-    CardId::parse(raw).map_err(|_| ApiError::not_found("card"))
-}
-
-pub async fn load_card(state: &AppState, ctx: &Ctx, raw: &str) -> ApiResult<Card> {
-    let id = parse_card_id(raw)?;
-    state.cards.get_card(&ctx.scope, &id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("card"),
-        other => other.into(),
-    })
 }
 
 fn post_error(e: PostError) -> ApiError {

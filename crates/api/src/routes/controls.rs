@@ -14,10 +14,8 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::lookup::{load_card, load_cardholder, load_program};
 use crate::reply::{Reply, render};
-use crate::routes::cardholders::load_cardholder;
-use crate::routes::cards::load_card;
-use crate::routes::programs::load_program;
 use crate::state::AppState;
 use crate::views::page_items;
 

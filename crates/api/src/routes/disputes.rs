@@ -21,7 +21,7 @@ use crate::documents::{Owner, put_sealed, read_upload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
 use crate::reply::Reply;
-use crate::routes::programs::load_program;
+use crate::lookup::load_program;
 use crate::state::AppState;
 
 /// The answer to every dispute failure, in one place for the custodian and operator routes.

@@ -3,17 +3,14 @@
 //! tenant key; every message is idempotent by its `network_transaction_id`.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cardplane_domain::api_key::ApiSecret;
-use cardplane_domain::authorization::Merchant;
 use cardplane_domain::ids::NetworkCredentialId;
-use cardplane_domain::money::Currency;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::{Environment, FieldError};
-use cardplane_engine::authorization::Answer;
 use cardplane_store::StoreError;
 use cardplane_store::network::NetworkCredential;
 use serde::Deserialize;
@@ -21,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
+use crate::network_wire::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
 use crate::state::AppState;
 use crate::views::NetworkAnswerView;
 use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
@@ -72,9 +70,6 @@ pub async fn authenticate_network(State(state): State<AppState>, mut req: Reques
 /// A revocation (when one exists) takes effect within this time in every process.
 const CREDENTIAL_CACHE_SECS: u64 = 5;
 
-pub type CredentialCache =
-    std::sync::Mutex<std::collections::HashMap<NetworkCredentialId, (NetworkCredential, std::time::Instant)>>;
-
 async fn cached_credential(state: &AppState, id: &NetworkCredentialId) -> Result<NetworkCredential, StoreError> {
     let fresh = std::time::Duration::from_secs(CREDENTIAL_CACHE_SECS);
     if let Some((c, at)) = state.credentials.lock().expect("credential cache lock").get(id)
@@ -87,20 +82,6 @@ async fn cached_credential(state: &AppState, id: &NetworkCredentialId) -> Result
     // Unknown ids are never cached, so the map only holds real credentials (a handful).
     cache.insert(id.clone(), (c.clone(), std::time::Instant::now()));
     Ok(c)
-}
-
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MerchantRequest {
-    pub id: Option<String>,
-    pub name: Option<String>,
-    /// 4 digits.
-    #[schema(example = "5411")]
-    pub mcc: Option<String>,
-    /// ISO 3166-1 alpha-3 (alpha-2 accepted).
-    #[schema(example = "USA")]
-    pub country: Option<String>,
-    pub city: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -170,49 +151,6 @@ fn parse_expiration(raw: Option<&str>) -> Result<(u16, u8), FieldError> {
     Ok((year, month))
 }
 
-pub fn parse_amount(raw: Option<i64>) -> Result<i64, FieldError> {
-    cardplane_domain::money::parse_amount_minor("amount", raw)
-}
-
-pub fn parse_currency(raw: Option<&str>) -> Result<Currency, FieldError> {
-    Currency::parse(raw.ok_or_else(|| FieldError::missing("currency"))?)
-        .map_err(|_| FieldError::invalid("currency", "ISO 4217"))
-}
-
-pub fn parse_merchant(raw: Option<&MerchantRequest>) -> Result<Merchant, FieldError> {
-    let m = raw.ok_or_else(|| FieldError::missing("merchant"))?;
-    let text = |param: &str, v: &Option<String>, required: bool| -> Result<String, FieldError> {
-        match v.as_deref().map(str::trim) {
-            Some(s) if s.len() <= 100 && !s.chars().any(char::is_control) && (!s.is_empty() || !required) => {
-                Ok(s.to_owned())
-            }
-            None | Some("") if required => Err(FieldError::missing(format!("merchant.{param}"))),
-            None => Ok(String::new()),
-            Some(_) => Err(FieldError::invalid(
-                format!("merchant.{param}"),
-                "at most 100 printable characters",
-            )),
-        }
-    };
-    let mcc = cardplane_domain::controls::parse_mcc(
-        "merchant.mcc",
-        m.mcc.as_deref().ok_or_else(|| FieldError::missing("merchant.mcc"))?,
-    )?;
-    let country = cardplane_domain::country::normalize_country(
-        m.country
-            .as_deref()
-            .ok_or_else(|| FieldError::missing("merchant.country"))?,
-    )
-    .ok_or_else(|| FieldError::invalid("merchant.country", "ISO 3166-1"))?;
-    Ok(Merchant {
-        id: text("id", &m.id, true)?,
-        name: text("name", &m.name, true)?,
-        mcc,
-        country: country.to_owned(),
-        city: text("city", &m.city, false)?,
-    })
-}
-
 pub fn parse_authorization(req: &NetworkAuthorizationRequest) -> Result<AuthorizationMessage, FieldError> {
     let entry_mode = match req.entry_mode.as_deref() {
         None => "unknown".to_owned(),
@@ -258,17 +196,6 @@ pub fn parse_posting(req: &NetworkPostingRequest) -> Result<PostingMessage, Fiel
         currency: parse_currency(req.currency.as_deref())?,
         merchant: req.merchant.as_ref().map(|m| parse_merchant(Some(m))).transpose()?,
     })
-}
-
-pub fn answer_response(answer: Answer) -> Response {
-    let mut r = (axum::http::StatusCode::OK, answer.body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if answer.replayed {
-        r.headers_mut()
-            .insert("network-replayed", HeaderValue::from_static("true"));
-    }
-    r
 }
 
 fn ctx(req_ctx: Option<axum::Extension<NetworkCtx>>) -> ApiResult<NetworkCtx> {

@@ -9,7 +9,6 @@ use cardplane_domain::audit::{ActorKind, Outcome};
 use cardplane_domain::ids::{SessionId, UserId};
 use cardplane_domain::people::{LOCKOUT_SECS, Person, check_password, normalize_email};
 use cardplane_domain::totp::{TotpCheck, TotpSecret, generate_recovery_codes, recovery_code_hash};
-use cardplane_store::StoreError;
 use cardplane_store::people::{SessionRecord, SignIn, UserRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,10 +16,12 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, ErrorType};
 use crate::extract::JsonBody;
 use crate::people::{
-    Origin, Staff, clear_cookie, csrf_token, hash_password, random_token, session_cookie, token_hash, verify_password,
+    Origin, Staff, clear_cookie, csrf_token, hash_password, password_error, random_token, session_cookie, token_hash,
+    verify_password,
 };
 use crate::reply::Reply;
 use crate::state::AppState;
+use crate::views::PersonView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,45 +31,6 @@ pub struct LoginRequest {
     pub password: String,
     /// A 6-digit TOTP code, or one of the recovery codes, once a second factor is enrolled.
     pub code: Option<String>,
-}
-
-/// A person, as `/ops` shows them.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PersonView {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    /// `operator` or `tenant_user`.
-    pub kind: &'static str,
-    pub role: &'static str,
-    pub tenant_id: Option<String>,
-    pub disabled: bool,
-    pub mfa_enabled: bool,
-    pub locked_until: Option<String>,
-    pub created_at: String,
-    pub last_login_at: Option<String>,
-}
-
-impl From<&Person> for PersonView {
-    fn from(p: &Person) -> Self {
-        PersonView {
-            id: p.id.to_string(),
-            email: p.email.clone(),
-            name: p.name.clone(),
-            kind: if p.role.is_operator() {
-                "operator"
-            } else {
-                "tenant_user"
-            },
-            role: p.role.as_str(),
-            tenant_id: p.tenant_id.as_ref().map(|t| t.to_string()),
-            disabled: p.disabled,
-            mfa_enabled: p.mfa_enabled,
-            locked_until: p.guard.locked_at(Timestamp::now()).map(|t| t.to_rfc3339()),
-            created_at: p.created_at.to_rfc3339(),
-            last_login_at: p.last_login_at.map(|t| t.to_rfc3339()),
-        }
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -430,15 +392,6 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
-pub fn password_error(e: cardplane_domain::people::PasswordError, param: &str) -> ApiError {
-    use cardplane_domain::people::PasswordError;
-    let code = match e {
-        PasswordError::TooShort => "password_too_short",
-        PasswordError::TooLong => "password_too_long",
-    };
-    ApiError::invalid(code, e.to_string()).with_param(param)
-}
-
 #[utoipa::path(
     post, path = "/ops/password", tag = "Operations console",
     request_body = PasswordChange,
@@ -474,24 +427,4 @@ pub async fn change_password(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A new person's record (hashing their password).
-pub async fn new_user(person: Person, password: String) -> ApiResult<UserRecord> {
-    check_password(&password).map_err(|e| password_error(e, "password"))?;
-    Ok(UserRecord {
-        person,
-        password_hash: hash_password(password).await?,
-        totp_sealed: None,
-        totp_pending: None,
-        totp_last_step: None,
-    })
-}
-
-pub fn email_taken(e: StoreError) -> ApiError {
-    if e.is_conflict_on("users_email", "email") {
-        ApiError::conflict("email_taken", "Somebody already signs in with this email").with_param("email")
-    } else {
-        e.into()
-    }
 }

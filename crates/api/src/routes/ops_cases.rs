@@ -21,10 +21,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::documents::{Owner, UploadedDocumentView, open_sealed, put_sealed, read_upload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery};
+use crate::onboarding::{ReviewVerdict, apply_review};
 use crate::people::Staff;
 use crate::reply::Reply;
 use crate::review::chain_for;
-use crate::routes::cardholders::{ReviewVerdict, apply_review};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -17,10 +17,11 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::people::Staff;
+use crate::people::{email_taken, new_user};
 use crate::reply::Reply;
-use crate::routes::ops_auth::{PersonView, email_taken, new_user};
 use crate::state::AppState;
 use crate::views::ApiKeyView;
+use crate::views::PersonView;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PeopleList {

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::lookup::load_program;
 use crate::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{ProgramEnvelope, ProgramFundingEnvelope, ProgramFundingView, ProgramList, ProgramView, page_items};
@@ -335,18 +336,6 @@ fn program_event(ctx: &Ctx, kind: EventType, view: &ProgramView, p: &Program, no
         data,
         now,
     )
-}
-
-pub async fn load_program(state: &AppState, ctx: &Ctx, program_id: &str) -> ApiResult<Program> {
-    let program_id = parse_program_ref(Some(program_id)).map_err(|_| ApiError::not_found("program"))?;
-    state
-        .programs
-        .get_program_by_ref(&ctx.scope, &program_id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("program"),
-            other => other.into(),
-        })
 }
 
 #[utoipa::path(

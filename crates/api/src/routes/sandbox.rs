@@ -15,9 +15,8 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody};
 use crate::issuing::card_event;
+use crate::lookup::{load_card, load_program, parse_money};
 use crate::reply::{Reply, render};
-use crate::routes::cards::{load_card, parse_money};
-use crate::routes::programs::load_program;
 use crate::state::AppState;
 use crate::views::{CardEnvelope, ProgramFundingEnvelope, ProgramFundingView};
 

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody};
-use crate::routes::cards::load_card;
-use crate::routes::network::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
+use crate::lookup::load_card;
+use crate::network_wire::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
 use crate::state::AppState;
 use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
 

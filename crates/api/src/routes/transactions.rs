@@ -7,9 +7,8 @@ use cardplane_store::transactions::TransactionFilter;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, ListParams, StrictQuery};
+use crate::lookup::{load_card, load_cardholder, parse_cardholder_id};
 use crate::reply::Reply;
-use crate::routes::cardholders::{load_cardholder, parse_id as parse_cardholder_id};
-use crate::routes::cards::load_card;
 use crate::state::AppState;
 use crate::views::{TransactionEnvelope, TransactionList, page_items};
 

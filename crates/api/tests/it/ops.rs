@@ -3,7 +3,7 @@
 //! four-eyes approval chains and documents, and the tamper-evident audit log.
 
 use cardplane_api::admin::create_operator;
-use cardplane_api::routes::ops_auth::new_user;
+use cardplane_api::people::new_user;
 use cardplane_domain::Timestamp;
 use cardplane_domain::audit::{ActorKind, AuditRecord, ChainBreak, Outcome};
 use cardplane_domain::ids::{TenantId, UserId};
