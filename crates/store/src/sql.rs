@@ -111,12 +111,14 @@ impl Filters {
         }
     }
 
-    pub async fn fetch_all(self, pool: &AnyPool, sql: String) -> Result<Vec<AnyRow>, StoreError> {
+    /// Runs `sql` (built around `self.sql()`) with the filters' values bound; the filters can be
+    /// used again (a page and its count).
+    pub async fn fetch_all(&self, pool: &AnyPool, sql: String) -> Result<Vec<AnyRow>, StoreError> {
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in self.binds {
+        for b in &self.binds {
             q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
+                Bind::Text(t) => q.bind(t.clone()),
+                Bind::Int(i) => q.bind(*i),
             };
         }
         Ok(q.fetch_all(pool).await?)

@@ -20,8 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::documents::{Owner, put_sealed, read_upload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::reply::Reply;
 use crate::lookup::load_program;
+use crate::reply::Reply;
 use crate::state::AppState;
 
 /// The answer to every dispute failure, in one place for the custodian and operator routes.

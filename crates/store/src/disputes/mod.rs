@@ -3,128 +3,36 @@
 //! optimistic (the case's version); filing re-checks what was already disputed under a lock on
 //! the transaction's row, so two filings of one purchase cannot both pass.
 
+mod records;
+mod rows;
+
 use async_trait::async_trait;
-use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
-use cardplane_domain::dispute::{
-    Disposition, Dispute, DisputePolicy, DisputeReason, DisputeState, DisputeStatus, ProvisionalCreditPolicy,
-    ReasonFamily,
-};
+use cardplane_domain::dispute::{Disposition, Dispute, DisputePolicy, DisputeReason, DisputeStatus};
 use cardplane_domain::event::Event;
 use cardplane_domain::ids::{
-    AccountId, CardId, CardholderId, DisputeId, DisputeNoteId, DocumentId, ProgramId, TenantId, TransactionId, UserId,
+    AccountId, CardId, DisputeId, DisputeNoteId, DocumentId, ProgramId, TransactionId, UserId,
 };
-use cardplane_domain::ledger::{AccountKind, Journal};
+use cardplane_domain::ledger::AccountKind;
 use cardplane_domain::money::Currency;
 use cardplane_domain::page::{Cursor, Page, PageRequest};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row};
 
-use crate::compliance::DocumentRecord;
+pub use records::{
+    DisputeChange, DisputeFilter, DisputeNote, DisputeRecord, DisputeTally, DueDispute, Evidence, EvidenceSource,
+    FileError, FilingFacts,
+};
+use rows::{
+    COLUMNS, dispute_from_row, disputed_so_far, filters_of, insert_dispute_row, insert_evidence_row, insert_note_row,
+    parse_id, policy_from_row, update_dispute_row,
+};
+
 use crate::effects::{insert_events, write_effect_records};
 use crate::ledger::{PostError, write_journal};
 use crate::rows::accounts::{ACCOUNT_COLUMNS, account_from_row};
-use crate::sql::{opt_ts, ts};
+use crate::sql::{Bind, ts};
 use crate::{Backend, EffectRecords, Scope, SqlStore, StoreError};
-
-/// What filing must know, read in one go (outside the write; re-checked inside it).
-#[derive(Debug, Clone)]
-pub struct FilingFacts {
-    /// Amounts of the transaction in open or won disputes.
-    pub already_disputed: i64,
-    /// Fraud disputes ever filed on the card (withdrawn ones excepted).
-    pub fraud_disputes_on_card: u32,
-    pub account_opened_at: Timestamp,
-    pub policy: DisputePolicy,
-}
-
-// Who brought a piece of evidence.
-crate::store_enum!(EvidenceSource {
-    Custodian => "custodian",
-    Merchant => "merchant",
-    Operator => "operator",
-});
-
-#[derive(Debug, Clone)]
-pub struct Evidence {
-    pub id: DocumentId,
-    pub dispute_id: DisputeId,
-    pub source: EvidenceSource,
-    pub document: DocumentRecord,
-    pub created_at: Timestamp,
-}
-
-#[derive(Debug, Clone)]
-pub struct DisputeNote {
-    pub id: DisputeNoteId,
-    pub dispute_id: DisputeId,
-    pub author_id: Option<UserId>,
-    pub body: String,
-    pub created_at: Timestamp,
-}
-
-/// A dispute as stored: the domain case plus who works it and whether the deadline job flagged it.
-#[derive(Debug, Clone)]
-pub struct DisputeRecord {
-    pub dispute: Dispute,
-    pub assignee_id: Option<UserId>,
-    pub deadline_flagged_at: Option<Timestamp>,
-}
-
-/// One change to a case and everything written with it, in one transaction.
-pub struct DisputeChange<'a> {
-    pub next: &'a DisputeRecord,
-    pub expected_version: i64,
-    pub journals: &'a [Journal],
-    pub events: &'a [Event],
-    pub note: Option<&'a DisputeNote>,
-    pub evidence: Option<&'a Evidence>,
-    pub records: Option<&'a EffectRecords>,
-}
-
-/// The custodian's and the queue's filters.
-#[derive(Debug, Clone, Default)]
-pub struct DisputeFilter {
-    /// None: every tenant (operators).
-    pub scope: Option<Scope>,
-    pub statuses: Vec<DisputeStatus>,
-    pub card_id: Option<CardId>,
-    pub cardholder_id: Option<CardholderId>,
-    pub program_id: Option<ProgramId>,
-    pub assignee_id: Option<UserId>,
-    pub created_gte: Option<Timestamp>,
-    pub created_lt: Option<Timestamp>,
-}
-
-/// Open cases the deadline job must look at.
-#[derive(Debug, Clone)]
-pub struct DueDispute {
-    pub record: DisputeRecord,
-    pub policy: DisputePolicy,
-    pub kyc_verified: bool,
-}
-
-/// A group of cases for the report: by reason, status and disposition.
-#[derive(Debug, Clone)]
-pub struct DisputeTally {
-    pub reason: DisputeReason,
-    pub status: DisputeStatus,
-    pub disposition: Option<Disposition>,
-    pub currency: Currency,
-    pub count: i64,
-    pub amount: i64,
-    pub recovered: i64,
-    pub provisional_credit: i64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    /// What was disputed or the fraud count moved since the facts were read: read again.
-    #[error("the transaction's disputes changed concurrently")]
-    Raced,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 #[async_trait]
 pub trait DisputeStore: Send + Sync {
@@ -179,285 +87,6 @@ pub trait DisputeStore: Send + Sync {
     async fn dispute_tallies(&self, scope: Option<&Scope>) -> Result<Vec<DisputeTally>, StoreError>;
     /// Open cases (for age buckets and deadlines at risk).
     async fn open_disputes(&self, scope: Option<&Scope>, limit: u32) -> Result<Vec<DisputeRecord>, StoreError>;
-}
-
-const COLUMNS: &str = "id, tenant_id, environment, transaction_id, card_id, cardholder_id, program_id, account_id, \
-    currency, amount, reason, network_reason_code, customer_note, customer_filed_at, status, disposition, recovered, \
-    resolution_reason, provisional_credit, provisional_credit_due_at, resolution_due_at, deadline_flagged_at, \
-    assignee_id, submitted_at, representment_at, pre_arbitration_at, arbitration_at, closed_at, created_at, \
-    updated_at, version";
-
-fn parse_id<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> Result<T, StoreError> {
-    r.map_err(StoreError::other)
-}
-
-fn dispute_from_row(row: &AnyRow) -> Result<DisputeRecord, StoreError> {
-    let bad = |what: &str| StoreError::corrupt(format!("stored dispute {what}"));
-    let text = |c: &str| row.try_get::<String, _>(c);
-    let disposition: Option<String> = row.try_get("disposition")?;
-    let assignee: Option<String> = row.try_get("assignee_id")?;
-    let dispute = Dispute {
-        id: parse_id(DisputeId::parse(&text("id")?))?,
-        tenant_id: parse_id(TenantId::parse(&text("tenant_id")?))?,
-        environment: Environment::parse(&text("environment")?).ok_or_else(|| bad("environment"))?,
-        transaction_id: parse_id(TransactionId::parse(&text("transaction_id")?))?,
-        card_id: parse_id(CardId::parse(&text("card_id")?))?,
-        cardholder_id: parse_id(CardholderId::parse(&text("cardholder_id")?))?,
-        program_id: parse_id(ProgramId::parse(&text("program_id")?))?,
-        account_id: parse_id(AccountId::parse(&text("account_id")?))?,
-        currency: Currency::parse(&text("currency")?).map_err(|_| bad("currency"))?,
-        amount: row.try_get("amount")?,
-        reason: DisputeReason::parse(&text("reason")?).ok_or_else(|| bad("reason"))?,
-        network_reason_code: text("network_reason_code")?,
-        customer_note: row.try_get("customer_note")?,
-        customer_filed_at: ts(row, "customer_filed_at")?,
-        state: DisputeState {
-            status: DisputeStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
-            disposition: disposition
-                .map(|d| Disposition::parse(&d).ok_or_else(|| bad("disposition")))
-                .transpose()?,
-            recovered: row.try_get("recovered")?,
-        },
-        resolution_reason: row.try_get("resolution_reason")?,
-        provisional_credit: row.try_get("provisional_credit")?,
-        provisional_credit_due_at: ts(row, "provisional_credit_due_at")?,
-        resolution_due_at: ts(row, "resolution_due_at")?,
-        submitted_at: opt_ts(row, "submitted_at")?,
-        representment_at: opt_ts(row, "representment_at")?,
-        pre_arbitration_at: opt_ts(row, "pre_arbitration_at")?,
-        arbitration_at: opt_ts(row, "arbitration_at")?,
-        closed_at: opt_ts(row, "closed_at")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-        version: row.try_get("version")?,
-    };
-    Ok(DisputeRecord {
-        dispute,
-        assignee_id: assignee.map(|a| parse_id(UserId::parse(&a))).transpose()?,
-        deadline_flagged_at: opt_ts(row, "deadline_flagged_at")?,
-    })
-}
-
-fn policy_from_row(row: &AnyRow) -> Result<DisputePolicy, StoreError> {
-    let days = |c: &str| -> Result<u32, StoreError> {
-        u32::try_from(row.try_get::<i64, _>(c)?).map_err(|_| StoreError::corrupt("dispute policy days"))
-    };
-    let credit: String = row.try_get("provisional_credit")?;
-    Ok(DisputePolicy {
-        filing_window_days: days("filing_window_days")?,
-        fraud_disputes_per_card_max: days("fraud_disputes_per_card_max")?,
-        provisional_credit_business_days: days("provisional_credit_business_days")?,
-        resolution_days: days("resolution_days")?,
-        extended_resolution_days: days("extended_resolution_days")?,
-        provisional_credit: ProvisionalCreditPolicy::parse(&credit)
-            .ok_or_else(|| StoreError::corrupt("dispute policy provisional credit"))?,
-    })
-}
-
-fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
-    t.map(|t| t.as_micros())
-}
-
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-/// A dynamic WHERE clause, numbering its placeholders as filters are added.
-#[derive(Default)]
-struct Where {
-    clauses: Vec<String>,
-    binds: Vec<Bind>,
-}
-
-impl Where {
-    fn push(&mut self, template: &str, value: Bind) {
-        self.binds.push(value);
-        self.clauses
-            .push(template.replace('?', &format!("${}", self.binds.len())));
-    }
-
-    fn text(&mut self, template: &str, value: &str) {
-        self.push(template, Bind::Text(value.to_owned()));
-    }
-
-    fn int(&mut self, template: &str, value: i64) {
-        self.push(template, Bind::Int(value));
-    }
-
-    fn of(f: &DisputeFilter) -> Where {
-        let mut w = Where::default();
-        if let Some(scope) = &f.scope {
-            w.text("tenant_id = ?", scope.tenant_id.as_str());
-            w.text("environment = ?", scope.environment.as_str());
-        }
-        if !f.statuses.is_empty() {
-            // Closed set of names (the enum's own wire names): safe to inline.
-            let names: Vec<String> = f.statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
-            w.clauses.push(format!("status IN ({})", names.join(", ")));
-        }
-        if let Some(v) = &f.card_id {
-            w.text("card_id = ?", v.as_str());
-        }
-        if let Some(v) = &f.cardholder_id {
-            w.text("cardholder_id = ?", v.as_str());
-        }
-        if let Some(v) = &f.program_id {
-            w.text("program_id = ?", v.as_str());
-        }
-        if let Some(v) = &f.assignee_id {
-            w.text("assignee_id = ?", v.as_str());
-        }
-        if let Some(v) = f.created_gte {
-            w.int("created_at >= ?", v.as_micros());
-        }
-        if let Some(v) = f.created_lt {
-            w.int("created_at < ?", v.as_micros());
-        }
-        w
-    }
-
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.clauses.join(" AND "))
-        }
-    }
-
-    async fn fetch(&self, pool: &sqlx::AnyPool, sql: String) -> Result<Vec<AnyRow>, StoreError> {
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in &self.binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t.clone()),
-                Bind::Int(i) => q.bind(*i),
-            };
-        }
-        Ok(q.fetch_all(pool).await?)
-    }
-}
-
-async fn insert_dispute_row(conn: &mut AnyConnection, d: &Dispute) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO disputes (id, tenant_id, environment, transaction_id, card_id, cardholder_id, program_id, \
-         account_id, currency, amount, reason, reason_family, network_reason_code, customer_note, customer_filed_at, \
-         status, provisional_credit, provisional_credit_due_at, resolution_due_at, created_at, updated_at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
-    )
-    .bind(d.id.as_str())
-    .bind(d.tenant_id.as_str())
-    .bind(d.environment.as_str())
-    .bind(d.transaction_id.as_str())
-    .bind(d.card_id.as_str())
-    .bind(d.cardholder_id.as_str())
-    .bind(d.program_id.as_str())
-    .bind(d.account_id.as_str())
-    .bind(d.currency.code())
-    .bind(d.amount)
-    .bind(d.reason.as_str())
-    .bind(d.reason.family().as_str())
-    .bind(d.network_reason_code.as_str())
-    .bind(d.customer_note.as_deref())
-    .bind(d.customer_filed_at.as_micros())
-    .bind(d.state.status.as_str())
-    .bind(d.provisional_credit)
-    .bind(d.provisional_credit_due_at.as_micros())
-    .bind(d.resolution_due_at.as_micros())
-    .bind(d.created_at.as_micros())
-    .bind(d.updated_at.as_micros())
-    .bind(d.version)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn update_dispute_row(conn: &mut AnyConnection, r: &DisputeRecord, expected: i64) -> Result<(), StoreError> {
-    let d = &r.dispute;
-    let done = sqlx::query(
-        "UPDATE disputes SET status = $3, disposition = $4, recovered = $5, resolution_reason = $6, \
-         provisional_credit = $7, deadline_flagged_at = $8, assignee_id = $9, submitted_at = $10, \
-         representment_at = $11, pre_arbitration_at = $12, arbitration_at = $13, closed_at = $14, updated_at = $15, \
-         version = $16 WHERE id = $1 AND version = $2",
-    )
-    .bind(d.id.as_str())
-    .bind(expected)
-    .bind(d.state.status.as_str())
-    .bind(d.state.disposition.map(Disposition::as_str))
-    .bind(d.state.recovered)
-    .bind(d.resolution_reason.as_deref())
-    .bind(d.provisional_credit)
-    .bind(opt_micros(r.deadline_flagged_at))
-    .bind(r.assignee_id.as_ref().map(|a| a.as_str().to_owned()))
-    .bind(opt_micros(d.submitted_at))
-    .bind(opt_micros(d.representment_at))
-    .bind(opt_micros(d.pre_arbitration_at))
-    .bind(opt_micros(d.arbitration_at))
-    .bind(opt_micros(d.closed_at))
-    .bind(d.updated_at.as_micros())
-    .bind(d.version)
-    .execute(conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict {
-            constraint: "disputes_version".into(),
-        });
-    }
-    Ok(())
-}
-
-async fn insert_evidence_row(conn: &mut AnyConnection, e: &Evidence) -> Result<(), StoreError> {
-    crate::compliance::insert_document_row(conn, &e.document).await?;
-    sqlx::query(
-        "INSERT INTO dispute_evidence (id, dispute_id, document_id, submitted_by, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(e.id.as_str())
-    .bind(e.dispute_id.as_str())
-    .bind(e.document.id.as_str())
-    .bind(e.source.as_str())
-    .bind(e.created_at.as_micros())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_note_row(conn: &mut AnyConnection, n: &DisputeNote) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO dispute_notes (id, dispute_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(n.id.as_str())
-        .bind(n.dispute_id.as_str())
-        .bind(n.author_id.as_ref().map(|a| a.as_str().to_owned()))
-        .bind(n.body.as_str())
-        .bind(n.created_at.as_micros())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// What is disputed of a transaction and how many fraud cases its card has, as of now.
-async fn disputed_so_far(
-    conn: &mut AnyConnection,
-    transaction: &TransactionId,
-    card: &CardId,
-) -> Result<(i64, u32), StoreError> {
-    // Open cases and won ones hold their amount; lost, denied and withdrawn ones free it.
-    let row = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN disposition = 'partially_won' THEN recovered ELSE amount END), 0) AS BIGINT) \
-         AS disputed \
-         FROM disputes WHERE transaction_id = $1 AND (disposition IS NULL OR disposition IN ('won', 'partially_won'))",
-    )
-    .bind(transaction.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
-    let disputed: i64 = row.try_get("disputed")?;
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM disputes WHERE card_id = $1 AND reason_family = $2 \
-         AND (disposition IS NULL OR disposition <> 'withdrawn')",
-    )
-    .bind(card.as_str())
-    .bind(ReasonFamily::Fraud.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
-    let fraud: i64 = row.try_get("n")?;
-    Ok((disputed, u32::try_from(fraud).unwrap_or(u32::MAX)))
 }
 
 #[async_trait]
@@ -562,10 +191,10 @@ impl DisputeStore for SqlStore {
             scope: scope.cloned(),
             ..DisputeFilter::default()
         };
-        let mut w = Where::of(&filter);
-        w.text("id = ?", id.as_str());
+        let mut w = filters_of(&filter);
+        w.add("id = ?", Bind::Text(id.to_string()));
         let sql = format!("SELECT {COLUMNS} FROM disputes{}", w.sql());
-        let rows = w.fetch(self.db.reader(), sql).await?;
+        let rows = w.fetch_all(self.db.reader(), sql).await?;
         rows.first().map(dispute_from_row).ok_or(StoreError::NotFound)?
     }
 
@@ -574,18 +203,18 @@ impl DisputeStore for SqlStore {
         filter: &DisputeFilter,
         page: &PageRequest,
     ) -> Result<Page<DisputeRecord>, StoreError> {
-        let base = Where::of(filter);
+        let base = filters_of(filter);
         let total_sql = format!("SELECT COUNT(*) AS n FROM disputes{}", base.sql());
-        let total: i64 = base.fetch(self.db.reader(), total_sql).await?[0].try_get("n")?;
-        let mut w = Where::of(filter);
+        let total: i64 = base.fetch_all(self.db.reader(), total_sql).await?[0].try_get("n")?;
+        let mut w = filters_of(filter);
         let order = match &page.cursor {
             Cursor::Newest => "DESC",
             Cursor::After(id) => {
-                w.text("id < ?", id.as_str());
+                w.add("id < ?", Bind::Text(id.clone()));
                 "DESC"
             }
             Cursor::Before(id) => {
-                w.text("id > ?", id.as_str());
+                w.add("id > ?", Bind::Text(id.clone()));
                 "ASC"
             }
         };
@@ -594,7 +223,7 @@ impl DisputeStore for SqlStore {
             w.sql(),
             i64::from(page.limit) + 1
         );
-        let rows = w.fetch(self.db.reader(), sql).await?;
+        let rows = w.fetch_all(self.db.reader(), sql).await?;
         let has_more = rows.len() > page.limit as usize;
         let mut items = rows
             .iter()
@@ -608,7 +237,7 @@ impl DisputeStore for SqlStore {
     }
 
     async fn dispute_queue(&self, filter: &DisputeFilter, limit: u32) -> Result<Vec<DisputeRecord>, StoreError> {
-        let w = Where::of(filter);
+        let w = filters_of(filter);
         let sql = format!(
             "SELECT {COLUMNS} FROM disputes{} ORDER BY CASE WHEN status = 'closed' THEN 1 ELSE 0 END, \
              CASE WHEN provisional_credit = 0 AND provisional_credit_due_at < resolution_due_at \
@@ -616,7 +245,7 @@ impl DisputeStore for SqlStore {
             w.sql(),
             i64::from(limit)
         );
-        w.fetch(self.db.reader(), sql)
+        w.fetch_all(self.db.reader(), sql)
             .await?
             .iter()
             .map(dispute_from_row)
@@ -762,7 +391,7 @@ impl DisputeStore for SqlStore {
     }
 
     async fn dispute_tallies(&self, scope: Option<&Scope>) -> Result<Vec<DisputeTally>, StoreError> {
-        let w = Where::of(&DisputeFilter {
+        let w = filters_of(&DisputeFilter {
             scope: scope.cloned(),
             ..DisputeFilter::default()
         });
@@ -774,7 +403,7 @@ impl DisputeStore for SqlStore {
             w.sql()
         );
         let bad = |what: &str| StoreError::corrupt(format!("dispute tally {what}"));
-        w.fetch(self.db.reader(), sql)
+        w.fetch_all(self.db.reader(), sql)
             .await?
             .iter()
             .map(|row| {
