@@ -114,18 +114,14 @@ pub async fn file_dispute(
     JsonBody(req): JsonBody<FileDisputeRequest>,
 ) -> ApiResult<Reply> {
     let transaction = TransactionId::parse(&transaction_id).map_err(|_| ApiError::not_found("transaction"))?;
-    let amount = required(req.amount, "amount")?;
-    let reason = DisputeReason::parse(&required(req.reason, "reason")?)
-        .ok_or_else(|| ApiError::invalid("parameter_invalid", "not one of the dispute reasons").with_param("reason"))?;
-    if req.customer_note.as_ref().is_some_and(|n| n.chars().count() > 2_000) {
-        return Err(ApiError::invalid("parameter_invalid", "at most 2,000 characters").with_param("customer_note"));
-    }
     let now = Timestamp::now();
-    let claim = Claim {
-        amount,
-        reason,
-        customer_note: req.customer_note,
-        customer_filed_at: parse_time(req.customer_filed_at.as_deref(), "customer_filed_at")?.unwrap_or(now),
+    let claim = match parse_claim(req, now) {
+        Ok(claim) => claim,
+        Err(e) => {
+            // Someone else's transaction is a 404 whatever the body says.
+            state.transactions.get_transaction(&ctx.scope, &transaction).await?;
+            return Err(e);
+        }
     };
     let committed = state
         .disputes
@@ -136,6 +132,21 @@ pub async fn file_dispute(
             e => dispute_error(e),
         })?;
     Ok(Reply::committed(StatusCode::CREATED, committed.body))
+}
+
+fn parse_claim(req: FileDisputeRequest, now: Timestamp) -> ApiResult<Claim> {
+    let amount = required(req.amount, "amount")?;
+    let reason = DisputeReason::parse(&required(req.reason, "reason")?)
+        .ok_or_else(|| ApiError::invalid("parameter_invalid", "not one of the dispute reasons").with_param("reason"))?;
+    if req.customer_note.as_ref().is_some_and(|n| n.chars().count() > 2_000) {
+        return Err(ApiError::invalid("parameter_invalid", "at most 2,000 characters").with_param("customer_note"));
+    }
+    Ok(Claim {
+        amount,
+        reason,
+        customer_note: req.customer_note,
+        customer_filed_at: parse_time(req.customer_filed_at.as_deref(), "customer_filed_at")?.unwrap_or(now),
+    })
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

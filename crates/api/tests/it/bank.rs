@@ -32,7 +32,11 @@ async fn post(http: &reqwest::Client, base: &str, creds: &Creds, path: &str, bod
 }
 
 async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+    // A starved 2-core machine can keep a connection busy past the default 2 s wait; this test
+    // is about money, not about when the server gives up on its pool.
+    let Some(app) = TestApp::spawn_with(b, |c| c.database_acquire_timeout_ms = 60_000).await else {
+        return;
+    };
     let tenant = app.tenant_with(&[Permission::Reveal]).await;
     let t = tenant.sandbox.clone();
     app.program(&t, "GPR", "411111", 1_000_000).await;
@@ -81,10 +85,8 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
                         .json()
                         .await
                         .unwrap();
-                    assert!(
-                        b["balance"]["spendable"].as_i64().unwrap() >= 0,
-                        "spendable below its floor: {b}"
-                    );
+                    let spendable = b["balance"]["spendable"].as_i64();
+                    assert!(spendable.is_some_and(|s| s >= 0), "spendable below its floor: {b}");
                 }
                 reads.fetch_add(1, Ordering::Relaxed);
             }

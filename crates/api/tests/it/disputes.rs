@@ -647,7 +647,58 @@ async fn the_books_balance_after_a_randomized_dispute_workload(b: Backend) {
     books_clean(&app).await;
 }
 
+/// Every dispute answer, custodian's and operators', matches the schema the document gives it.
+async fn dispute_answers_match_the_openapi_document(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else { return };
+    let root = admin(&app).await;
+    let f = fixture(&app, 10_000).await;
+    let txn = purchase(&app, &f, 1_000).await;
+    let check = |method: Method, template: &str, status: StatusCode, answer: &Value| {
+        crate::contract::assert_documented(&method, template, status, answer);
+    };
+    let (status, d) = file(&app, &f, &txn, json!({"amount": 500, "reason": "other"})).await;
+    check(Method::POST, "/transactions/{transaction_id}/disputes", status, &d);
+    let id = d["dispute"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = app.get(&f.key, &format!("/disputes/{id}")).await;
+    check(Method::GET, "/disputes/{dispute_id}", status, &body);
+    let (status, body) = app.get(&f.key, "/disputes?status=new").await;
+    check(Method::GET, "/disputes", status, &body);
+    let (status, body) = send(
+        app.request(Method::POST, &format!("/disputes/{id}/evidence"), &f.key)
+            .multipart(evidence_form(1)),
+    )
+    .await;
+    check(Method::POST, "/disputes/{dispute_id}/evidence", status, &body);
+    let (status, body) = app.get(&f.key, &format!("/disputes/{id}/evidence")).await;
+    check(Method::GET, "/disputes/{dispute_id}/evidence", status, &body);
+    let (status, body) = app.get(&f.key, "/programs/disputes/dispute_policy").await;
+    check(Method::GET, "/programs/{program_id}/dispute_policy", status, &body);
+    let (status, body) = network(&app, &f, &id, json!({"action": "submit"})).await;
+    check(Method::POST, "/simulate/disputes/{dispute_id}/network", status, &body);
+    let (status, body) = root.get(&app, "/ops/disputes").await;
+    check(Method::GET, "/ops/disputes", status, &body);
+    let (status, body) = root.get(&app, &format!("/ops/disputes/{id}")).await;
+    check(Method::GET, "/ops/disputes/{dispute_id}", status, &body);
+    let (status, body) = root
+        .post(&app, &format!("/ops/disputes/{id}/notes"), &json!({"body": "checked"}))
+        .await;
+    check(Method::POST, "/ops/disputes/{dispute_id}/notes", status, &body);
+    let (status, body) = root
+        .post(
+            &app,
+            &format!("/ops/disputes/{id}/actions"),
+            &json!({"action": "representment"}),
+        )
+        .await;
+    check(Method::POST, "/ops/disputes/{dispute_id}/actions", status, &body);
+    let (status, body) = root.get(&app, "/ops/reports/disputes").await;
+    check(Method::GET, "/ops/reports/disputes", status, &body);
+    let (status, body) = app.post(&f.key, &format!("/disputes/{id}/withdraw"), &json!({})).await;
+    check(Method::POST, "/disputes/{dispute_id}/withdraw", status, &body);
+}
+
 both_backends!(
+    dispute_answers_match_the_openapi_document,
     a_dispute_goes_from_filing_to_a_won_case,
     filing_is_refused_for_what_cannot_be_disputed,
     a_lost_case_takes_the_credit_back_and_the_program_pays_what_the_card_cannot,

@@ -62,6 +62,25 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{endpoint}");
     let endpoint_id = endpoint["webhook_endpoint"]["id"].as_str().unwrap().to_owned();
+    let (_, purchase) = app
+        .post(
+            t,
+            "/simulate/authorizations",
+            &json!({"card_id": card_id, "amount": 200}),
+        )
+        .await;
+    let purchase_id = purchase["authorization_id"].as_str().unwrap().to_owned();
+    app.post(t, "/simulate/clearings", &json!({"authorization_id": purchase_id}))
+        .await;
+    let (status, dispute) = app
+        .post(
+            t,
+            &format!("/transactions/{purchase_id}/disputes"),
+            &json!({"amount": 100, "reason": "other"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{dispute}");
+    let dispute_id = dispute["dispute"]["id"].as_str().unwrap().to_owned();
     let (_, events) = app.get(t, "/events?limit=1").await;
     let event_id = events["events"][0]["event"]["id"].as_str().unwrap().to_owned();
     let ids: HashMap<&str, String> = HashMap::from([
@@ -73,6 +92,7 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         ("transaction_id", transaction_id.clone()),
         ("spend_control_id", control_id.clone()),
         ("endpoint_id", endpoint_id.clone()),
+        ("dispute_id", dispute_id.clone()),
     ]);
 
     let doc: Value = app
@@ -131,7 +151,7 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
     ] {
         for (method, path, concrete) in &routes {
             let mut req = app.request(Method::from_bytes(method.as_bytes()).unwrap(), concrete, creds);
-            if method == "POST" {
+            if method == "POST" || method == "PUT" {
                 // A body that would be valid for A, so only ownership can refuse it.
                 let body = match path.as_str() {
                     "/webhook_endpoints/{endpoint_id}/replay" => json!({"since": "2020-01-01T00:00:00Z"}),
