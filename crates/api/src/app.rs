@@ -21,18 +21,18 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
-use crate::error::{ApiError, ErrorType};
-use crate::middleware::{
+use crate::http::error::{ApiError, ErrorType};
+use crate::http::middleware::{
     access_log, api_version, audit_mutation, authenticate, header_limit, idempotency, request_deadline,
 };
-use crate::people::staff_session;
+use crate::http::people::staff_session;
+use crate::http::shutdown::InFlight;
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
     ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
-use crate::secrets::{Secrets, card_keys, open_vault};
-use crate::shutdown::InFlight;
 use crate::state::AppState;
+use crate::workflows::secrets::{Secrets, card_keys, open_vault};
 
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -343,10 +343,10 @@ impl Application {
         let checkpoints = tokio::spawn(checkpoint_periodically(state.clone()));
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
-            tokio::spawn(crate::delivery::run(crate::delivery::Deliverer::new(&state), poll))
+            tokio::spawn(cardplane_engine::delivery::run(state.deliverer(), poll))
         });
         let in_flight = InFlight::default();
-        let app = router(state.clone()).layer(from_fn_with_state(in_flight.clone(), crate::shutdown::track));
+        let app = router(state.clone()).layer(from_fn_with_state(in_flight.clone(), crate::http::shutdown::track));
         // The signal, with the moment it came, for both the server and the drain below.
         let (stop, stopped) = tokio::sync::watch::channel(None::<std::time::Instant>);
         tokio::spawn(async move {

@@ -37,7 +37,7 @@ impl Modify for BasicAuth {
             "session_cookie",
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
                 utoipa::openapi::security::ApiKeyValue::with_description(
-                    crate::people::SESSION_COOKIE,
+                    crate::http::people::SESSION_COOKIE,
                     "Set by POST /ops/login. State-changing requests also need the X-CSRF-Token header.",
                 ),
             )),
@@ -169,6 +169,6 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    crate::common_responses::add(&mut doc);
+    crate::http::common_responses::add(&mut doc);
     doc
 }

@@ -18,14 +18,14 @@ use cardplane_store::{Scope, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::documents::{Owner, UploadedDocumentView, open_sealed, put_sealed, read_upload};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, StrictQuery};
-use crate::onboarding::{ReviewVerdict, apply_review};
-use crate::people::Staff;
-use crate::reply::Reply;
-use crate::review::chain_for;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, StrictQuery};
+use crate::http::people::Staff;
+use crate::http::reply::Reply;
 use crate::state::AppState;
+use crate::workflows::documents::{Owner, UploadedDocumentView, open_sealed, put_sealed, read_upload};
+use crate::workflows::onboarding::{ReviewVerdict, apply_review};
+use crate::workflows::review::chain_for;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApprovalView {
@@ -273,7 +273,7 @@ fn case_filter(q: &CaseQuery, staff: &Staff) -> ApiResult<(CaseFilter, u32)> {
 #[utoipa::path(
     get, path = "/ops/cases", tag = "Operations console",
     params(CaseQuery),
-    responses((status = 200, body = CaseList), (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CaseList), (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_cases(
@@ -316,9 +316,9 @@ fn note_body(raw: &str, param: &str) -> ApiResult<String> {
     post, path = "/ops/cases", tag = "Operations console",
     request_body = OpenCaseRequest,
     responses(
-        (status = 201, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 201, body = CaseView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -380,7 +380,7 @@ pub async fn open_case(
 #[utoipa::path(
     get, path = "/ops/cases/{case_id}", tag = "Operations console",
     params(("case_id" = String, Path)),
-    responses((status = 200, body = CaseDetail), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CaseDetail), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn get_case(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -433,9 +433,9 @@ pub struct AssignRequest {
     params(("case_id" = String, Path)),
     request_body = AssignRequest,
     responses(
-        (status = 200, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = CaseView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -488,9 +488,9 @@ pub struct NoteRequest {
     params(("case_id" = String, Path)),
     request_body = NoteRequest,
     responses(
-        (status = 201, body = NoteView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 201, body = NoteView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -537,12 +537,12 @@ pub async fn add_note(
 #[utoipa::path(
     post, path = "/ops/cases/{case_id}/documents", tag = "Operations console",
     params(("case_id" = String, Path)),
-    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    request_body(content = crate::workflows::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
-        (status = 201, body = UploadedDocumentView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
-        (status = 413, body = crate::error::ErrorEnvelope), (status = 415, body = crate::error::ErrorEnvelope),
+        (status = 201, body = UploadedDocumentView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
+        (status = 413, body = crate::http::error::ErrorEnvelope), (status = 415, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -587,8 +587,8 @@ pub async fn upload_document(
     params(("document_id" = String, Path)),
     responses(
         (status = 200, description = "The document's bytes, with its content type"),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -633,9 +633,9 @@ pub struct RequestDocumentsRequest {
     params(("case_id" = String, Path)),
     request_body = RequestDocumentsRequest,
     responses(
-        (status = 200, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = CaseView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -683,9 +683,9 @@ pub struct DecisionRequest {
     request_body = DecisionRequest,
     responses(
         (status = 200, description = "The step is recorded; the last approval passes KYC, a rejection rejects it", body = CaseView),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "Wrong role for the step, four eyes, or a closed case", body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "Wrong role for the step, four eyes, or a closed case", body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -765,7 +765,7 @@ async fn program_scope(state: &AppState, raw: &str) -> ApiResult<ProgramId> {
 #[utoipa::path(
     get, path = "/ops/programs/{program_id}/approval_chains", tag = "Operations console",
     params(("program_id" = String, Path)),
-    responses((status = 200, body = ChainList), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ChainList), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_chains(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -803,9 +803,9 @@ pub struct ChainRequest {
     params(("program_id" = String, Path), ("trigger" = String, Path, description = "default or watchlist_match")),
     request_body = ChainRequest,
     responses(
-        (status = 200, body = ChainView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 200, body = ChainView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]

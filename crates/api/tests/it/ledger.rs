@@ -1,4 +1,4 @@
-use cardplane_api::secrets::{open_vault, rotate_kek};
+use cardplane_api::workflows::secrets::{open_vault, rotate_kek};
 use cardplane_domain::card::Card;
 use cardplane_domain::pan::Pan;
 use cardplane_domain::vault::Kek;

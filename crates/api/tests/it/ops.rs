@@ -2,8 +2,8 @@
 //! CSRF), the permission matrix for every role and endpoint, the compliance workflow with
 //! four-eyes approval chains and documents, and the tamper-evident audit log.
 
-use cardplane_api::admin::create_operator;
-use cardplane_api::people::new_user;
+use cardplane_api::workflows::admin::create_operator;
+use cardplane_api::workflows::admin::new_user;
 use cardplane_domain::Timestamp;
 use cardplane_domain::audit::{ActorKind, AuditRecord, ChainBreak, Outcome};
 use cardplane_domain::ids::{TenantId, UserId};

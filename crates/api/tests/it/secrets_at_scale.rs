@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use cardplane_api::admin::create_network_credential;
+use cardplane_api::workflows::admin::create_network_credential;
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::card::{Card, CardState};
 use cardplane_domain::ids::{CardId, CardholderId, TenantId};

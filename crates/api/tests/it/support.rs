@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cardplane_api::admin::{ProvisionedTenant, create_tenant};
 use cardplane_api::state::AppState;
+use cardplane_api::workflows::admin::{ProvisionedTenant, create_tenant};
 use cardplane_api::{Application, Config};
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::vault::Kek;
@@ -196,7 +196,7 @@ impl TestApp {
 
     /// A sandbox network credential: the test plays the card network.
     pub async fn network_key(&self) -> Creds {
-        let issued = cardplane_api::admin::create_network_credential(
+        let issued = cardplane_api::workflows::admin::create_network_credential(
             self.state.network.as_ref(),
             &self.state.pepper,
             cardplane_domain::Environment::Sandbox,

@@ -5,7 +5,7 @@
 /// Optimistic-concurrency retries for an update that raced another.
 const UPDATE_ATTEMPTS_MAX: usize = 3;
 
-use crate::review::{case_for_kyc, case_resolved_by_kyc};
+use crate::workflows::review::{case_for_kyc, case_resolved_by_kyc};
 use axum::http::StatusCode;
 use cardplane_domain::audit::AuditRecord;
 use cardplane_domain::card::Card;
@@ -26,12 +26,12 @@ use cardplane_store::compliance::CaseChange;
 use cardplane_store::ledger::PostError;
 use cardplane_store::{EffectRecords, Scope};
 
-use crate::issuing::{IssueSpec, PAN_ATTEMPTS_MAX, pan_collision, prepare_issue, refusal};
+use crate::workflows::issuing::{IssueSpec, PAN_ATTEMPTS_MAX, pan_collision, prepare_issue, refusal};
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::Ctx;
-use crate::lookup::load_program;
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Ctx;
+use crate::http::lookup::load_program;
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{CardOrderView, CardholderEnvelope};
 
@@ -335,7 +335,7 @@ pub async fn create(
 
 fn post_failure(e: PostError) -> ApiError {
     match e {
-        PostError::InsufficientFunds(_) => crate::issuing::insufficient_program_funds(),
+        PostError::InsufficientFunds(_) => crate::workflows::issuing::insufficient_program_funds(),
         PostError::Store(s) => s.into(),
     }
 }
