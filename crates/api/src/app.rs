@@ -29,7 +29,7 @@ use crate::http::people::staff_session;
 use crate::http::shutdown::InFlight;
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
-    ops_people, programs, sandbox, simulate, transactions, webhooks,
+    ops_chains, ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 use crate::state::AppState;
 use crate::workflows::secrets::{Secrets, card_keys, open_vault};
@@ -60,8 +60,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("handler panicked").into_response()
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// The tenant API (API-key credentials). A route table, one entry per endpoint: it is longer than a
+/// function should be because the API's whole surface is meant to read top to bottom in one place.
+fn tenant_api(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/cardholders",
             get(cardholders::list_cardholders).post(cardholders::create_cardholder),
@@ -165,9 +167,13 @@ pub fn router(state: AppState) -> Router {
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
-        .route_layer(from_fn_with_state(state.clone(), authenticate));
+        .route_layer(from_fn_with_state(state.clone(), authenticate))
+}
+
+/// The operations console's API (staff sessions; only sign-in is outside the session layer).
+fn ops_api(state: &AppState) -> Router<AppState> {
     let document_limit = state.document_body_limit();
-    let ops = Router::new()
+    Router::new()
         .route("/ops/session", get(ops_auth::get_session))
         .route("/ops/logout", post(ops_auth::logout))
         .route("/ops/mfa/totp", post(ops_auth::begin_totp))
@@ -216,22 +222,29 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/ops/programs/{program_id}/approval_chains",
-            get(ops_cases::list_chains),
+            get(ops_chains::list_chains),
         )
         .route(
             "/ops/programs/{program_id}/approval_chains/{trigger}",
-            put(ops_cases::put_chain),
+            put(ops_chains::put_chain),
         )
         .route("/ops/audit", get(ops_audit::list_audit))
         .route("/ops/audit/export", get(ops_audit::export_audit))
         .route_layer(from_fn_with_state(state.clone(), staff_session))
-        .route("/ops/login", post(ops_auth::login));
-    let network = Router::new()
+        .route("/ops/login", post(ops_auth::login))
+}
+
+/// The card network's interface (network credentials).
+fn network_api(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/network/authorizations", post(network::network_authorization))
         .route("/network/reversals", post(network::network_reversal))
         .route("/network/clearings", post(network::network_clearing))
         .route("/network/refunds", post(network::network_refund))
-        .route_layer(from_fn_with_state(state.clone(), network::authenticate_network));
+        .route_layer(from_fn_with_state(state.clone(), network::authenticate_network))
+}
+
+pub fn router(state: AppState) -> Router {
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", crate::openapi::document())
         .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
@@ -241,9 +254,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(swagger)
-        .merge(api)
-        .merge(network)
-        .merge(ops)
+        .merge(tenant_api(&state))
+        .merge(network_api(&state))
+        .merge(ops_api(&state))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))

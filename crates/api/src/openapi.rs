@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, events, network, ops, ops_audit, ops_auth, ops_cases,
-    ops_people, programs, sandbox, simulate, transactions, webhooks,
+    ops_chains, ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -143,8 +143,8 @@ impl Modify for BasicAuth {
         ops_cases::download_document,
         ops_cases::request_documents,
         ops_cases::decide_case,
-        ops_cases::list_chains,
-        ops_cases::put_chain,
+        ops_chains::list_chains,
+        ops_chains::put_chain,
         ops_audit::list_audit,
         ops_audit::export_audit,
     ),

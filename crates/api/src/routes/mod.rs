@@ -9,6 +9,7 @@ pub mod ops;
 pub mod ops_audit;
 pub mod ops_auth;
 pub mod ops_cases;
+pub mod ops_chains;
 pub mod ops_people;
 pub mod programs;
 pub mod sandbox;

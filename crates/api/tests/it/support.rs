@@ -411,3 +411,24 @@ impl TestApp {
         (base, state)
     }
 }
+
+/// Runs each named `async fn name(app: TestApp)` on both backends, each with a fresh server and
+/// database (a backend that is not available here is skipped, as `TestApp::spawn` decides).
+macro_rules! app_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(app) = $crate::support::TestApp::spawn(cardplane_testkit::Backend::Sqlite).await {
+                    super::$name(app).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::support::TestApp::spawn(cardplane_testkit::Backend::Postgres).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    )+};
+}
