@@ -21,18 +21,18 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
-use crate::error::{ApiError, ErrorType};
-use crate::middleware::{
+use crate::http::error::{ApiError, ErrorType};
+use crate::http::middleware::{
     access_log, api_version, audit_mutation, authenticate, header_limit, idempotency, request_deadline,
 };
-use crate::people::staff_session;
+use crate::http::people::staff_session;
+use crate::http::shutdown::InFlight;
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
+    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
-use crate::secrets::{Secrets, card_keys, open_vault};
-use crate::shutdown::InFlight;
 use crate::state::AppState;
+use crate::workflows::secrets::{Secrets, card_keys, open_vault};
 
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -60,8 +60,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("handler panicked").into_response()
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// The tenant API (API-key credentials). A route table, one entry per endpoint: it is longer than a
+/// function should be because the API's whole surface is meant to read top to bottom in one place.
+fn tenant_api(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/cardholders",
             get(cardholders::list_cardholders).post(cardholders::create_cardholder),
@@ -187,9 +189,13 @@ pub fn router(state: AppState) -> Router {
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
-        .route_layer(from_fn_with_state(state.clone(), authenticate));
+        .route_layer(from_fn_with_state(state.clone(), authenticate))
+}
+
+/// The operations console's API (staff sessions; only sign-in is outside the session layer).
+fn ops_api(state: &AppState) -> Router<AppState> {
     let document_limit = state.document_body_limit();
-    let ops = Router::new()
+    Router::new()
         .route("/ops/session", get(ops_auth::get_session))
         .route("/ops/logout", post(ops_auth::logout))
         .route("/ops/mfa/totp", post(ops_auth::begin_totp))
@@ -238,11 +244,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/ops/programs/{program_id}/approval_chains",
-            get(ops_cases::list_chains),
+            get(ops_chains::list_chains),
         )
         .route(
             "/ops/programs/{program_id}/approval_chains/{trigger}",
-            put(ops_cases::put_chain),
+            put(ops_chains::put_chain),
         )
         .route("/ops/disputes", get(ops_disputes::list_disputes))
         .route("/ops/disputes/{dispute_id}", get(ops_disputes::get_dispute))
@@ -253,13 +259,20 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/audit", get(ops_audit::list_audit))
         .route("/ops/audit/export", get(ops_audit::export_audit))
         .route_layer(from_fn_with_state(state.clone(), staff_session))
-        .route("/ops/login", post(ops_auth::login));
-    let network = Router::new()
+        .route("/ops/login", post(ops_auth::login))
+}
+
+/// The card network's interface (network credentials).
+fn network_api(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/network/authorizations", post(network::network_authorization))
         .route("/network/reversals", post(network::network_reversal))
         .route("/network/clearings", post(network::network_clearing))
         .route("/network/refunds", post(network::network_refund))
-        .route_layer(from_fn_with_state(state.clone(), network::authenticate_network));
+        .route_layer(from_fn_with_state(state.clone(), network::authenticate_network))
+}
+
+pub fn router(state: AppState) -> Router {
     let swagger = SwaggerUi::new("/docs")
         .url("/openapi.json", crate::openapi::document())
         .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
@@ -269,9 +282,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(swagger)
-        .merge(api)
-        .merge(network)
-        .merge(ops)
+        .merge(tenant_api(&state))
+        .merge(network_api(&state))
+        .merge(ops_api(&state))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))
@@ -372,10 +385,10 @@ impl Application {
         let dispute_clock = tokio::spawn(run_dispute_deadlines(state.clone()));
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
-            tokio::spawn(crate::delivery::run(crate::delivery::Deliverer::new(&state), poll))
+            tokio::spawn(cardplane_engine::delivery::run(state.deliverer(), poll))
         });
         let in_flight = InFlight::default();
-        let app = router(state.clone()).layer(from_fn_with_state(in_flight.clone(), crate::shutdown::track));
+        let app = router(state.clone()).layer(from_fn_with_state(in_flight.clone(), crate::http::shutdown::track));
         // The signal, with the moment it came, for both the server and the drain below.
         let (stop, stopped) = tokio::sync::watch::channel(None::<std::time::Instant>);
         tokio::spawn(async move {

@@ -196,6 +196,17 @@ pub struct WebhooksConfig {
 }
 
 impl WebhooksConfig {
+    /// What the delivery worker needs of these settings.
+    pub fn delivery(&self) -> cardplane_engine::delivery::DeliveryConfig {
+        cardplane_engine::delivery::DeliveryConfig {
+            attempt_timeout_ms: self.attempt_timeout_ms,
+            lease_margin_secs: self.lease_margin_secs,
+            batch_size: self.batch_size,
+            disable_after_failing_secs: self.disable_after_failing_secs,
+            history_retention_days: self.history_retention_days,
+        }
+    }
+
     /// Parses the operator allowlist; fails on any malformed entry.
     pub fn allowlist(&self) -> Result<Vec<cardplane_domain::webhook::Network>, String> {
         self.live_allowed_networks

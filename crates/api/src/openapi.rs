@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
+    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -37,7 +37,7 @@ impl Modify for BasicAuth {
             "session_cookie",
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
                 utoipa::openapi::security::ApiKeyValue::with_description(
-                    crate::people::SESSION_COOKIE,
+                    crate::http::people::SESSION_COOKIE,
                     "Set by POST /ops/login. State-changing requests also need the X-CSRF-Token header.",
                 ),
             )),
@@ -143,8 +143,8 @@ impl Modify for BasicAuth {
         ops_cases::download_document,
         ops_cases::request_documents,
         ops_cases::decide_case,
-        ops_cases::list_chains,
-        ops_cases::put_chain,
+        ops_chains::list_chains,
+        ops_chains::put_chain,
         ops_audit::list_audit,
         ops_audit::export_audit,
         disputes::file_dispute,
@@ -186,6 +186,6 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    crate::common_responses::add(&mut doc);
+    crate::http::common_responses::add(&mut doc);
     doc
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use cardplane_domain::vault::Vault;
 use cardplane_engine::authorization::{Engine, EngineConfig, EngineDeps};
+use cardplane_engine::delivery::Deliverer;
 use cardplane_engine::documents::{DocumentStorage, FsDocuments};
 use cardplane_engine::kyc::{HttpKyc, KycProvider, NoKyc, SandboxKyc};
 use cardplane_store::SqlStore;
@@ -21,7 +22,7 @@ use cardplane_store::{Backend, Db};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::{Config, KycProviderKind};
-use crate::secrets::CardKeys;
+use crate::workflows::secrets::CardKeys;
 use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
 use cardplane_domain::ids::{ApiKeyId, NetworkCredentialId};
@@ -68,7 +69,7 @@ pub struct Services {
     pub engine: Engine,
     /// Disputes: filing, the network cycle, provisional credit and the Regulation E clock.
     pub disputes: cardplane_engine::disputes::DisputeDesk,
-    pub limits: Arc<crate::limits::Limits>,
+    pub limits: Arc<crate::http::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub vault: Arc<Vault>,
@@ -126,7 +127,7 @@ impl AppState {
         let store = Arc::new(SqlStore::new(db.clone()));
         let kyc_sandbox = provider(config.kyc.sandbox_provider, &config, Environment::Sandbox)?;
         let kyc_live = provider(config.kyc.live_provider, &config, Environment::Live)?;
-        let limits = crate::limits::Limits::new(config.rate_limit_per_second, config.auth_failures_per_minute);
+        let limits = crate::http::limits::Limits::new(config.rate_limit_per_second, config.auth_failures_per_minute);
         let vault = Arc::new(vault);
         let card_keys = Arc::new(card_keys);
         let engine = Engine::start(
@@ -204,6 +205,16 @@ impl AppState {
     /// A multipart body carrying one document: the document's limit plus room for the form around it.
     pub fn document_body_limit(&self) -> usize {
         self.config.operators.document_max_bytes + 64 * 1024
+    }
+
+    /// The webhook delivery worker over this state's store, vault and settings.
+    pub fn deliverer(&self) -> Deliverer {
+        Deliverer::new(
+            self.webhooks.clone(),
+            self.vault.clone(),
+            self.config.webhooks.delivery(),
+            self.webhook_allowlist.clone(),
+        )
     }
 
     pub fn backend(&self) -> Backend {

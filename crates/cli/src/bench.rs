@@ -128,7 +128,8 @@ struct Books {
 
 async fn books(state: &AppState) -> anyhow::Result<Books> {
     let tenant =
-        cardplane_api::admin::create_tenant(state.tenants.as_ref(), &state.pepper, "Benchmark", &[], None).await?;
+        cardplane_api::workflows::admin::create_tenant(state.tenants.as_ref(), &state.pepper, "Benchmark", &[], None)
+            .await?;
     let scope = Scope {
         tenant_id: cardplane_domain::ids::TenantId::parse(&tenant.tenant_id)?,
         environment: Environment::Sandbox,
@@ -696,7 +697,7 @@ fn machine() -> String {
 
 pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
     let backend = state.backend().name().to_owned();
-    let credential = cardplane_api::admin::create_network_credential(
+    let credential = cardplane_api::workflows::admin::create_network_credential(
         state.network.as_ref(),
         &state.pepper,
         Environment::Sandbox,

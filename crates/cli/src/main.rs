@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use cardplane_api::config::{Config, LogFormat};
-use cardplane_api::secrets::{Secrets, rotate_kek, store_rotated_kek};
+use cardplane_api::workflows::secrets::{Secrets, rotate_kek, store_rotated_kek};
 use cardplane_api::{Application, open_state};
 use cardplane_domain::Environment;
 use cardplane_domain::api_key::Permission;
@@ -289,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let state = open_state(config).await?;
-            let tenant = cardplane_api::admin::create_tenant(
+            let tenant = cardplane_api::workflows::admin::create_tenant(
                 state.tenants.as_ref(),
                 &state.pepper,
                 &name,
@@ -298,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             let permission_names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-            cardplane_api::admin::audit_cli(
+            cardplane_api::workflows::admin::audit_cli(
                 &state,
                 "cardplane tenant create",
                 "tenant.created",
@@ -332,7 +332,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let state = open_state(config).await?;
             let n = rotate_kek(&state.sql_store(), &old, &new).await?;
-            cardplane_api::admin::audit_cli(
+            cardplane_api::workflows::admin::audit_cli(
                 &state,
                 "cardplane keys rotate-kek",
                 "kek.rotated",
@@ -368,14 +368,14 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let environment = Environment::parse(&environment).context("--environment must be sandbox or live")?;
             let state = open_state(config).await?;
-            let issued = cardplane_api::admin::create_network_credential(
+            let issued = cardplane_api::workflows::admin::create_network_credential(
                 state.network.as_ref(),
                 &state.pepper,
                 environment,
                 &name,
             )
             .await?;
-            cardplane_api::admin::audit_cli(
+            cardplane_api::workflows::admin::audit_cli(
                 &state,
                 "cardplane network create-credential",
                 "network_credential.created",
@@ -498,7 +498,7 @@ async fn main() -> anyhow::Result<()> {
                 (None, false) => anyhow::bail!("give a password (CARDPLANE_OPERATOR_PASSWORD or --password-stdin)"),
             };
             let state = open_state(config).await?;
-            let person = cardplane_api::admin::create_operator(&state, &email, &name, role, password).await;
+            let person = cardplane_api::workflows::admin::create_operator(&state, &email, &name, role, password).await;
             state.close_db().await;
             let person = person?;
             if json {

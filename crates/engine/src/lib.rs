@@ -4,6 +4,8 @@
 //! HTTP request. The first is the batch authorization engine.
 
 pub mod authorization;
+/// Webhook delivery: the outbox worker that signs and sends due events, with retries.
+pub mod delivery;
 pub mod disputes;
 /// Adapter: where uploaded documents' sealed bytes are kept.
 pub mod documents;

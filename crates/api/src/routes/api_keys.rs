@@ -10,9 +10,9 @@ use cardplane_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{ApiKeyCreated, ApiKeyEnvelope, ApiKeyList, ApiKeyView, page_items};
 
@@ -46,7 +46,7 @@ fn key_event(ctx: &Ctx, kind: EventType, key: &ApiKey, now: Timestamp) -> Event 
 #[utoipa::path(
     get, path = "/api_keys", tag = "API keys",
     params(ListParams),
-    responses((status = 200, body = ApiKeyList), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ApiKeyList), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_api_keys(
@@ -67,7 +67,7 @@ pub async fn list_api_keys(
 #[utoipa::path(
     get, path = "/api_keys/{api_key_id}", tag = "API keys",
     params(("api_key_id" = String, Path)),
-    responses((status = 200, body = ApiKeyEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ApiKeyEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_api_key(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -85,7 +85,7 @@ pub async fn get_api_key(State(state): State<AppState>, ctx: Ctx, Path(id): Path
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "The secret is shown this once", body = ApiKeyCreated),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -147,7 +147,7 @@ pub async fn create_api_key(
     params(("api_key_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "Revoked; requests with it fail at once", body = ApiKeyEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]

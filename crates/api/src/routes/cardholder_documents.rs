@@ -12,13 +12,13 @@ use cardplane_store::{EffectRecords, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::documents::{Owner, UploadedDocumentView, put_sealed, read_upload};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::Ctx;
-use crate::lookup::{load_cardholder, parse_cardholder_id};
-use crate::onboarding::{ReviewVerdict, apply_review};
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Ctx;
+use crate::http::lookup::{load_cardholder, parse_cardholder_id};
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
+use crate::workflows::documents::{Owner, UploadedDocumentView, put_sealed, read_upload};
+use crate::workflows::onboarding::{ReviewVerdict, apply_review};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadedDocumentEnvelope {
@@ -33,12 +33,12 @@ pub struct UploadedDocumentList {
 #[utoipa::path(
     post, path = "/cardholders/{cardholder_id}/documents", tag = "Cardholders",
     params(("cardholder_id" = String, Path)),
-    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    request_body(content = crate::workflows::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
         (status = 200, description = "Stored; attached to the cardholder's open case, if any", body = UploadedDocumentEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "The cardholder's case changed meanwhile; retry", body = crate::error::ErrorEnvelope),
-        (status = 413, body = crate::error::ErrorEnvelope), (status = 415, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "The cardholder's case changed meanwhile; retry", body = crate::http::error::ErrorEnvelope),
+        (status = 413, body = crate::http::error::ErrorEnvelope), (status = 415, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -123,7 +123,7 @@ pub async fn upload_document(
 #[utoipa::path(
     get, path = "/cardholders/{cardholder_id}/documents", tag = "Cardholders",
     params(("cardholder_id" = String, Path)),
-    responses((status = 200, body = UploadedDocumentList), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = UploadedDocumentList), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_documents(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {

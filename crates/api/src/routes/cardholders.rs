@@ -13,15 +13,15 @@ use cardplane_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::lookup::parse_cardholder_id;
-use crate::onboarding::{self, Merged, NewCardholder, Patch};
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::lookup::parse_cardholder_id;
+use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::{
     CardOrderList, CardOrderView, CardholderEnvelope, CardholderList, KycCheckEnvelope, KycCheckList, page_items,
 };
+use crate::workflows::onboarding::{self, Merged, NewCardholder, Patch};
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -194,8 +194,8 @@ fn merge(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
     responses(
         (status = 200, description = "Created, or updated when `custodian_uid` matched", body = CardholderEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 409, body = crate::error::ErrorEnvelope), (status = 422, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 409, body = crate::http::error::ErrorEnvelope), (status = 422, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -219,7 +219,7 @@ pub async fn create_cardholder(
     params(("cardholder_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = CardholderEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -240,7 +240,7 @@ pub async fn update_cardholder(
 #[utoipa::path(
     get, path = "/cardholders", tag = "Cardholders",
     params(ListParams),
-    responses((status = 200, body = CardholderList), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CardholderList), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_cardholders(
@@ -263,7 +263,7 @@ pub async fn list_cardholders(
 #[utoipa::path(
     get, path = "/cardholders/{cardholder_id}", tag = "Cardholders",
     params(("cardholder_id" = String, Path)),
-    responses((status = 200, body = CardholderEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CardholderEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_cardholder(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -287,7 +287,7 @@ fn not_found(e: StoreError) -> ApiError {
 #[utoipa::path(
     get, path = "/cardholders/{cardholder_id}/kyc_checks", tag = "Cardholders",
     params(("cardholder_id" = String, Path), ListParams),
-    responses((status = 200, body = KycCheckList), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = KycCheckList), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_kyc_checks(
@@ -315,7 +315,7 @@ pub async fn list_kyc_checks(
 #[utoipa::path(
     get, path = "/cardholders/{cardholder_id}/card_orders", tag = "Cardholders",
     params(("cardholder_id" = String, Path)),
-    responses((status = 200, body = CardOrderList), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CardOrderList), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_card_orders(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {

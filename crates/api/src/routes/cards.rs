@@ -18,18 +18,18 @@ use cardplane_store::ledger::{BalanceAfter, PostError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::issuing::{
-    IssueSpec, PAN_ATTEMPTS_MAX, adjustment_view, balance_view, card_event, insufficient_program_funds, pan_collision,
-    prepare_issue,
-};
-use crate::lookup::{load_card, load_cardholder, load_program, parse_cardholder_id, parse_money};
-use crate::reply::{Reply, Sensitive, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::lookup::{load_card, load_cardholder, load_program, parse_cardholder_id, parse_money};
+use crate::http::reply::{Reply, Sensitive, render};
 use crate::state::AppState;
 use crate::views::{
     BalanceAdjustmentEnvelope, BalanceEnvelope, CardEnvelope, CardList, CardSecretsView, LedgerEntryEnvelope,
     LedgerEntryList, page_items,
+};
+use crate::workflows::issuing::{
+    IssueSpec, PAN_ATTEMPTS_MAX, adjustment_view, balance_view, card_event, insufficient_program_funds, pan_collision,
+    prepare_issue,
 };
 
 const DESCRIPTION_LEN_MAX: usize = 255;
@@ -100,8 +100,8 @@ fn post_error(e: PostError) -> ApiError {
     params(("cardholder_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = CardEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "kyc_not_passed, program_suspended, cardholder_too_young, insufficient_program_funds", body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "kyc_not_passed, program_suspended, cardholder_too_young, insufficient_program_funds", body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -172,7 +172,7 @@ pub async fn list_cards(
 #[utoipa::path(
     get, path = "/cardholders/{cardholder_id}/cards", tag = "Cards",
     params(("cardholder_id" = String, Path), ListParams),
-    responses((status = 200, body = CardList), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CardList), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_cardholder_cards(
@@ -192,7 +192,7 @@ pub async fn list_cardholder_cards(
 #[utoipa::path(
     get, path = "/cards/{card_id}", tag = "Cards",
     params(("card_id" = String, Path)),
-    responses((status = 200, body = CardEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CardEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_card(State(state): State<AppState>, ctx: Ctx, Path(card_id): Path<String>) -> ApiResult<Reply> {
@@ -249,8 +249,8 @@ macro_rules! lifecycle_endpoint {
             params(("card_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
             responses(
                 (status = 200, body = CardEnvelope),
-                (status = 404, body = crate::error::ErrorEnvelope),
-                (status = 409, description = "Illegal transition: card_already_active, card_frozen, card_not_activated, card_already_frozen, card_not_frozen, card_cancelled", body = crate::error::ErrorEnvelope),
+                (status = 404, body = crate::http::error::ErrorEnvelope),
+                (status = 409, description = "Illegal transition: card_already_active, card_frozen, card_not_activated, card_already_frozen, card_not_frozen, card_cancelled", body = crate::http::error::ErrorEnvelope),
             ),
             security(("basic_auth" = []))
         )]
@@ -291,7 +291,7 @@ lifecycle_endpoint!(
     params(("card_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "The new card, on the same balance", body = CardEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -377,7 +377,7 @@ pub async fn replace_card(
     params(("card_id" = String, Path)),
     responses(
         (status = 200, description = "PAN, CVV and expiry. Needs the `reveal` permission; every reveal is recorded. Never stored for idempotent replay.", body = CardSecretsView),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -445,7 +445,7 @@ pub async fn reveal_card(
 #[utoipa::path(
     get, path = "/cards/{card_id}/balance", tag = "Cards",
     params(("card_id" = String, Path)),
-    responses((status = 200, body = BalanceEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = BalanceEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_balance(State(state): State<AppState>, ctx: Ctx, Path(card_id): Path<String>) -> ApiResult<Reply> {
@@ -462,8 +462,8 @@ pub async fn get_balance(State(state): State<AppState>, ctx: Ctx, Path(card_id):
     params(("card_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = BalanceAdjustmentEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "insufficient_funds (debit), insufficient_program_funds (credit), card_cancelled (credit), balance_limit_exceeded", body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "insufficient_funds (debit), insufficient_program_funds (credit), card_cancelled (credit), balance_limit_exceeded", body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -558,7 +558,7 @@ pub async fn create_balance_adjustment(
 #[utoipa::path(
     get, path = "/cards/{card_id}/ledger_entries", tag = "Cards",
     params(("card_id" = String, Path), ListParams),
-    responses((status = 200, body = LedgerEntryList), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = LedgerEntryList), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_ledger_entries(

@@ -12,10 +12,10 @@ use cardplane_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::lookup::{load_card, load_cardholder, load_program};
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::lookup::{load_card, load_cardholder, load_program};
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::page_items;
 
@@ -120,7 +120,7 @@ async fn scope_ref(state: &AppState, ctx: &Ctx, c: &SpendControl) -> String {
 #[utoipa::path(
     post, path = "/spend_controls", tag = "Spend controls", request_body = CreateSpendControlRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = SpendControlEnvelope), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = SpendControlEnvelope), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn create_spend_control(
@@ -238,7 +238,7 @@ pub async fn list_spend_controls(
 
 #[utoipa::path(
     get, path = "/spend_controls/{spend_control_id}", tag = "Spend controls", params(("spend_control_id" = String, Path)),
-    responses((status = 200, body = SpendControlEnvelope), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+    responses((status = 200, body = SpendControlEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)), security(("basic_auth" = []))
 )]
 pub async fn get_spend_control(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let c = load_control(&state, &ctx, &id).await?;
@@ -250,7 +250,7 @@ pub async fn get_spend_control(State(state): State<AppState>, ctx: Ctx, Path(id)
 #[utoipa::path(
     post, path = "/spend_controls/{spend_control_id}/disable", tag = "Spend controls",
     params(("spend_control_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = SpendControlEnvelope), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+    responses((status = 200, body = SpendControlEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)), security(("basic_auth" = []))
 )]
 pub async fn disable_spend_control(
     State(state): State<AppState>,
@@ -288,7 +288,7 @@ pub async fn disable_spend_control(
 #[utoipa::path(
     get, path = "/cards/{card_id}/spend_controls", tag = "Spend controls", params(("card_id" = String, Path)),
     responses((status = 200, description = "Every control on the card, with what remains and when it renews", body = CardControlsView),
-              (status = 404, body = crate::error::ErrorEnvelope)),
+              (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn card_spend_controls(

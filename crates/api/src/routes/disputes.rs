@@ -17,12 +17,12 @@ use cardplane_store::{EffectRecords, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::documents::{Owner, put_sealed, read_upload};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::lookup::load_program;
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::lookup::load_program;
+use crate::http::reply::Reply;
 use crate::state::AppState;
+use crate::workflows::documents::{Owner, put_sealed, read_upload};
 
 /// The answer to every dispute failure, in one place for the custodian and operator routes.
 pub fn dispute_error(e: DisputeError) -> ApiError {
@@ -42,7 +42,7 @@ fn filing_error(f: &FilingError) -> ApiError {
     let unprocessable = |code: &str| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            crate::error::ErrorType::InvalidRequestError,
+            crate::http::error::ErrorType::InvalidRequestError,
             code,
             f.to_string(),
         )
@@ -101,9 +101,9 @@ pub struct FileDisputeRequest {
     request_body = FileDisputeRequest,
     responses(
         (status = 201, body = DisputeEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "transaction_not_disputable (not a cleared purchase)", body = crate::error::ErrorEnvelope),
-        (status = 422, description = "dispute_amount_exceeds_disputable, dispute_window_closed or fraud_dispute_limit_reached", body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "transaction_not_disputable (not a cleared purchase)", body = crate::http::error::ErrorEnvelope),
+        (status = 422, description = "dispute_amount_exceeds_disputable, dispute_window_closed or fraud_dispute_limit_reached", body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -210,7 +210,7 @@ pub fn dispute_filter(
 
 #[utoipa::path(
     get, path = "/disputes", tag = "Disputes", params(DisputeListParams),
-    responses((status = 200, body = DisputeList), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = DisputeList), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_disputes(
@@ -260,7 +260,7 @@ async fn load(state: &AppState, scope: &Scope, raw: &str) -> ApiResult<DisputeRe
 
 #[utoipa::path(
     get, path = "/disputes/{dispute_id}", tag = "Disputes", params(("dispute_id" = String, Path)),
-    responses((status = 200, body = DisputeEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = DisputeEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_dispute(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -320,11 +320,11 @@ async fn attach_evidence(
 #[utoipa::path(
     post, path = "/disputes/{dispute_id}/evidence", tag = "Disputes",
     params(("dispute_id" = String, Path)),
-    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (use `other` for receipts and correspondence)"),
+    request_body(content = crate::workflows::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (use `other` for receipts and correspondence)"),
     responses(
-        (status = 201, body = EvidenceEnvelope), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
-        (status = 413, body = crate::error::ErrorEnvelope), (status = 415, body = crate::error::ErrorEnvelope),
+        (status = 201, body = EvidenceEnvelope), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
+        (status = 413, body = crate::http::error::ErrorEnvelope), (status = 415, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -339,7 +339,7 @@ pub async fn add_evidence(
 
 #[utoipa::path(
     get, path = "/disputes/{dispute_id}/evidence", tag = "Disputes", params(("dispute_id" = String, Path)),
-    responses((status = 200, body = EvidenceList), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = EvidenceList), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_evidence(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -372,7 +372,7 @@ fn reason_of(req: ReasonRequest) -> ApiResult<Option<String>> {
     request_body = ReasonRequest,
     responses(
         (status = 200, description = "Closed as withdrawn; provisional credit granted is taken back", body = DisputeEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -432,7 +432,7 @@ fn policy_view(p: &DisputePolicy) -> DisputePolicyEnvelope {
 
 #[utoipa::path(
     get, path = "/programs/{program_id}/dispute_policy", tag = "Disputes", params(("program_id" = String, Path)),
-    responses((status = 200, body = DisputePolicyEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = DisputePolicyEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_policy(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -454,7 +454,7 @@ fn days(value: Option<u32>, default: u32, field: &str, max: u32) -> ApiResult<u3
     request_body = DisputePolicyBody,
     responses(
         (status = 200, description = "Fields left out take their defaults", body = DisputePolicyEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -566,9 +566,9 @@ pub fn network_event(
     params(("dispute_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = SimulateNetworkRequest,
     responses(
-        (status = 200, body = DisputeEnvelope), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "An illegal step for the case's status (its own code)", body = crate::error::ErrorEnvelope),
+        (status = 200, body = DisputeEnvelope), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "An illegal step for the case's status (its own code)", body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -605,12 +605,12 @@ pub async fn simulate_network(
 #[utoipa::path(
     post, path = "/simulate/disputes/{dispute_id}/representment", tag = "Disputes",
     params(("dispute_id" = String, Path)),
-    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "The merchant's document: `file` and `kind` (`other`)"),
+    request_body(content = crate::workflows::documents::DocumentUpload, content_type = "multipart/form-data", description = "The merchant's document: `file` and `kind` (`other`)"),
     responses(
         (status = 201, description = "The case is in representment with the merchant's document as evidence", body = EvidenceEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, body = crate::error::ErrorEnvelope), (status = 413, body = crate::error::ErrorEnvelope),
-        (status = 415, body = crate::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, body = crate::http::error::ErrorEnvelope), (status = 413, body = crate::http::error::ErrorEnvelope),
+        (status = 415, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]

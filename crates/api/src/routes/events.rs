@@ -4,16 +4,16 @@ use axum::extract::{Path, State};
 use cardplane_domain::ids::EventId;
 use cardplane_store::StoreError;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, ListParams, StrictQuery};
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, ListParams, StrictQuery};
+use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::{EventEnvelope, EventList, page_items};
 
 #[utoipa::path(
     get, path = "/events", tag = "Events",
     params(ListParams),
-    responses((status = 200, body = EventList), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = EventList), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_events(
@@ -34,7 +34,7 @@ pub async fn list_events(
 #[utoipa::path(
     get, path = "/events/{event_id}", tag = "Events",
     params(("event_id" = String, Path)),
-    responses((status = 200, body = EventEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = EventEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_event(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod ops_audit;
 pub mod ops_auth;
 pub mod ops_cases;
+pub mod ops_chains;
 pub mod ops_disputes;
 pub mod ops_people;
 pub mod programs;

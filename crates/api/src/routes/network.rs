@@ -16,9 +16,9 @@ use cardplane_store::network::NetworkCredential;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
-use crate::network_wire::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::JsonBody;
+use crate::http::network::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
 use crate::state::AppState;
 use crate::views::NetworkAnswerView;
 use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
@@ -208,7 +208,7 @@ fn ctx(req_ctx: Option<axum::Extension<NetworkCtx>>) -> ApiResult<NetworkCtx> {
     post, path = "/network/authorizations", tag = "Network",
     request_body = NetworkAuthorizationRequest,
     responses((status = 200, description = "approved or declined, with an ISO 8583-style response code", body = NetworkAnswerView),
-              (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope)),
+              (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope)),
     security(("network_auth" = []))
 )]
 pub async fn network_authorization(
@@ -224,7 +224,7 @@ pub async fn network_authorization(
 #[utoipa::path(
     post, path = "/network/reversals", tag = "Network",
     request_body = NetworkReversalRequest,
-    responses((status = 200, body = NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = NetworkAnswerView), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("network_auth" = []))
 )]
 pub async fn network_reversal(
@@ -253,7 +253,7 @@ pub async fn network_reversal(
     post, path = "/network/clearings", tag = "Network",
     request_body = NetworkPostingRequest,
     responses((status = 200, description = "Always posted: a capture of the authorization, or a force post", body = NetworkAnswerView),
-              (status = 400, body = crate::error::ErrorEnvelope)),
+              (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("network_auth" = []))
 )]
 pub async fn network_clearing(
@@ -269,7 +269,7 @@ pub async fn network_clearing(
 #[utoipa::path(
     post, path = "/network/refunds", tag = "Network",
     request_body = NetworkPostingRequest,
-    responses((status = 200, body = NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = NetworkAnswerView), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("network_auth" = []))
 )]
 pub async fn network_refund(

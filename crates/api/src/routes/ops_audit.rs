@@ -10,10 +10,10 @@ use cardplane_store::audit::AuditFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::StrictQuery;
-use crate::people::Staff;
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::StrictQuery;
+use crate::http::people::Staff;
+use crate::http::reply::Reply;
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -137,7 +137,7 @@ fn filter(q: &AuditQuery) -> ApiResult<AuditFilter> {
 #[utoipa::path(
     get, path = "/ops/audit", tag = "Operations console",
     params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = AuditPage), (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_audit(
@@ -171,8 +171,8 @@ const EXPORT_MAX_ROWS: u32 = 100_000;
     params(AuditQuery),
     responses(
         (status = 200, description = "text/csv, newest first", content_type = "text/csv"),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]

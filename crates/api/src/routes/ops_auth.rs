@@ -13,13 +13,13 @@ use cardplane_store::people::{SessionRecord, SignIn, UserRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult, ErrorType};
-use crate::extract::JsonBody;
-use crate::people::{
+use crate::http::error::{ApiError, ApiResult, ErrorType};
+use crate::http::extract::JsonBody;
+use crate::http::people::{
     Origin, Staff, clear_cookie, csrf_token, hash_password, password_error, random_token, session_cookie, token_hash,
     verify_password,
 };
-use crate::reply::Reply;
+use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::PersonView;
 
@@ -152,9 +152,9 @@ fn totp_context(user: &UserId) -> String {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = SessionView),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 423, description = "Locked after 10 failures", body = crate::error::ErrorEnvelope),
-        (status = 429, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 423, description = "Locked after 10 failures", body = crate::http::error::ErrorEnvelope),
+        (status = 429, body = crate::http::error::ErrorEnvelope),
     )
 )]
 pub async fn login(State(state): State<AppState>, origin: Origin, JsonBody(req): JsonBody<LoginRequest>) -> Response {
@@ -166,7 +166,7 @@ pub async fn login(State(state): State<AppState>, origin: Origin, JsonBody(req):
 
 async fn try_login(state: &AppState, origin: &Origin, req: LoginRequest) -> ApiResult<Response> {
     if let Some(wait) = origin.ip.and_then(|ip| state.limits.auth_blocked(ip)) {
-        return Ok(crate::limits::too_many(
+        return Ok(crate::http::limits::too_many(
             "too_many_failed_authentications",
             "Too many failed sign-ins from this address; retry after the delay in Retry-After",
             wait,
@@ -264,7 +264,7 @@ fn no_store(headers: &mut HeaderMap) {
 
 #[utoipa::path(
     get, path = "/ops/session", tag = "Operations console",
-    responses((status = 200, body = SessionView), (status = 401, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = SessionView), (status = 401, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn get_session(State(state): State<AppState>, staff: Staff) -> ApiResult<Response> {
@@ -276,7 +276,7 @@ pub async fn get_session(State(state): State<AppState>, staff: Staff) -> ApiResu
 
 #[utoipa::path(
     post, path = "/ops/logout", tag = "Operations console",
-    responses((status = 204, description = "Signed out"), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 204, description = "Signed out"), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn logout(State(state): State<AppState>, staff: Staff) -> ApiResult<Response> {
@@ -299,8 +299,8 @@ pub struct TotpEnrolment {
     post, path = "/ops/mfa/totp", tag = "Operations console",
     responses(
         (status = 200, description = "Confirm with a code to finish", body = TotpEnrolment),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -344,8 +344,8 @@ pub struct RecoveryCodes {
     request_body = TotpConfirmation,
     responses(
         (status = 200, body = RecoveryCodes),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -397,8 +397,8 @@ pub struct PasswordChange {
     request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed; other sessions ended"),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]

@@ -1,5 +1,5 @@
-//! The compliance queue: cases, notes, documents, approval decisions and per-program approval
-//! chains. Decisions that change a cardholder's KYC go through the cardholder write path.
+//! The compliance queue: cases, notes, documents and approval decisions (per-program approval
+//! chains: `ops_chains`). Decisions that change a cardholder's KYC go through the cardholder write path.
 
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,136 +8,25 @@ use cardplane_domain::FieldError;
 use cardplane_domain::Timestamp;
 use cardplane_domain::audit::AuditRecord;
 use cardplane_domain::compliance::{
-    ApprovalChain, Case, CaseError, CaseReason, CaseStatus, ChainTrigger, Decision, upload_file_verdict,
+    Case, CaseError, CaseReason, CaseStatus, ChainTrigger, Decision, upload_file_verdict,
 };
 use cardplane_domain::ids::{CardholderId, CaseId, CaseNoteId, DocumentId, ProgramId, TenantId, UserId};
 use cardplane_domain::kyc::FileReason;
-use cardplane_domain::people::{Action, OperatorRole};
+use cardplane_domain::people::Action;
 use cardplane_store::compliance::{CaseChange, CaseFilter, CaseNote, ScopedObject};
 use cardplane_store::{Scope, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::documents::{Owner, UploadedDocumentView, open_sealed, put_sealed, read_upload};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, StrictQuery};
-use crate::onboarding::{ReviewVerdict, apply_review};
-use crate::people::Staff;
-use crate::reply::Reply;
-use crate::review::chain_for;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, StrictQuery};
+use crate::http::people::Staff;
+use crate::http::reply::Reply;
 use crate::state::AppState;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApprovalView {
-    pub step: usize,
-    pub role: &'static str,
-    pub user_id: String,
-    pub decision: &'static str,
-    pub comment: Option<String>,
-    pub created_at: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CaseView {
-    pub id: String,
-    pub tenant_id: String,
-    pub livemode: bool,
-    pub cardholder_id: String,
-    pub program_id: Option<String>,
-    /// kyc_under_review, kyc_upload_file, kyc_resubmit_details, watchlist_match or manual.
-    pub reason: &'static str,
-    /// open, awaiting_documents, pending_approval, approved or rejected.
-    pub status: &'static str,
-    pub assignee_id: Option<String>,
-    pub opened_by: Option<String>,
-    /// The roles that must approve, in order.
-    pub approval_chain: Vec<&'static str>,
-    pub approvals: Vec<ApprovalView>,
-    /// The role the next decision needs, while the case is open.
-    pub next_step_role: Option<&'static str>,
-    pub due_at: String,
-    pub overdue: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub closed_at: Option<String>,
-    pub version: i64,
-}
-
-impl CaseView {
-    fn of(c: &Case, now: Timestamp) -> Self {
-        CaseView {
-            id: c.id.to_string(),
-            tenant_id: c.tenant_id.to_string(),
-            livemode: c.environment.livemode(),
-            cardholder_id: c.cardholder_id.to_string(),
-            program_id: c.program_id.as_ref().map(|p| p.to_string()),
-            reason: c.reason.as_str(),
-            status: c.status.as_str(),
-            assignee_id: c.assignee_id.as_ref().map(|u| u.to_string()),
-            opened_by: c.opened_by.as_ref().map(|u| u.to_string()),
-            approval_chain: c.chain.steps.iter().map(|r| r.as_str()).collect(),
-            approvals: c
-                .approvals
-                .iter()
-                .map(|a| ApprovalView {
-                    step: a.step,
-                    role: a.role.as_str(),
-                    user_id: a.user_id.to_string(),
-                    decision: a.decision.as_str(),
-                    comment: a.comment.clone(),
-                    created_at: a.created_at.to_rfc3339(),
-                })
-                .collect(),
-            next_step_role: c.next_step().map(|(_, r)| r.as_str()),
-            due_at: c.due_at.to_rfc3339(),
-            overdue: c.overdue(now),
-            created_at: c.created_at.to_rfc3339(),
-            updated_at: c.updated_at.to_rfc3339(),
-            closed_at: c.closed_at.map(|t| t.to_rfc3339()),
-            version: c.version,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CaseList {
-    pub cases: Vec<CaseView>,
-    pub has_more: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NoteView {
-    pub id: String,
-    /// Null for a note the system wrote (a case closed because a KYC re-run resolved it).
-    pub author_id: Option<String>,
-    pub body: String,
-    pub created_at: String,
-}
-
-/// What a reviewer sees of the cardholder: enough to decide, never the document number.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CardholderSummary {
-    pub id: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub country: String,
-    pub date_of_birth: String,
-    pub document_type: String,
-    pub document_last4: String,
-    pub kyc_status: &'static str,
-    pub kyc_identity_reason: Option<&'static str>,
-    pub kyc_address_reason: Option<&'static str>,
-    pub kyc_file_reason: Option<&'static str>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CaseDetail {
-    pub case: CaseView,
-    pub cardholder: CardholderSummary,
-    pub notes: Vec<NoteView>,
-    pub documents: Vec<UploadedDocumentView>,
-}
+use crate::views::{CardholderSummary, CaseDetail, CaseList, CaseView, NoteView};
+use crate::workflows::documents::{Owner, UploadedDocumentView, open_sealed, put_sealed, read_upload};
+use crate::workflows::onboarding::{ReviewVerdict, apply_review};
+use crate::workflows::review::chain_for;
 
 fn case_error(e: CaseError) -> ApiError {
     ApiError::conflict(e.code(), e.to_string())
@@ -215,7 +104,7 @@ pub struct CaseQuery {
     pub starting_after: Option<String>,
 }
 
-fn bad(param: &str, message: &str) -> ApiError {
+pub(crate) fn bad(param: &str, message: &str) -> ApiError {
     ApiError::invalid("parameter_invalid", message).with_param(param)
 }
 
@@ -273,7 +162,7 @@ fn case_filter(q: &CaseQuery, staff: &Staff) -> ApiResult<(CaseFilter, u32)> {
 #[utoipa::path(
     get, path = "/ops/cases", tag = "Operations console",
     params(CaseQuery),
-    responses((status = 200, body = CaseList), (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CaseList), (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_cases(
@@ -316,9 +205,9 @@ fn note_body(raw: &str, param: &str) -> ApiResult<String> {
     post, path = "/ops/cases", tag = "Operations console",
     request_body = OpenCaseRequest,
     responses(
-        (status = 201, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 201, body = CaseView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -380,7 +269,7 @@ pub async fn open_case(
 #[utoipa::path(
     get, path = "/ops/cases/{case_id}", tag = "Operations console",
     params(("case_id" = String, Path)),
-    responses((status = 200, body = CaseDetail), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = CaseDetail), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn get_case(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -433,9 +322,9 @@ pub struct AssignRequest {
     params(("case_id" = String, Path)),
     request_body = AssignRequest,
     responses(
-        (status = 200, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = CaseView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -488,9 +377,9 @@ pub struct NoteRequest {
     params(("case_id" = String, Path)),
     request_body = NoteRequest,
     responses(
-        (status = 201, body = NoteView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 201, body = NoteView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -537,12 +426,12 @@ pub async fn add_note(
 #[utoipa::path(
     post, path = "/ops/cases/{case_id}/documents", tag = "Operations console",
     params(("case_id" = String, Path)),
-    request_body(content = crate::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
+    request_body(content = crate::workflows::documents::DocumentUpload, content_type = "multipart/form-data", description = "`file` (PDF, PNG or JPEG, up to the configured size) and `kind` (identity_document, proof_of_address, selfie, other)"),
     responses(
-        (status = 201, body = UploadedDocumentView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
-        (status = 413, body = crate::error::ErrorEnvelope), (status = 415, body = crate::error::ErrorEnvelope),
+        (status = 201, body = UploadedDocumentView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
+        (status = 413, body = crate::http::error::ErrorEnvelope), (status = 415, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -587,8 +476,8 @@ pub async fn upload_document(
     params(("document_id" = String, Path)),
     responses(
         (status = 200, description = "The document's bytes, with its content type"),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -633,9 +522,9 @@ pub struct RequestDocumentsRequest {
     params(("case_id" = String, Path)),
     request_body = RequestDocumentsRequest,
     responses(
-        (status = 200, body = CaseView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = CaseView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -683,9 +572,9 @@ pub struct DecisionRequest {
     request_body = DecisionRequest,
     responses(
         (status = 200, description = "The step is recorded; the last approval passes KYC, a rejection rejects it", body = CaseView),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "Wrong role for the step, four eyes, or a closed case", body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "Wrong role for the step, four eyes, or a closed case", body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -731,119 +620,4 @@ pub async fn decide_case(
             .map_err(conflict_on_version)?,
     }
     Reply::ok(&CaseView::of(&next, now))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChainView {
-    /// default or watchlist_match.
-    pub trigger: &'static str,
-    pub steps: Vec<&'static str>,
-    pub sla_hours: i64,
-    /// False when the platform default applies.
-    pub configured: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChainList {
-    pub program_id: String,
-    pub approval_chains: Vec<ChainView>,
-}
-
-async fn program_scope(state: &AppState, raw: &str) -> ApiResult<ProgramId> {
-    let id = ProgramId::parse(raw).map_err(|_| ApiError::not_found("program"))?;
-    state
-        .compliance
-        .scope_of(ScopedObject::Program(&id))
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("program"),
-            other => other.into(),
-        })?;
-    Ok(id)
-}
-
-#[utoipa::path(
-    get, path = "/ops/programs/{program_id}/approval_chains", tag = "Operations console",
-    params(("program_id" = String, Path)),
-    responses((status = 200, body = ChainList), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
-    security(("session_cookie" = []))
-)]
-pub async fn list_chains(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
-    staff.require(Action::ViewApprovalChains)?;
-    let program = program_scope(&state, &id).await?;
-    let mut approval_chains = Vec::new();
-    for trigger in ChainTrigger::ALL {
-        let configured = state.compliance.approval_chain(&program, *trigger).await?;
-        let chain = configured
-            .clone()
-            .unwrap_or_else(|| ApprovalChain::platform_default(*trigger));
-        approval_chains.push(ChainView {
-            trigger: trigger.as_str(),
-            steps: chain.steps.iter().map(|r| r.as_str()).collect(),
-            sla_hours: chain.sla_hours,
-            configured: configured.is_some(),
-        });
-    }
-    Reply::ok(&ChainList {
-        program_id: program.to_string(),
-        approval_chains,
-    })
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChainRequest {
-    /// Roles in order, each of which may decide cases (admin, compliance_officer).
-    pub steps: Vec<String>,
-    pub sla_hours: i64,
-}
-
-#[utoipa::path(
-    put, path = "/ops/programs/{program_id}/approval_chains/{trigger}", tag = "Operations console",
-    params(("program_id" = String, Path), ("trigger" = String, Path, description = "default or watchlist_match")),
-    request_body = ChainRequest,
-    responses(
-        (status = 200, body = ChainView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
-    ),
-    security(("session_cookie" = []))
-)]
-pub async fn put_chain(
-    State(state): State<AppState>,
-    staff: Staff,
-    Path((id, trigger)): Path<(String, String)>,
-    JsonBody(req): JsonBody<ChainRequest>,
-) -> ApiResult<Reply> {
-    staff.require(Action::ManageApprovalChains)?;
-    let program = program_scope(&state, &id).await?;
-    let trigger = ChainTrigger::parse(&trigger).ok_or_else(|| ApiError::not_found("approval chain"))?;
-    let mut steps = Vec::new();
-    for (i, raw) in req.steps.iter().enumerate() {
-        steps.push(OperatorRole::parse(raw).ok_or_else(|| bad(&format!("steps[{i}]"), "an operator role"))?);
-    }
-    let chain = ApprovalChain::new(steps, req.sla_hours).map_err(|e| {
-        let param = if matches!(e, cardplane_domain::compliance::ChainError::Sla) {
-            "sla_hours"
-        } else {
-            "steps"
-        };
-        bad(param, &e.to_string())
-    })?;
-    let mut audit = staff.audit("approval_chain.updated", "program", program.as_str());
-    audit.details = serde_json::json!({
-        "trigger": trigger.as_str(),
-        "steps": chain.steps.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "sla_hours": chain.sla_hours,
-    });
-    state
-        .compliance
-        .put_approval_chain(&program, trigger, &chain, &staff.person.id, Timestamp::now(), &audit)
-        .await?;
-    Reply::ok(&ChainView {
-        trigger: trigger.as_str(),
-        steps: chain.steps.iter().map(|r| r.as_str()).collect(),
-        sla_hours: chain.sla_hours,
-        configured: true,
-    })
 }

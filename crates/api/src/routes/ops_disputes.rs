@@ -19,10 +19,10 @@ use cardplane_store::{EffectRecords, Scope, StoreError};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, StrictQuery};
-use crate::people::Staff;
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, StrictQuery};
+use crate::http::people::Staff;
+use crate::http::reply::Reply;
 use crate::routes::disputes::{dispute_error, dispute_filter, network_event, parse_dispute_id};
 use crate::state::AppState;
 
@@ -114,8 +114,8 @@ fn bad(field: &str, message: &str) -> ApiError {
     get, path = "/ops/disputes", tag = "Operations console", params(DisputeQueueQuery),
     responses(
         (status = 200, description = "Open cases first, nearest deadline first", body = OpsDisputeList),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -164,8 +164,8 @@ pub async fn list_disputes(
 #[utoipa::path(
     get, path = "/ops/disputes/{dispute_id}", tag = "Operations console", params(("dispute_id" = String, Path)),
     responses(
-        (status = 200, body = OpsDisputeView), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 200, body = OpsDisputeView), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -185,9 +185,9 @@ pub struct DisputeAssignRequest {
     post, path = "/ops/disputes/{dispute_id}/assign", tag = "Operations console",
     params(("dispute_id" = String, Path)), request_body = DisputeAssignRequest,
     responses(
-        (status = 200, body = OpsDisputeView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = OpsDisputeView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -235,9 +235,9 @@ pub struct DisputeNoteRequest {
     post, path = "/ops/disputes/{dispute_id}/notes", tag = "Operations console",
     params(("dispute_id" = String, Path)), request_body = DisputeNoteRequest,
     responses(
-        (status = 200, body = OpsDisputeView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 200, body = OpsDisputeView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -285,10 +285,10 @@ pub struct DisputeActionRequest {
     post, path = "/ops/disputes/{dispute_id}/actions", tag = "Operations console",
     params(("dispute_id" = String, Path)), request_body = DisputeActionRequest,
     responses(
-        (status = 200, body = OpsDisputeView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "An illegal step for the case's status (its own code), or credit already granted / none to reverse", body = crate::error::ErrorEnvelope),
+        (status = 200, body = OpsDisputeView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "An illegal step for the case's status (its own code), or credit already granted / none to reverse", body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -358,8 +358,8 @@ pub struct DisputeReportQuery {
     get, path = "/ops/reports/disputes", tag = "Operations console", params(DisputeReportQuery),
     responses(
         (status = 200, description = "JSON, or text/csv with `format=csv`", body = DisputeReport),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 401, body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 401, body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]

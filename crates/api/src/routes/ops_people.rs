@@ -14,14 +14,14 @@ use cardplane_store::{Scope, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
-use crate::people::Staff;
-use crate::people::{email_taken, new_user};
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::JsonBody;
+use crate::http::people::Staff;
+use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::ApiKeyView;
 use crate::views::PersonView;
+use crate::workflows::admin::{email_taken, new_user};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PeopleList {
@@ -165,9 +165,9 @@ async fn reset_person(state: &AppState, staff: &Staff, target: &Person, req: Res
     params(("user_id" = String, Path)),
     request_body = ResetRequest,
     responses(
-        (status = 200, body = PersonView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = PersonView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -184,7 +184,7 @@ pub async fn reset_operator(
 
 #[utoipa::path(
     get, path = "/ops/operators", tag = "Operations console",
-    responses((status = 200, body = PeopleList), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = PeopleList), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_operators(State(state): State<AppState>, staff: Staff) -> ApiResult<Reply> {
@@ -199,9 +199,9 @@ pub async fn list_operators(State(state): State<AppState>, staff: Staff) -> ApiR
     post, path = "/ops/operators", tag = "Operations console",
     request_body = CreatePersonRequest,
     responses(
-        (status = 201, body = PersonView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 201, body = PersonView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -228,9 +228,9 @@ async fn load_operator(state: &AppState, id: &str) -> ApiResult<Person> {
     params(("user_id" = String, Path)),
     request_body = UpdatePersonRequest,
     responses(
-        (status = 200, body = PersonView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = PersonView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -271,7 +271,7 @@ fn tenant_view(t: &cardplane_domain::tenant::Tenant) -> TenantView {
 
 #[utoipa::path(
     get, path = "/ops/tenants", tag = "Operations console",
-    responses((status = 200, body = TenantList), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = TenantList), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_tenants(State(state): State<AppState>, staff: Staff) -> ApiResult<Reply> {
@@ -299,7 +299,7 @@ async fn load_tenant(state: &AppState, staff: &Staff, action: Action, raw: &str)
 #[utoipa::path(
     get, path = "/ops/tenants/{tenant_id}", tag = "Operations console",
     params(("tenant_id" = String, Path)),
-    responses((status = 200, body = TenantView), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = TenantView), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn get_tenant(State(state): State<AppState>, staff: Staff, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -310,7 +310,7 @@ pub async fn get_tenant(State(state): State<AppState>, staff: Staff, Path(id): P
 #[utoipa::path(
     get, path = "/ops/tenants/{tenant_id}/users", tag = "Operations console",
     params(("tenant_id" = String, Path)),
-    responses((status = 200, body = PeopleList), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = PeopleList), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_tenant_users(
@@ -330,9 +330,9 @@ pub async fn list_tenant_users(
     params(("tenant_id" = String, Path)),
     request_body = CreatePersonRequest,
     responses(
-        (status = 201, body = PersonView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 201, body = PersonView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -351,9 +351,9 @@ pub async fn create_tenant_user(
     params(("tenant_id" = String, Path), ("user_id" = String, Path)),
     request_body = UpdatePersonRequest,
     responses(
-        (status = 200, body = PersonView), (status = 400, body = crate::error::ErrorEnvelope),
-        (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 200, body = PersonView), (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("session_cookie" = []))
 )]
@@ -381,7 +381,7 @@ pub struct TenantApiKeys {
 #[utoipa::path(
     get, path = "/ops/tenants/{tenant_id}/api_keys", tag = "Operations console",
     params(("tenant_id" = String, Path)),
-    responses((status = 200, description = "Both environments, newest first (at most 100 each)", body = TenantApiKeys), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, description = "Both environments, newest first (at most 100 each)", body = TenantApiKeys), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn list_tenant_api_keys(
@@ -409,7 +409,7 @@ pub async fn list_tenant_api_keys(
 #[utoipa::path(
     post, path = "/ops/tenants/{tenant_id}/api_keys/{api_key_id}/revoke", tag = "Operations console",
     params(("tenant_id" = String, Path), ("api_key_id" = String, Path)),
-    responses((status = 200, body = ApiKeyView), (status = 401, body = crate::error::ErrorEnvelope), (status = 403, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ApiKeyView), (status = 401, body = crate::http::error::ErrorEnvelope), (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("session_cookie" = []))
 )]
 pub async fn revoke_tenant_api_key(

@@ -19,10 +19,10 @@ use cardplane_store::programs::ProgramWriteError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::lookup::load_program;
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::lookup::load_program;
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{ProgramEnvelope, ProgramFundingEnvelope, ProgramFundingView, ProgramList, ProgramView, page_items};
 
@@ -344,8 +344,8 @@ fn program_event(ctx: &Ctx, kind: EventType, view: &ProgramView, p: &Program, no
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = ProgramEnvelope),
-        (status = 400, description = "Invalid config, e.g. a BIN overlapping another program's (bin_overlap)", body = crate::error::ErrorEnvelope),
-        (status = 409, description = "program_id taken", body = crate::error::ErrorEnvelope),
+        (status = 400, description = "Invalid config, e.g. a BIN overlapping another program's (bin_overlap)", body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "program_id taken", body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -397,7 +397,7 @@ pub async fn create_program(
     post, path = "/programs/{program_id}", tag = "Programs",
     request_body = UpdateProgramRequest,
     params(("program_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = ProgramEnvelope), (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ProgramEnvelope), (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn update_program(
@@ -479,7 +479,7 @@ pub async fn list_programs(
 #[utoipa::path(
     get, path = "/programs/{program_id}", tag = "Programs",
     params(("program_id" = String, Path)),
-    responses((status = 200, body = ProgramEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ProgramEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_program(State(state): State<AppState>, ctx: Ctx, Path(program_id): Path<String>) -> ApiResult<Reply> {
@@ -492,7 +492,7 @@ pub async fn get_program(State(state): State<AppState>, ctx: Ctx, Path(program_i
 #[utoipa::path(
     get, path = "/programs/{program_id}/funding", tag = "Programs",
     params(("program_id" = String, Path)),
-    responses((status = 200, body = ProgramFundingEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = ProgramFundingEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_program_funding(

@@ -12,13 +12,13 @@ use cardplane_store::ledger::{BalanceAfter, PostError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody};
-use crate::issuing::card_event;
-use crate::lookup::{load_card, load_program, parse_money};
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody};
+use crate::http::lookup::{load_card, load_program, parse_money};
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{CardEnvelope, ProgramFundingEnvelope, ProgramFundingView};
+use crate::workflows::issuing::card_event;
 
 fn sandbox_only(ctx: &Ctx) -> ApiResult<()> {
     match ctx.scope.environment {
@@ -35,7 +35,7 @@ fn sandbox_only(ctx: &Ctx) -> ApiResult<()> {
     params(("card_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "ordered -> shipped -> delivered", body = CardEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope), (status = 409, body = crate::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 409, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -101,9 +101,9 @@ pub struct FundProgramRequest {
     params(("program_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "Money arrives in the program's funding account, ready to load onto cards", body = ProgramFundingEnvelope),
-        (status = 400, description = "amount_too_large (over 10^15 minor units), currency_mismatch, or another invalid field", body = crate::error::ErrorEnvelope),
-        (status = 403, body = crate::error::ErrorEnvelope),
-        (status = 409, description = "balance_limit_exceeded: the funding account would hold more than 10^15 minor units", body = crate::error::ErrorEnvelope),
+        (status = 400, description = "amount_too_large (over 10^15 minor units), currency_mismatch, or another invalid field", body = crate::http::error::ErrorEnvelope),
+        (status = 403, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "balance_limit_exceeded: the funding account would hold more than 10^15 minor units", body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]

@@ -12,10 +12,10 @@ use cardplane_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody};
-use crate::lookup::load_card;
-use crate::network_wire::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody};
+use crate::http::lookup::load_card;
+use crate::http::network::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
 use crate::state::AppState;
 use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
 
@@ -104,8 +104,8 @@ async fn load_authorization(
 
 #[utoipa::path(
     post, path = "/simulate/authorizations", tag = "Sandbox", request_body = SimulateAuthorizationRequest,
-    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope),
-              (status = 403, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::http::error::ErrorEnvelope),
+              (status = 403, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn simulate_authorization(
@@ -153,7 +153,7 @@ pub async fn simulate_authorization(
 
 #[utoipa::path(
     post, path = "/simulate/clearings", tag = "Sandbox", request_body = SimulateFollowUpRequest,
-    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn simulate_clearing(
@@ -185,7 +185,7 @@ pub async fn simulate_clearing(
 
 #[utoipa::path(
     post, path = "/simulate/reversals", tag = "Sandbox", request_body = SimulateFollowUpRequest,
-    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn simulate_reversal(
@@ -210,7 +210,7 @@ pub async fn simulate_reversal(
 
 #[utoipa::path(
     post, path = "/simulate/refunds", tag = "Sandbox", request_body = SimulateRefundRequest,
-    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = crate::views::NetworkAnswerView), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn simulate_refund(

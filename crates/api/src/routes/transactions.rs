@@ -5,10 +5,10 @@ use cardplane_domain::ids::TransactionId;
 use cardplane_store::StoreError;
 use cardplane_store::transactions::TransactionFilter;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, ListParams, StrictQuery};
-use crate::lookup::{load_card, load_cardholder, parse_cardholder_id};
-use crate::reply::Reply;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, ListParams, StrictQuery};
+use crate::http::lookup::{load_card, load_cardholder, parse_cardholder_id};
+use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::{TransactionEnvelope, TransactionList, page_items};
 
@@ -37,7 +37,7 @@ pub async fn list_transactions(
 
 #[utoipa::path(
     get, path = "/cards/{card_id}/transactions", tag = "Transactions", params(("card_id" = String, Path), ListParams),
-    responses((status = 200, body = TransactionList), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+    responses((status = 200, body = TransactionList), (status = 404, body = crate::http::error::ErrorEnvelope)), security(("basic_auth" = []))
 )]
 pub async fn list_card_transactions(
     State(state): State<AppState>,
@@ -51,7 +51,7 @@ pub async fn list_card_transactions(
 
 #[utoipa::path(
     get, path = "/cardholders/{cardholder_id}/transactions", tag = "Transactions", params(("cardholder_id" = String, Path), ListParams),
-    responses((status = 200, body = TransactionList), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+    responses((status = 200, body = TransactionList), (status = 404, body = crate::http::error::ErrorEnvelope)), security(("basic_auth" = []))
 )]
 pub async fn list_cardholder_transactions(
     State(state): State<AppState>,
@@ -66,7 +66,7 @@ pub async fn list_cardholder_transactions(
 
 #[utoipa::path(
     get, path = "/transactions/{transaction_id}", tag = "Transactions", params(("transaction_id" = String, Path)),
-    responses((status = 200, body = TransactionEnvelope), (status = 404, body = crate::error::ErrorEnvelope)), security(("basic_auth" = []))
+    responses((status = 200, body = TransactionEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)), security(("basic_auth" = []))
 )]
 pub async fn get_transaction(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = TransactionId::parse(&id).map_err(|_| ApiError::not_found("transaction"))?;

@@ -12,12 +12,12 @@ use cardplane_store::webhooks::WebhookAttempt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::delivery::{UrlError, check_url, secret_context};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, JsonBody, ListParams, StrictQuery};
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{EndpointView, page_items};
+use cardplane_engine::delivery::{UrlError, check_url, secret_context};
 
 const URL_LEN_MAX: usize = 2048;
 const DESCRIPTION_LEN_MAX: usize = 500;
@@ -183,7 +183,7 @@ fn endpoint_event(ctx: &Ctx, kind: EventType, endpoint: &WebhookEndpoint, now: T
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "The secret is shown this once", body = EndpointWithSecret),
-        (status = 400, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -230,7 +230,7 @@ pub async fn create_endpoint(
 #[utoipa::path(
     get, path = "/webhook_endpoints", tag = "Webhooks",
     params(ListParams),
-    responses((status = 200, body = EndpointList), (status = 400, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = EndpointList), (status = 400, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_endpoints(
@@ -253,7 +253,7 @@ pub async fn list_endpoints(
 #[utoipa::path(
     get, path = "/webhook_endpoints/{endpoint_id}", tag = "Webhooks",
     params(("endpoint_id" = String, Path)),
-    responses((status = 200, body = EndpointEnvelope), (status = 404, body = crate::error::ErrorEnvelope)),
+    responses((status = 200, body = EndpointEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn get_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
@@ -274,7 +274,7 @@ pub async fn get_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): Pat
     params(("endpoint_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = EndpointEnvelope),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -331,7 +331,7 @@ pub async fn update_endpoint(
     params(("endpoint_id" = String, Path)),
     responses(
         (status = 200, description = "Deleted, with its pending deliveries and its delivery log", body = EndpointEnvelope),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -369,7 +369,7 @@ pub async fn delete_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): 
     responses(
         (status = 200, description = "The new secret, shown this once; the previous one keeps signing during the overlap",
          body = EndpointWithSecret),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -404,7 +404,7 @@ pub async fn rotate_secret(State(state): State<AppState>, ctx: Ctx, Path(id): Pa
     get, path = "/webhook_endpoints/{endpoint_id}/deliveries", tag = "Webhooks",
     params(("endpoint_id" = String, Path), ListParams),
     responses((status = 200, description = "Every attempt, newest first", body = DeliveryAttemptList),
-              (status = 404, body = crate::error::ErrorEnvelope)),
+              (status = 404, body = crate::http::error::ErrorEnvelope)),
     security(("basic_auth" = []))
 )]
 pub async fn list_deliveries(
@@ -443,7 +443,7 @@ fn scheduled_reply(ctx: &Ctx) -> impl Fn(u64) -> Option<cardplane_store::EffectR
     responses(
         (status = 200, description = "Every event after `since` that the endpoint subscribes to is scheduled again",
          body = ScheduledView),
-        (status = 400, body = crate::error::ErrorEnvelope), (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]
@@ -478,7 +478,7 @@ pub async fn replay(
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "Scheduled again for every enabled endpoint subscribed to it", body = ScheduledView),
-        (status = 404, body = crate::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
     ),
     security(("basic_auth" = []))
 )]

@@ -5,6 +5,7 @@
 mod api_keys;
 mod cardholders;
 mod cards;
+mod cases;
 mod common;
 mod events;
 mod people;
@@ -15,6 +16,7 @@ mod webhooks;
 pub use api_keys::*;
 pub use cardholders::*;
 pub use cards::*;
+pub use cases::*;
 pub use common::*;
 pub use events::*;
 pub use people::*;

@@ -1,14 +1,10 @@
 use cardplane_domain::api_key::Permission;
-use cardplane_testkit::{Backend, both_backends};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::{Creds, TestApp, assert_error, send};
 
-async fn requests_without_valid_credentials_get_401_in_the_envelope(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn requests_without_valid_credentials_get_401_in_the_envelope(app: TestApp) {
     let t = app.tenant().await;
 
     let (status, body) = send(app.http.get(app.url("/cardholders"))).await;
@@ -79,10 +75,7 @@ async fn requests_without_valid_credentials_get_401_in_the_envelope(b: Backend) 
     assert_eq!(status, StatusCode::OK);
 }
 
-async fn revoked_keys_fail_at_once(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn revoked_keys_fail_at_once(app: TestApp) {
     let t = app.tenant().await;
     let (status, created) = app.post(&t.sandbox, "/api_keys", &json!({"name": "worker"})).await;
     assert_eq!(status, StatusCode::OK, "{created}");
@@ -119,10 +112,7 @@ async fn revoked_keys_fail_at_once(b: Backend) {
     );
 }
 
-async fn api_keys_are_listed_without_secrets_and_record_last_use(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn api_keys_are_listed_without_secrets_and_record_last_use(app: TestApp) {
     let t = app.tenant().await;
     let (status, list) = app.get(&t.sandbox, "/api_keys").await;
     assert_eq!(status, StatusCode::OK);
@@ -147,10 +137,7 @@ async fn api_keys_are_listed_without_secrets_and_record_last_use(b: Backend) {
     assert!(seen, "last_used_at recorded");
 }
 
-async fn keys_can_only_grant_permissions_they_hold(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn keys_can_only_grant_permissions_they_hold(app: TestApp) {
     let plain = app.tenant().await;
     let (status, body) = app
         .post(
@@ -206,9 +193,9 @@ async fn keys_can_only_grant_permissions_they_hold(b: Backend) {
     );
 }
 
-both_backends!(
+app_tests!(
     requests_without_valid_credentials_get_401_in_the_envelope,
     revoked_keys_fail_at_once,
     api_keys_are_listed_without_secrets_and_record_last_use,
-    keys_can_only_grant_permissions_they_hold,
+    keys_can_only_grant_permissions_they_hold
 );

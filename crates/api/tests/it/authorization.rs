@@ -5,7 +5,6 @@ use cardplane_domain::api_key::Permission;
 use cardplane_domain::ids::CardId;
 use cardplane_domain::{Environment, Timestamp};
 use cardplane_store::Scope;
-use cardplane_testkit::{Backend, both_backends};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -78,8 +77,7 @@ async fn assert_books_clean(app: &TestApp) {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
-async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let c = card(&app, &net, 10_000).await;
 
@@ -207,8 +205,7 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(b: Backend) 
     assert_books_clean(&app).await;
 }
 
-async fn each_decline_reason_answers_with_its_response_code(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let t = &net.tenant.sandbox;
     let decline = |answer: &Value, code: &str, reason: &str| {
@@ -391,8 +388,7 @@ async fn each_decline_reason_answers_with_its_response_code(b: Backend) {
     assert_books_clean(&app).await;
 }
 
-async fn a_repeated_network_message_is_not_applied_twice(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_repeated_network_message_is_not_applied_twice(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let c = card(&app, &net, 5_000).await;
     let id = ntid();
@@ -442,8 +438,7 @@ async fn a_repeated_network_message_is_not_applied_twice(b: Backend) {
     assert_books_clean(&app).await;
 }
 
-async fn clearing_always_posts_and_never_overdraws(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn clearing_always_posts_and_never_overdraws(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let c = card(&app, &net, 1_000).await;
     // A restaurant may clear 20% over the authorization, even on a card frozen since.
@@ -473,8 +468,7 @@ async fn clearing_always_posts_and_never_overdraws(b: Backend) {
     assert_books_clean(&app).await;
 }
 
-async fn holds_expire_after_their_mcc_ttl(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn holds_expire_after_their_mcc_ttl(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let c = card(&app, &net, 5_000).await;
     network(&app, &net, "/network/authorizations", &auth_body(&c, &ntid(), 1_000)).await;
@@ -538,8 +532,7 @@ async fn holds_expire_after_their_mcc_ttl(b: Backend) {
     assert_books_clean(&app).await;
 }
 
-async fn control_windows_count_exactly_to_their_edges(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn control_windows_count_exactly_to_their_edges(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let c = card(&app, &net, 5_000).await;
     let t = &net.tenant.sandbox;
@@ -606,8 +599,7 @@ async fn control_windows_count_exactly_to_their_edges(b: Backend) {
     );
 }
 
-async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(app: TestApp) {
     let net = setup(&app, 1_000_000).await;
     let mut cards = Vec::new();
     for _ in 0..10 {
@@ -668,8 +660,7 @@ async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(b: Backend) 
     assert_books_clean(&app).await;
 }
 
-async fn two_server_processes_on_one_database_keep_the_invariants(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn two_server_processes_on_one_database_keep_the_invariants(app: TestApp) {
     let net = setup(&app, 1_000_000).await;
     let mut cards = Vec::new();
     for _ in 0..3 {
@@ -710,8 +701,7 @@ async fn two_server_processes_on_one_database_keep_the_invariants(b: Backend) {
     assert_books_clean(&app).await;
 }
 
-async fn stand_in_advice_is_always_recorded_and_never_overdraws(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn stand_in_advice_is_always_recorded_and_never_overdraws(app: TestApp) {
     let net = setup(&app, 100_000).await;
     let c = card(&app, &net, 500).await;
     app.post(&net.tenant.sandbox, &format!("/cards/{}/freeze", c.id), &json!({}))
@@ -742,7 +732,7 @@ async fn stand_in_advice_is_always_recorded_and_never_overdraws(b: Backend) {
     assert_books_clean(&app).await;
 }
 
-both_backends!(
+app_tests!(
     stand_in_advice_is_always_recorded_and_never_overdraws,
     a_hold_is_cleared_reversed_and_refunded_through_the_ledger,
     each_decline_reason_answers_with_its_response_code,
@@ -751,5 +741,5 @@ both_backends!(
     holds_expire_after_their_mcc_ttl,
     control_windows_count_exactly_to_their_edges,
     concurrent_authorizations_never_overdraw_or_exceed_a_limit,
-    two_server_processes_on_one_database_keep_the_invariants,
+    two_server_processes_on_one_database_keep_the_invariants
 );

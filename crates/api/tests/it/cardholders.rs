@@ -4,10 +4,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, assert_error, captured_logs, seed_cardholder, send};
 
-async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "Apto_GPR", "411111", 1_000_000).await;
     let mut body = seed_cardholder("490940000", Some("your-external-user-id"));
@@ -85,10 +82,7 @@ async fn the_seed_sample_creates_a_cardholder_in_the_seed_shape(b: Backend) {
     assert_eq!(one["event"], created["event"]);
 }
 
-async fn posting_a_known_custodian_uid_updates_that_cardholder(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn posting_a_known_custodian_uid_updates_that_cardholder(app: TestApp) {
     let t = app.tenant().await;
     let first = app
         .cardholder(&t.sandbox, &seed_cardholder("490940000", Some("user-42")))
@@ -161,10 +155,7 @@ async fn updating_by_id_changes_only_the_given_fields(b: Backend) {
 }
 
 /// Each validation rule names the offending field in `param`.
-async fn each_validation_rule_rejects_with_its_param(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn each_validation_rule_rejects_with_its_param(app: TestApp) {
     let t = app.tenant().await;
     type Mutation = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Mutation, &str)> = vec![
@@ -323,10 +314,7 @@ async fn minimum_age_is_configurable(b: Backend) {
     );
 }
 
-async fn document_numbers_are_never_returned_logged_or_stored_in_clear(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn document_numbers_are_never_returned_logged_or_stored_in_clear(app: TestApp) {
     let t = app.tenant().await;
     let ssn = "512340000";
     let c = app
@@ -382,10 +370,7 @@ pub async fn postgres_dump(url: &str) -> String {
     out
 }
 
-async fn wrong_content_type_and_malformed_json_are_refused_in_the_envelope(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn wrong_content_type_and_malformed_json_are_refused_in_the_envelope(app: TestApp) {
     let t = app.tenant().await;
     let (status, err) = send(
         app.request(Method::POST, "/cardholders", &t.sandbox)
@@ -428,11 +413,13 @@ async fn wrong_content_type_and_malformed_json_are_refused_in_the_envelope(b: Ba
 }
 
 both_backends!(
+    updating_by_id_changes_only_the_given_fields,
+    minimum_age_is_configurable
+);
+app_tests!(
     the_seed_sample_creates_a_cardholder_in_the_seed_shape,
     posting_a_known_custodian_uid_updates_that_cardholder,
-    updating_by_id_changes_only_the_given_fields,
     each_validation_rule_rejects_with_its_param,
-    minimum_age_is_configurable,
     document_numbers_are_never_returned_logged_or_stored_in_clear,
-    wrong_content_type_and_malformed_json_are_refused_in_the_envelope,
+    wrong_content_type_and_malformed_json_are_refused_in_the_envelope
 );

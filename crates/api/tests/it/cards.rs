@@ -1,5 +1,4 @@
 use cardplane_domain::api_key::Permission;
-use cardplane_testkit::{Backend, both_backends};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -10,8 +9,7 @@ fn program_body(program_id: &str, bin: &str) -> Value {
     json!({"program_id": program_id, "name": "P", "network": "VISA", "bin": bin, "currency": "USD", "design_keys": ["blue"]})
 }
 
-async fn program_config_is_validated(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn program_config_is_validated(app: TestApp) {
     let a = app.tenant().await;
     let other = app.tenant().await;
     app.program(&a.sandbox, "GPR", "411111", 0).await;
@@ -106,8 +104,7 @@ async fn program_config_is_validated(b: Backend) {
     assert_eq!(list["total"], 1, "no refused program was created");
 }
 
-async fn programs_decide_who_may_get_which_card(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn programs_decide_who_may_get_which_card(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "GPR", "411111", 100_000).await;
     let passed = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
@@ -228,8 +225,7 @@ async fn post_state(app: &TestApp, creds: &Creds, card: &str, action: &str) -> (
     app.post(creds, &format!("/cards/{card}/{action}"), &json!({})).await
 }
 
-async fn every_legal_and_illegal_card_transition(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn every_legal_and_illegal_card_transition(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "GPR", "411111", 0).await;
     let holder = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
@@ -303,8 +299,7 @@ async fn every_legal_and_illegal_card_transition(b: Backend) {
     assert_eq!(updates, 5, "one event per legal transition");
 }
 
-async fn the_sandbox_ships_physical_cards(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn the_sandbox_ships_physical_cards(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "GPR", "411111", 0).await;
     let holder = app.cardholder(&t.sandbox, &seed_cardholder("490940000", None)).await;
@@ -358,8 +353,7 @@ async fn the_sandbox_ships_physical_cards(b: Backend) {
     assert_error(status, &err, StatusCode::FORBIDDEN, "permission_error", "sandbox_only");
 }
 
-async fn replacements_share_the_balance_and_retire_the_old_card(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn replacements_share_the_balance_and_retire_the_old_card(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "GPR", "411111", 10_000).await;
     let card = app.card_with_balance(&t.sandbox, "GPR", 700).await;
@@ -425,8 +419,7 @@ fn luhn(number: &str) -> bool {
     cardplane_domain::pan::luhn_valid(number)
 }
 
-async fn reveal_needs_permission_is_audited_and_pans_never_rest_in_clear(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn reveal_needs_permission_is_audited_and_pans_never_rest_in_clear(app: TestApp) {
     let t = app.tenant_with(&[Permission::Reveal]).await;
     let plain = {
         let (_, k) = app.post(&t.sandbox, "/api_keys", &json!({"name": "no reveal"})).await;
@@ -501,11 +494,11 @@ async fn reveal_needs_permission_is_audited_and_pans_never_rest_in_clear(b: Back
     }
 }
 
-both_backends!(
+app_tests!(
     program_config_is_validated,
     programs_decide_who_may_get_which_card,
     every_legal_and_illegal_card_transition,
     the_sandbox_ships_physical_cards,
     replacements_share_the_balance_and_retire_the_old_card,
-    reveal_needs_permission_is_audited_and_pans_never_rest_in_clear,
+    reveal_needs_permission_is_audited_and_pans_never_rest_in_clear
 );

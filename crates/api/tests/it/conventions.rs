@@ -4,10 +4,7 @@ use serde_json::json;
 
 use crate::support::{TestApp, assert_error, seed_cardholder, send};
 
-async fn every_response_carries_a_request_id_and_the_version_used(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn every_response_carries_a_request_id_and_the_version_used(app: TestApp) {
     let t = app.tenant().await;
     let responses = [
         app.request(Method::GET, "/cardholders", &t.sandbox)
@@ -110,10 +107,7 @@ async fn unknown_routes_methods_and_oversize_bodies_use_the_envelope(b: Backend)
     assert_eq!(list["total"], 0);
 }
 
-async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn health_readiness_metrics_and_docs_are_served(app: TestApp) {
     let t = app.tenant().await;
     app.get(&t.sandbox, "/cardholders").await;
     let (status, body) = send(app.http.get(app.url("/healthz"))).await;
@@ -148,10 +142,7 @@ async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
     assert!(!html.contains("https://"), "no assets from the internet");
 }
 
-async fn a_database_outage_is_a_503_without_internal_text(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn a_database_outage_is_a_503_without_internal_text(app: TestApp) {
     let t = app.tenant().await;
     app.state.close_db().await;
     let r = app
@@ -172,11 +163,11 @@ async fn a_database_outage_is_a_503_without_internal_text(b: Backend) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-both_backends!(
+both_backends!(unknown_routes_methods_and_oversize_bodies_use_the_envelope);
+app_tests!(
     every_response_carries_a_request_id_and_the_version_used,
-    unknown_routes_methods_and_oversize_bodies_use_the_envelope,
     health_readiness_metrics_and_docs_are_served,
-    a_database_outage_is_a_503_without_internal_text,
+    a_database_outage_is_a_503_without_internal_text
 );
 
 /// The OpenAPI document is locked: a change to the API shows up as a diff of `openapi.json`.

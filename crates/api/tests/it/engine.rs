@@ -176,8 +176,7 @@ async fn one_network_id_in_two_processes_batches_at_once_has_one_effect(b: Backe
     assert_eq!(txns["total"], 33, "one transaction per network id");
 }
 
-async fn changes_answered_before_a_message_apply_to_it_in_every_process(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn changes_answered_before_a_message_apply_to_it_in_every_process(app: TestApp) {
     let (other_base, _) = app.second_app().await;
     let net = app.network(1_000_000).await;
     let t = &net.tenant.sandbox;
@@ -224,8 +223,7 @@ async fn changes_answered_before_a_message_apply_to_it_in_every_process(b: Backe
     assert_eq!(authorize(other_base, 150).await["decision"], "approved");
 }
 
-async fn a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing(app: TestApp) {
     let max = cardplane_domain::money::BALANCE_MAX_MINOR;
     let net = app.network(max).await;
     let card = app.net_card(&net, max - 10).await;
@@ -254,8 +252,10 @@ async fn a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing(b: Ba
 }
 
 both_backends!(
-    a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing,
     one_bad_message_fails_alone_and_its_batch_commits,
-    one_network_id_in_two_processes_batches_at_once_has_one_effect,
-    changes_answered_before_a_message_apply_to_it_in_every_process,
+    one_network_id_in_two_processes_batches_at_once_has_one_effect
+);
+app_tests!(
+    a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing,
+    changes_answered_before_a_message_apply_to_it_in_every_process
 );

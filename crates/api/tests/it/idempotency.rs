@@ -25,10 +25,7 @@ async fn raw_post(
     (status, headers, r.bytes().await.unwrap().to_vec())
 }
 
-async fn a_replay_returns_the_stored_response_byte_for_byte(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn a_replay_returns_the_stored_response_byte_for_byte(app: TestApp) {
     let t = app.tenant().await;
     let body = seed_cardholder("490940000", None);
     let (s1, h1, b1) = raw_post(&app, &t.sandbox, "order-1", &body).await;
@@ -119,10 +116,7 @@ async fn a_reused_key_with_a_different_request_is_422(b: Backend) {
     );
 }
 
-async fn fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder(app: TestApp) {
     let t = app.tenant().await;
     let body = seed_cardholder("490940000", None);
     let mut tasks = Vec::new();
@@ -202,8 +196,7 @@ async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
 
 /// An API key's secret is shown once, yet a retry must get it again: the stored response is
 /// sealed, so the secret never rests in clear.
-async fn stored_responses_are_sealed_so_secrets_never_rest_in_clear(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn stored_responses_are_sealed_so_secrets_never_rest_in_clear(app: TestApp) {
     let t = app.tenant().await;
     let (status, first) = app
         .post_idem(&t.sandbox, "/api_keys", "new-key", &json!({"name": "worker"}))
@@ -227,9 +220,11 @@ async fn stored_responses_are_sealed_so_secrets_never_rest_in_clear(b: Backend) 
 }
 
 both_backends!(
+    a_reused_key_with_a_different_request_is_422,
+    a_request_still_running_makes_a_second_one_409
+);
+app_tests!(
     stored_responses_are_sealed_so_secrets_never_rest_in_clear,
     a_replay_returns_the_stored_response_byte_for_byte,
-    a_reused_key_with_a_different_request_is_422,
-    fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder,
-    a_request_still_running_makes_a_second_one_409,
+    fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder
 );

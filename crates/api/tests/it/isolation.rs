@@ -1,4 +1,3 @@
-use cardplane_testkit::{Backend, both_backends};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -50,10 +49,7 @@ async fn assert_invisible(app: &TestApp, outsider: &Creds, cardholder_id: &str, 
     }
 }
 
-async fn other_tenants_and_the_other_environment_see_404_everywhere(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn other_tenants_and_the_other_environment_see_404_everywhere(app: TestApp) {
     let a = app.tenant().await;
     let other = app.tenant().await;
     let c = app
@@ -81,4 +77,4 @@ async fn other_tenants_and_the_other_environment_see_404_everywhere(b: Backend) 
     assert_eq!(a_events["total"], events["total"]);
 }
 
-both_backends!(other_tenants_and_the_other_environment_see_404_everywhere);
+app_tests!(other_tenants_and_the_other_environment_see_404_everywhere);

@@ -16,10 +16,7 @@ fn kyc_of(c: &Value) -> (String, Value, Value, Value) {
     )
 }
 
-async fn each_sandbox_kyc_outcome_follows_the_documented_table(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn each_sandbox_kyc_outcome_follows_the_documented_table(app: TestApp) {
     let t = app.tenant().await;
     let n = Value::Null;
     let table = [
@@ -73,10 +70,7 @@ async fn each_sandbox_kyc_outcome_follows_the_documented_table(b: Backend) {
     }
 }
 
-async fn fixing_details_reruns_kyc_and_releases_the_card_order(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn fixing_details_reruns_kyc_and_releases_the_card_order(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "Apto_GPR", "411111", 1_000_000).await;
     let mut body = seed_cardholder("490940002", None);
@@ -126,10 +120,7 @@ async fn fixing_details_reruns_kyc_and_releases_the_card_order(b: Backend) {
     }
 }
 
-async fn rejected_cardholders_are_not_rechecked_automatically(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn rejected_cardholders_are_not_rechecked_automatically(app: TestApp) {
     let t = app.tenant().await;
     let c = app.cardholder(&t.sandbox, &seed_cardholder("490940001", None)).await;
     let id = c["id"].as_str().unwrap();
@@ -226,10 +217,12 @@ async fn provider_errors_and_garbage_give_temporary_error(b: Backend) {
 }
 
 both_backends!(
-    each_sandbox_kyc_outcome_follows_the_documented_table,
-    fixing_details_reruns_kyc_and_releases_the_card_order,
-    rejected_cardholders_are_not_rechecked_automatically,
     the_http_provider_maps_the_vendor_verdict,
     a_provider_timeout_gives_temporary_error,
-    provider_errors_and_garbage_give_temporary_error,
+    provider_errors_and_garbage_give_temporary_error
+);
+app_tests!(
+    each_sandbox_kyc_outcome_follows_the_documented_table,
+    fixing_details_reruns_kyc_and_releases_the_card_order,
+    rejected_cardholders_are_not_rechecked_automatically
 );

@@ -3,7 +3,7 @@
 //! reversals (partial, full), refunds, force posts and hold expiry with an injected clock, checked
 //! after every step against a simple in-memory model.
 
-use cardplane_api::admin::create_network_credential;
+use cardplane_api::workflows::admin::create_network_credential;
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::{Environment, Timestamp};
 use cardplane_testkit::Backend;

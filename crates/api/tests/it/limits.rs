@@ -5,8 +5,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::support::{Creds, TestApp, assert_error, send};
 
-async fn each_api_key_has_its_own_token_bucket(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn each_api_key_has_its_own_token_bucket(app: TestApp) {
     let limited = app.tenant_limited(&[], Some(5)).await;
     let other = app.tenant().await;
     let mut tasks = Vec::new();
@@ -88,10 +87,8 @@ async fn repeated_failed_authentication_is_refused_for_a_while(b: Backend) {
     );
 }
 
-both_backends!(
-    each_api_key_has_its_own_token_bucket,
-    repeated_failed_authentication_is_refused_for_a_while
-);
+both_backends!(repeated_failed_authentication_is_refused_for_a_while);
+app_tests!(each_api_key_has_its_own_token_bucket);
 
 /// A client that sends its body too slowly is cut off with 408 in the envelope.
 async fn a_slow_client_gets_408(b: Backend) {
@@ -128,8 +125,7 @@ both_backends!(a_slow_client_gets_408);
 /// Heads over `request_header_limit_bytes` (16 KiB) get 431 in the envelope, whether one giant
 /// header or many ordinary ones; heads the HTTP layer itself refuses (over ~400 KiB or more than
 /// 100 headers) get a bare 431 or a closed connection, never a 5xx or a hang.
-async fn oversized_request_headers_are_refused_with_431(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn oversized_request_headers_are_refused_with_431(app: TestApp) {
     let t = app.tenant().await;
     let ok = app
         .request(Method::GET, "/cardholders", &t.sandbox)
@@ -194,4 +190,4 @@ async fn oversized_request_headers_are_refused_with_431(b: Backend) {
     assert_eq!(app.get(&t.sandbox, "/cardholders").await.0, StatusCode::OK);
 }
 
-both_backends!(oversized_request_headers_are_refused_with_431);
+app_tests!(oversized_request_headers_are_refused_with_431);

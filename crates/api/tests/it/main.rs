@@ -1,5 +1,6 @@
 //! Integration tests: a real server over real HTTP against a real database, on both backends.
 
+#[macro_use]
 mod support;
 
 mod auth;

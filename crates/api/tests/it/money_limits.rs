@@ -9,7 +9,7 @@
 
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::money::{AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR};
-use cardplane_testkit::{Backend, both_backends};
+use cardplane_testkit::Backend;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use reqwest::StatusCode;
@@ -440,8 +440,7 @@ fn amounts_near_the_limits_through_the_simulator_and_network_postgres() {
 
 /// The integrator's report, step by step: funding with `i64::MAX` is refused at parse time;
 /// funding up to the maximum works, one more minor unit is a 409, and the program stays usable.
-async fn funding_beyond_the_maximum_is_refused_and_the_program_stays_usable(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn funding_beyond_the_maximum_is_refused_and_the_program_stays_usable(app: TestApp) {
     let t = app.tenant().await;
     app.program(&t.sandbox, "GPR", "411111", 0).await;
     let fund = |amount: Value| {
@@ -535,8 +534,7 @@ async fn funding_beyond_the_maximum_is_refused_and_the_program_stays_usable(b: B
 }
 
 /// Amounts in other requests are capped the same way: spend limits and a custodian's stand-in.
-async fn limits_over_the_maximum_amount_are_refused_when_parsed(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn limits_over_the_maximum_amount_are_refused_when_parsed(app: TestApp) {
     let t = app.tenant().await;
     let (status, err) = app
         .post(
@@ -556,7 +554,7 @@ async fn limits_over_the_maximum_amount_are_refused_when_parsed(b: Backend) {
     assert_eq!(err["error"]["param"], "spend_controls[0].amount_limit");
 }
 
-both_backends!(
+app_tests!(
     funding_beyond_the_maximum_is_refused_and_the_program_stays_usable,
-    limits_over_the_maximum_amount_are_refused_when_parsed,
+    limits_over_the_maximum_amount_are_refused_when_parsed
 );

@@ -2,8 +2,8 @@
 //! CSRF), the permission matrix for every role and endpoint, the compliance workflow with
 //! four-eyes approval chains and documents, and the tamper-evident audit log.
 
-use cardplane_api::admin::create_operator;
-use cardplane_api::people::new_user;
+use cardplane_api::workflows::admin::create_operator;
+use cardplane_api::workflows::admin::new_user;
 use cardplane_domain::Timestamp;
 use cardplane_domain::audit::{ActorKind, AuditRecord, ChainBreak, Outcome};
 use cardplane_domain::ids::{TenantId, UserId};
@@ -153,8 +153,7 @@ pub(crate) async fn admin(app: &TestApp) -> Staffer {
     p
 }
 
-async fn sign_in_rules(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn sign_in_rules(app: TestApp) {
     let root = admin(&app).await;
 
     // An 11-character password is refused; 12 is fine.
@@ -244,8 +243,7 @@ async fn sign_in_rules(b: Backend) {
     assert_eq!(body["error"]["code"], "session_required");
 }
 
-async fn totp_codes_are_single_use_and_recovery_codes_work_once(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn totp_codes_are_single_use_and_recovery_codes_work_once(app: TestApp) {
     let mut root = admin(&app).await;
     // Enrol again refused.
     let (status, _) = root.post(&app, "/ops/mfa/totp", &json!({})).await;
@@ -303,8 +301,7 @@ async fn totp_codes_are_single_use_and_recovery_codes_work_once(b: Backend) {
     }
 }
 
-async fn eleven_wrong_passwords_lock_the_account(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn eleven_wrong_passwords_lock_the_account(app: TestApp) {
     add_person(&app, "eve@example.com", Role::Operator(OperatorRole::Support), None).await;
     for i in 1..=10 {
         let r = login_raw(&app, "eve@example.com", "wrong password!", None).await;
@@ -623,8 +620,7 @@ async fn the_permission_matrix_holds_for_every_role_and_endpoint(b: Backend) {
     );
 }
 
-async fn a_watchlist_match_needs_a_compliance_officer_then_a_different_admin(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_watchlist_match_needs_a_compliance_officer_then_a_different_admin(app: TestApp) {
     let t = app.tenant().await;
     let program = app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
     let root = admin(&app).await;
@@ -730,8 +726,7 @@ async fn a_watchlist_match_needs_a_compliance_officer_then_a_different_admin(b: 
     assert_eq!(deciders, vec![other_admin.id.as_str(), officer.id.as_str()]);
 }
 
-async fn one_person_cannot_complete_a_four_eyes_chain_twice(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn one_person_cannot_complete_a_four_eyes_chain_twice(app: TestApp) {
     let t = app.tenant().await;
     let program = app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
     let root = admin(&app).await;
@@ -1239,8 +1234,7 @@ async fn a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queu
     assert_eq!(listed["documents"].as_array().map(Vec::len), Some(2), "{listed}");
 }
 
-async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn every_api_mutation_and_reveal_is_audited_and_exported(app: TestApp) {
     let t = app.tenant_with(&[cardplane_domain::api_key::Permission::Reveal]).await;
     app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
     let card = app.card_with_balance(&t.sandbox, "GPR", 100).await;
@@ -1301,8 +1295,7 @@ async fn every_api_mutation_and_reveal_is_audited_and_exported(b: Backend) {
 /// status and `closed_at`, a note from the system (no author), a `case.closed` audit entry by the
 /// system, all with the cardholder's update. A final rejection with a watchlist match closes the
 /// old case and opens the watchlist case in its place.
-async fn a_kyc_rerun_that_resolves_the_question_closes_its_case(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_kyc_rerun_that_resolves_the_question_closes_its_case(app: TestApp) {
     let t = app.tenant().await;
     let root = admin(&app).await;
     let open_case_of = |holder: String| {
@@ -1540,18 +1533,20 @@ async fn an_edited_or_deleted_audit_row_is_detected(b: Backend) {
 }
 
 both_backends!(
-    a_kyc_rerun_that_resolves_the_question_closes_its_case,
     console_answers_match_the_openapi_document,
     a_custodian_uploads_what_kyc_asked_for_and_the_case_returns_to_the_queue,
     a_change_and_its_audit_entry_commit_together,
+    idle_sessions_expire,
+    the_permission_matrix_holds_for_every_role_and_endpoint,
+    documents_are_requested_uploaded_limited_and_stored_encrypted,
+    an_edited_or_deleted_audit_row_is_detected
+);
+app_tests!(
+    a_kyc_rerun_that_resolves_the_question_closes_its_case,
     sign_in_rules,
     totp_codes_are_single_use_and_recovery_codes_work_once,
     eleven_wrong_passwords_lock_the_account,
-    idle_sessions_expire,
-    the_permission_matrix_holds_for_every_role_and_endpoint,
     a_watchlist_match_needs_a_compliance_officer_then_a_different_admin,
     one_person_cannot_complete_a_four_eyes_chain_twice,
-    documents_are_requested_uploaded_limited_and_stored_encrypted,
-    every_api_mutation_and_reveal_is_audited_and_exported,
-    an_edited_or_deleted_audit_row_is_detected,
+    every_api_mutation_and_reveal_is_audited_and_exported
 );

@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 
-use cardplane_testkit::{Backend, both_backends};
 use reqwest::StatusCode;
 
 use crate::support::{Creds, TestApp, assert_error, seed_cardholder};
@@ -33,10 +32,7 @@ fn ids_of(page: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(app: TestApp) {
     let t = app.tenant().await;
     let initial: HashSet<String> = create_many(&app, &t.sandbox, 120).await.into_iter().collect();
     assert_eq!(initial.len(), 120);
@@ -112,10 +108,7 @@ async fn pagination_walks_120_cardholders_both_ways_while_others_are_inserted(b:
     assert_eq!(all["total"], 150);
 }
 
-async fn page_parameters_are_validated(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else {
-        return;
-    };
+async fn page_parameters_are_validated(app: TestApp) {
     let t = app.tenant().await;
     for (query, param) in [
         ("limit=0", "limit"),
@@ -152,7 +145,7 @@ async fn page_parameters_are_validated(b: Backend) {
     assert_eq!(page["total"], 0);
 }
 
-both_backends!(
+app_tests!(
     pagination_walks_120_cardholders_both_ways_while_others_are_inserted,
     page_parameters_are_validated
 );

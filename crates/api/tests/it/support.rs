@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cardplane_api::admin::{ProvisionedTenant, create_tenant};
 use cardplane_api::state::AppState;
+use cardplane_api::workflows::admin::{ProvisionedTenant, create_tenant};
 use cardplane_api::{Application, Config};
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::vault::Kek;
@@ -196,7 +196,7 @@ impl TestApp {
 
     /// A sandbox network credential: the test plays the card network.
     pub async fn network_key(&self) -> Creds {
-        let issued = cardplane_api::admin::create_network_credential(
+        let issued = cardplane_api::workflows::admin::create_network_credential(
             self.state.network.as_ref(),
             &self.state.pepper,
             cardplane_domain::Environment::Sandbox,
@@ -410,4 +410,25 @@ impl TestApp {
         tokio::spawn(app.run_until(std::future::pending()));
         (base, state)
     }
+}
+
+/// Runs each named `async fn name(app: TestApp)` on both backends, each with a fresh server and
+/// database (a backend that is not available here is skipped, as `TestApp::spawn` decides).
+macro_rules! app_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(app) = $crate::support::TestApp::spawn(cardplane_testkit::Backend::Sqlite).await {
+                    super::$name(app).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::support::TestApp::spawn(cardplane_testkit::Backend::Postgres).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    )+};
 }

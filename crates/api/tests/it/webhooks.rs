@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use cardplane_api::delivery::Deliverer;
 use cardplane_api::{Config, open_state};
 use cardplane_domain::Timestamp;
 use cardplane_testkit::{Backend, both_backends};
@@ -327,7 +326,7 @@ async fn live_endpoints_may_reach_networks_the_operator_allows(b: Backend) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[]).await;
     let (_, secret) = endpoint(&app, &t.live, &receiver.url, json!(["*"])).await;
-    let n = Deliverer::new(&app.state).deliver_due(Timestamp::now()).await.unwrap();
+    let n = app.state.deliverer().deliver_due(Timestamp::now()).await.unwrap();
     assert_eq!(n, 1);
     let got = receiver.deliveries();
     assert_eq!(got.len(), 1);
@@ -341,7 +340,7 @@ async fn deliveries_verify_with_the_reference_library_and_tampering_is_rejected(
     let receiver = Receiver::start(&[]).await;
     let (endpoint_id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
     let key_id = some_event(&app, &t.sandbox).await;
-    let delivered = Deliverer::new(&app.state).deliver_due(Timestamp::now()).await.unwrap();
+    let delivered = app.state.deliverer().deliver_due(Timestamp::now()).await.unwrap();
     assert_eq!(delivered, 2);
 
     let got = receiver.deliveries();
@@ -411,10 +410,7 @@ async fn deliveries_verify_with_the_reference_library_and_tampering_is_rejected(
             .all(|a| a["status_code"] == 204 && a["next_attempt_at"].is_null())
     );
     // Nothing is due any more.
-    assert_eq!(
-        Deliverer::new(&app.state).deliver_due(Timestamp::now()).await.unwrap(),
-        0
-    );
+    assert_eq!(app.state.deliverer().deliver_due(Timestamp::now()).await.unwrap(), 0);
     // No secret ever reaches the logs.
     assert!(!crate::support::captured_logs().contains(&secret[6..]));
 }
@@ -444,7 +440,7 @@ async fn during_rotation_both_secrets_sign_until_the_overlap_ends(b: Backend) {
     assert!(rotated["webhook_endpoint"]["previous_secret_expires_at"].is_string());
 
     some_event(&app, &t.sandbox).await;
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     deliverer.deliver_due(Timestamp::now()).await.unwrap();
     let got = receiver.deliveries();
     assert_eq!(got.len(), 1, "only api_key.created is subscribed");
@@ -469,7 +465,7 @@ async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds(b: Backend)
     // 500, a redirect (not followed), a 429 without Retry-After, then success.
     let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(302), Answer::Status(429)]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["webhook_endpoint.created"])).await;
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     let expected_delays_secs = [5_i64, 300, 1800];
 
     let mut now = Timestamp::now();
@@ -521,7 +517,7 @@ async fn a_410_disables_the_endpoint_with_an_event(b: Backend) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Status(410)]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     assert_eq!(deliverer.deliver_due(Timestamp::now()).await.unwrap(), 1);
     let (_, got) = app.get(&t.sandbox, &format!("/webhook_endpoints/{id}")).await;
     assert_eq!(got["webhook_endpoint"]["enabled"], false);
@@ -558,7 +554,7 @@ async fn retry_after_is_honoured(b: Backend) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::StatusRetryAfter(503, 120), Answer::StatusRetryAfter(500, 900)]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     let now = Timestamp::now();
     deliverer.deliver_due(now).await.unwrap();
     let log = attempts(&app, &t.sandbox, &id).await;
@@ -589,7 +585,7 @@ async fn an_endpoint_failing_for_the_configured_period_is_disabled(b: Backend) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Status(500); 10]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     let mut now = Timestamp::now();
     for _ in 0..3 {
         assert_eq!(deliverer.deliver_due(now).await.unwrap(), 1);
@@ -618,7 +614,7 @@ async fn a_crash_mid_delivery_loses_nothing(b: Backend) {
     let now = Timestamp::now();
 
     // Server A claims the delivery and dies while the receiver is still answering.
-    let first = Deliverer::new(&app.state);
+    let first = app.state.deliverer();
     let lease = first.lease_secs();
     let task = tokio::spawn(async move { first.deliver_due(now).await });
     for _ in 0..200 {
@@ -633,7 +629,7 @@ async fn a_crash_mid_delivery_loses_nothing(b: Backend) {
 
     // Server B, on the same database, takes over once A's lease has run out.
     let restarted = open_state((*app.state.config).clone()).await.unwrap();
-    let second = Deliverer::new(&restarted);
+    let second = restarted.deliverer();
     assert_eq!(second.deliver_due(now).await.unwrap(), 0, "A's claim still holds");
     assert_eq!(second.deliver_due(now.plus_secs(lease)).await.unwrap(), 1);
     let got = receiver.deliveries();
@@ -663,7 +659,7 @@ async fn two_servers_never_deliver_the_same_attempt(b: Backend) {
         some_event(&app, &t.sandbox).await;
     }
     let other = open_state((*app.state.config).clone()).await.unwrap();
-    let (a, b2) = (Deliverer::new(&app.state), Deliverer::new(&other));
+    let (a, b2) = (app.state.deliverer(), other.deliverer());
     let now = Timestamp::now();
     let mut total = 0;
     for _ in 0..20 {
@@ -693,7 +689,7 @@ async fn replay_since_t_resends_exactly_the_events_after_t(b: Backend) {
     let since = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let later = [some_event(&app, &t.sandbox).await, some_event(&app, &t.sandbox).await];
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     assert_eq!(deliverer.deliver_due(Timestamp::now()).await.unwrap(), 4);
     receiver.clear();
 
@@ -788,7 +784,7 @@ async fn a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap(b
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Hang, Answer::Huge]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
-    let deliverer = Deliverer::new(&app.state);
+    let deliverer = app.state.deliverer();
     let now = Timestamp::now();
     assert_eq!(deliverer.deliver_due(now).await.unwrap(), 1);
     let log = attempts(&app, &t.sandbox, &id).await;

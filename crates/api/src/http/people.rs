@@ -15,14 +15,12 @@ use cardplane_domain::Timestamp;
 use cardplane_domain::api_key::hex;
 use cardplane_domain::audit::{ActorKind, AuditRecord, Outcome};
 use cardplane_domain::ids::{SessionId, TenantId};
-use cardplane_domain::people::{Action, Person, SessionClock, check_password};
-use cardplane_store::StoreError;
-use cardplane_store::people::UserRecord;
+use cardplane_domain::people::{Action, Person, SessionClock};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "cardplane_session";
@@ -258,7 +256,7 @@ pub async fn staff_session(State(state): State<AppState>, req: Request, next: Ne
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
-    let object = crate::extract::object_in_path(&template, parts.uri.path());
+    let object = crate::http::extract::object_in_path(&template, parts.uri.path());
     let action = format!("{} {template}", parts.method);
     let staff = match resolve(&state, &parts, &origin).await {
         Ok(s) => s,
@@ -274,7 +272,7 @@ pub async fn staff_session(State(state): State<AppState>, req: Request, next: Ne
     let response = next.run(Request::from_parts(parts, body)).await;
     if mutating && !response.status().is_success() {
         let status = response.status();
-        let (response, body) = crate::reply::peek_json(response).await;
+        let (response, body) = crate::http::reply::peek_json(response).await;
         let code = body
             .as_ref()
             .and_then(|b| b.pointer("/error/code"))
@@ -377,24 +375,4 @@ pub fn password_error(e: cardplane_domain::people::PasswordError, param: &str) -
         PasswordError::TooLong => "password_too_long",
     };
     ApiError::invalid(code, e.to_string()).with_param(param)
-}
-
-/// A new person's record (hashing their password).
-pub async fn new_user(person: Person, password: String) -> ApiResult<UserRecord> {
-    check_password(&password).map_err(|e| password_error(e, "password"))?;
-    Ok(UserRecord {
-        person,
-        password_hash: hash_password(password).await?,
-        totp_sealed: None,
-        totp_pending: None,
-        totp_last_step: None,
-    })
-}
-
-pub fn email_taken(e: StoreError) -> ApiError {
-    if e.is_conflict_on("users_email", "email") {
-        ApiError::conflict("email_taken", "Somebody already signs in with this email").with_param("email")
-    } else {
-        e.into()
-    }
 }

@@ -2,7 +2,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A JSON response whose exact bytes are known before it is sent, so the same bytes can be
 /// stored for idempotent replay in the effect's own transaction.

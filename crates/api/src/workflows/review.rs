@@ -8,7 +8,7 @@ use cardplane_domain::kyc::KycCheck;
 use cardplane_store::compliance::{CaseChange, CaseNote};
 use cardplane_store::{Scope, StoreError};
 
-use crate::error::ApiResult;
+use crate::http::error::ApiResult;
 use crate::state::AppState;
 
 /// The program's chain for `trigger`, or the platform default.

@@ -1,39 +1,37 @@
 //! Onboarding: a cardholder created or updated (KYC run, review case opened or resolved, card
 //! orders fulfilled once KYC passes, everything committed in one transaction with its events), and
-//! the review workflow's verdicts applied the same way. Routes parse requests and call these.
+//! the review workflow's verdicts applied the same way (`verdict`). Routes parse requests and call
+//! these; `fulfilment` holds what both share (card orders fulfilled, events, retry errors).
 
-/// Optimistic-concurrency retries for an update that raced another.
-const UPDATE_ATTEMPTS_MAX: usize = 3;
+mod fulfilment;
+mod verdict;
 
-use crate::review::{case_for_kyc, case_resolved_by_kyc};
+pub use verdict::{ReviewVerdict, apply_review};
+
+use crate::workflows::review::{case_for_kyc, case_resolved_by_kyc};
 use axum::http::StatusCode;
 use cardplane_domain::audit::AuditRecord;
-use cardplane_domain::card::Card;
 use cardplane_domain::card_order::{CardOrder, CardOrderEvent, CardOrderStatus};
 use cardplane_domain::cardholder::{CardOrderRequest, Cardholder, Document, Email, Identity, PhoneNumber};
 use cardplane_domain::compliance::Case;
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::{CardholderId, KycCheckId};
-use cardplane_domain::kyc::KycResult;
 use cardplane_domain::kyc::{KycApplicant, KycCheck, KycState};
-use cardplane_domain::program::Program;
 use cardplane_domain::{FieldError, Timestamp};
 use cardplane_store::StoreError;
 use cardplane_store::cardholders::CardholderWrite;
 use cardplane_store::cardholders::ReviewWrite;
-use cardplane_store::cards::CardIssue;
-use cardplane_store::compliance::CaseChange;
 use cardplane_store::ledger::PostError;
-use cardplane_store::{EffectRecords, Scope};
 
-use crate::issuing::{IssueSpec, PAN_ATTEMPTS_MAX, pan_collision, prepare_issue, refusal};
+use crate::workflows::issuing::{PAN_ATTEMPTS_MAX, pan_collision};
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::Ctx;
-use crate::lookup::load_program;
-use crate::reply::{Reply, render};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Ctx;
+use crate::http::reply::{Reply, render};
 use crate::state::AppState;
-use crate::views::{CardOrderView, CardholderEnvelope};
+
+use crate::views::CardholderEnvelope;
+use fulfilment::{Fulfilment, UPDATE_ATTEMPTS_MAX, UpdateError, order_event, order_program, post_failure, snapshot};
 
 /// A fully parsed create request.
 pub struct NewCardholder {
@@ -93,160 +91,8 @@ async fn run_kyc(state: &AppState, ctx: &Ctx, c: &Cardholder, document: &Documen
     }
 }
 
-fn snapshot<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-fn order_event(scope: &Scope, kind: EventType, order: &CardOrder, now: Timestamp) -> Event {
-    Event::new(
-        &scope.tenant_id,
-        scope.environment,
-        kind,
-        order.id.as_str(),
-        snapshot(&CardOrderView::from(order)),
-        now,
-    )
-}
-
 pub fn min_age(state: &AppState) -> u8 {
     state.config.kyc.minimum_age_years
-}
-
-/// The program a card order names, checked before anything runs: it must exist, and the request
-/// must fit it (design, currency). Refusals that depend on the cardholder come later.
-async fn order_program(state: &AppState, ctx: &Ctx, order: &CardOrderRequest) -> ApiResult<Program> {
-    let program = load_program(state, ctx, &order.program_id)
-        .await
-        .map_err(|_| ApiError::invalid("program_not_found", "No such program").with_param("card.program_id"))?;
-    let form_factor = program.form_factors[0];
-    if let Err(r) = program.check_issue(
-        true,
-        i32::MAX,
-        form_factor,
-        order.design_key.as_deref(),
-        order.initial_load.map(|m| m.currency()),
-    ) && r.is_request_error()
-    {
-        let param = r.param().map(|p| format!("card.{p}")).unwrap_or_else(|| "card".into());
-        return Err(refusal(r).with_param(param));
-    }
-    Ok(program)
-}
-
-/// Fulfils a pending order: a card, or the order marked failed with the refusal's code.
-async fn fulfil(
-    state: &AppState,
-    scope: &Scope,
-    cardholder: &Cardholder,
-    order: &CardOrder,
-    program: &Program,
-    now: Timestamp,
-) -> ApiResult<(CardOrder, Option<CardIssue>, Vec<Event>)> {
-    let spec = IssueSpec {
-        program,
-        form_factor: program.form_factors[0],
-        design_key: order.request.design_key.as_deref(),
-        initial_load: order.request.initial_load,
-        replacing: None,
-    };
-    match prepare_issue(state, scope, cardholder, &spec, now).await {
-        Ok((issue, mut events)) => {
-            let mut done = order.apply(CardOrderEvent::Issued, now).map_err(ApiError::internal)?;
-            done.card_id = Some(issue.card.id.clone());
-            events.push(order_event(scope, EventType::CardOrderUpdated, &done, now));
-            Ok((done, Some(issue), events))
-        }
-        Err(e) if e.status.is_client_error() => {
-            let failed = fail_order(order, &e.body.code, now)?;
-            Ok((
-                failed.clone(),
-                None,
-                vec![order_event(scope, EventType::CardOrderUpdated, &failed, now)],
-            ))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn fail_order(order: &CardOrder, reason: &str, now: Timestamp) -> ApiResult<CardOrder> {
-    let mut failed = order.apply(CardOrderEvent::Refused, now).map_err(ApiError::internal)?;
-    failed.failure_reason = Some(reason.to_owned());
-    Ok(failed)
-}
-
-/// Orders, the cards they produced and their events, ready to commit with a cardholder change.
-#[derive(Default)]
-struct Fulfilment {
-    orders: Vec<CardOrder>,
-    issues: Vec<CardIssue>,
-    events: Vec<Event>,
-}
-
-impl Fulfilment {
-    async fn add(
-        &mut self,
-        state: &AppState,
-        scope: &Scope,
-        cardholder: &Cardholder,
-        order: CardOrder,
-        now: Timestamp,
-    ) -> ApiResult<()> {
-        if order.status != CardOrderStatus::Pending {
-            self.orders.push(order);
-            return Ok(());
-        }
-        let program = state
-            .programs
-            .get_program_by_ref(scope, &order.request.program_id)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => {
-                    ApiError::invalid("program_not_found", "No such program").with_param("card.program_id")
-                }
-                other => other.into(),
-            })?;
-        let (order, issue, events) = fulfil(state, scope, cardholder, &order, &program, now).await?;
-        self.orders.push(order);
-        self.issues.extend(issue);
-        self.events.extend(events);
-        Ok(())
-    }
-
-    /// The same orders with no card issued: what is committed when the program cannot fund the
-    /// initial loads (the cardholder change itself must not fail for that).
-    fn without_funds(&self, scope: &Scope, now: Timestamp) -> ApiResult<Fulfilment> {
-        let mut out = Fulfilment {
-            events: self
-                .events
-                .iter()
-                .filter(|e| e.event_type == EventType::CardOrderCreated)
-                .cloned()
-                .collect(),
-            ..Fulfilment::default()
-        };
-        for order in &self.orders {
-            let order = if order.status == CardOrderStatus::Fulfilled {
-                let pending = CardOrder {
-                    status: CardOrderStatus::Pending,
-                    card_id: None,
-                    ..order.clone()
-                };
-                fail_order(&pending, "insufficient_program_funds", now)?
-            } else {
-                order.clone()
-            };
-            if order.status == CardOrderStatus::Failed {
-                out.events
-                    .push(order_event(scope, EventType::CardOrderUpdated, &order, now));
-            }
-            out.orders.push(order);
-        }
-        Ok(out)
-    }
-
-    fn cards(&self) -> Vec<Card> {
-        self.issues.iter().map(|i| i.card.clone()).collect()
-    }
 }
 
 /// Creates a cardholder: KYC runs, a review case opens when it asks for one, an ordered card is
@@ -333,13 +179,6 @@ pub async fn create(
     Err(ApiError::internal("could not allocate a unique PAN"))
 }
 
-fn post_failure(e: PostError) -> ApiError {
-    match e {
-        PostError::InsufficientFunds(_) => crate::issuing::insufficient_program_funds(),
-        PostError::Store(s) => s.into(),
-    }
-}
-
 async fn insert_new(
     state: &AppState,
     ctx: &Ctx,
@@ -413,35 +252,6 @@ pub async fn update(state: &AppState, ctx: &Ctx, id: &CardholderId, patch: &Patc
         "concurrent_update",
         "The cardholder is being changed concurrently; retry",
     ))
-}
-
-enum UpdateError {
-    Post(PostError),
-    Api(ApiError),
-}
-
-impl From<StoreError> for UpdateError {
-    fn from(e: StoreError) -> Self {
-        UpdateError::Post(PostError::Store(e))
-    }
-}
-
-impl From<PostError> for UpdateError {
-    fn from(e: PostError) -> Self {
-        UpdateError::Post(e)
-    }
-}
-
-impl From<ApiError> for UpdateError {
-    fn from(e: ApiError) -> Self {
-        UpdateError::Api(e)
-    }
-}
-
-impl From<FieldError> for UpdateError {
-    fn from(e: FieldError) -> Self {
-        UpdateError::Api(e.into())
-    }
 }
 
 async fn try_update(
@@ -588,134 +398,4 @@ async fn try_update(
         .update_cardholder(scope, write, current.version, now)
         .await?;
     Ok(Reply::committed(StatusCode::OK, body))
-}
-
-/// A KYC result that comes from the review workflow, and its source (the `provider` of its
-/// `kyc_checks` entry).
-#[derive(Debug, Clone, Copy)]
-pub struct ReviewVerdict<'a> {
-    pub result: KycResult,
-    pub source: &'static str,
-    /// What an API request commits with it (its idempotent answer).
-    pub records: Option<&'a EffectRecords>,
-}
-
-impl ReviewVerdict<'_> {
-    /// A reviewer's decision.
-    pub fn manual(result: KycResult) -> Self {
-        Self {
-            result,
-            source: "manual_review",
-            records: None,
-        }
-    }
-}
-
-/// A verdict of the review workflow, committed with the case change that produced it: the
-/// cardholder's KYC state and history, orders waiting for KYC fulfilled when it passes, events,
-/// and the audit entry, all in one transaction.
-pub async fn apply_review(
-    state: &AppState,
-    scope: &Scope,
-    id: &CardholderId,
-    verdict: ReviewVerdict<'_>,
-    change: CaseChange<'_>,
-    now: Timestamp,
-) -> ApiResult<()> {
-    let mut unfunded = false;
-    for _ in 0..UPDATE_ATTEMPTS_MAX + PAN_ATTEMPTS_MAX {
-        match try_apply_review(state, scope, id, verdict, change, unfunded, now).await {
-            Err(UpdateError::Post(PostError::Store(e)))
-                if e.is_conflict_on("cardholders_version", "cards_pan_hash") =>
-            {
-                continue;
-            }
-            Err(UpdateError::Post(PostError::InsufficientFunds(_))) if !unfunded => unfunded = true,
-            Err(UpdateError::Post(PostError::Store(e)))
-                if e.is_conflict_on("compliance_cases_version", "compliance_cases_version") =>
-            {
-                return Err(ApiError::conflict(
-                    "case_changed",
-                    "The case changed while this decision was made; reload it and decide again",
-                ));
-            }
-            Err(UpdateError::Post(e)) => return Err(post_failure(e)),
-            Err(UpdateError::Api(e)) => return Err(e),
-            Ok(()) => return Ok(()),
-        }
-    }
-    Err(ApiError::conflict(
-        "concurrent_update",
-        "The cardholder is being changed concurrently; retry",
-    ))
-}
-
-async fn try_apply_review(
-    state: &AppState,
-    scope: &Scope,
-    id: &CardholderId,
-    verdict: ReviewVerdict<'_>,
-    change: CaseChange<'_>,
-    unfunded: bool,
-    now: Timestamp,
-) -> Result<(), UpdateError> {
-    let current = state.cardholders.get_cardholder(scope, id).await?;
-    let mut cardholder = current.clone();
-    let check = KycCheck {
-        id: KycCheckId::generate(),
-        cardholder_id: id.clone(),
-        provider: verdict.source.into(),
-        result: verdict.result,
-        created_at: now,
-    };
-    cardholder.kyc = cardholder.kyc.record(verdict.result, now);
-    cardholder.updated_at = now;
-    cardholder.version = current.version + 1;
-    let mut fulfilment = Fulfilment::default();
-    if cardholder.kyc.passed() && !current.kyc.passed() {
-        for order in state
-            .cardholders
-            .list_card_orders(scope, id)
-            .await?
-            .into_iter()
-            .filter(|o| o.status == CardOrderStatus::AwaitingKyc)
-        {
-            let pending = order
-                .apply(CardOrderEvent::KycPassed, now)
-                .map_err(ApiError::internal)?;
-            fulfilment.add(state, scope, &cardholder, pending, now).await?;
-        }
-    }
-    if unfunded {
-        fulfilment = fulfilment.without_funds(scope, now)?;
-    }
-    let mut cards = state.cards.cards_of(scope, std::slice::from_ref(id)).await?;
-    cards.extend(fulfilment.cards());
-    let envelope = CardholderEnvelope::with_cards(&cardholder, &cards);
-    let mut events = vec![Event::new(
-        &scope.tenant_id,
-        scope.environment,
-        EventType::CardholderKycUpdated,
-        id.as_str(),
-        snapshot(&envelope.cardholder),
-        now,
-    )];
-    events.extend(fulfilment.events.iter().cloned());
-    let write = CardholderWrite {
-        cardholder: &cardholder,
-        kyc_check: Some(&check),
-        card_orders: &fulfilment.orders,
-        card_issues: &fulfilment.issues,
-        events: &events,
-        response: verdict.records,
-        review: Some(ReviewWrite {
-            open_case: None,
-            change: Some(change),
-        }),
-    };
-    state
-        .cardholders
-        .update_cardholder(scope, write, current.version, now)
-        .await?;
-    Ok(())
 }

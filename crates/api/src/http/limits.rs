@@ -13,7 +13,7 @@ use cardplane_domain::ids::ApiKeyId;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::error::{ApiError, ErrorType};
+use crate::http::error::{ApiError, ErrorType};
 
 /// How long a source that failed authentication too often is refused.
 const AUTH_BLOCK: Duration = Duration::from_secs(60);

@@ -10,6 +10,11 @@ use cardplane_store::StoreError;
 use cardplane_store::tenants::TenantStore;
 use serde::Serialize;
 
+use cardplane_domain::people::{Person, check_password};
+use cardplane_store::people::UserRecord;
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::people::{hash_password, password_error};
 use crate::views::ApiKeyView;
 
 #[derive(Debug, Serialize)]
@@ -152,7 +157,7 @@ pub async fn create_operator(
         created_at: Timestamp::now(),
         last_login_at: None,
     };
-    let user = crate::people::new_user(person, password)
+    let user = new_user(person, password)
         .await
         .map_err(|e| anyhow::anyhow!(e.body.message))?;
     let audit = AuditRecord::new(
@@ -193,4 +198,24 @@ pub async fn audit_cli(
     .on(object.0, object.1)
     .with_details(details);
     state.audit.append_audit(&record).await.map(|_| ())
+}
+
+/// A new person's record (hashing their password).
+pub async fn new_user(person: Person, password: String) -> ApiResult<UserRecord> {
+    check_password(&password).map_err(|e| password_error(e, "password"))?;
+    Ok(UserRecord {
+        person,
+        password_hash: hash_password(password).await?,
+        totp_sealed: None,
+        totp_pending: None,
+        totp_last_step: None,
+    })
+}
+
+pub fn email_taken(e: StoreError) -> ApiError {
+    if e.is_conflict_on("users_email", "email") {
+        ApiError::conflict("email_taken", "Somebody already signs in with this email").with_param("email")
+    } else {
+        e.into()
+    }
 }

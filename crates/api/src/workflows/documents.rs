@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult, ErrorType};
-use crate::extract::too_large;
+use crate::http::error::{ApiError, ApiResult, ErrorType};
+use crate::http::extract::too_large;
 use crate::state::AppState;
 
 /// Content types a document may have, checked against the file's own first bytes too.

@@ -19,9 +19,9 @@ use cardplane_domain::ids::ApiKeyId;
 use cardplane_domain::version::ApiVersion;
 use cardplane_store::{IdempotentResponse, Scope, StoreError};
 
-use crate::error::{ApiError, ErrorType, InternalCause};
-use crate::extract::{AuditDraft, Ctx, IdempotencyClaim, object_in_path, too_large};
-use crate::reply::{Committed, Sensitive, peek_json};
+use crate::http::error::{ApiError, ErrorType, InternalCause};
+use crate::http::extract::{AuditDraft, Ctx, IdempotencyClaim, object_in_path, too_large};
+use crate::http::reply::{Committed, Sensitive, peek_json};
 use crate::state::AppState;
 
 pub const VERSION_HEADER: &str = "cardplane-version";
@@ -210,7 +210,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     if let Some(wait) = source.and_then(|ip| state.limits.auth_blocked(ip)) {
-        return crate::limits::too_many(
+        return crate::http::limits::too_many(
             "too_many_failed_authentications",
             "Too many failed authentications from this address; retry after the delay in Retry-After",
             wait,
@@ -232,7 +232,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Err(e) => return ApiError::from(e).into_response(),
     };
     if let Err(wait) = state.limits.check_key(&key.id, tenant.rate_limit_per_second) {
-        return crate::limits::too_many(
+        return crate::http::limits::too_many(
             "rate_limited",
             "Too many requests for this API key; retry after the delay in Retry-After",
             wait,
@@ -390,7 +390,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let sealed = String::from_utf8_lossy(&body).into_owned();
             let body = match state
                 .vault
-                .open(&sealed, &crate::extract::idempotency_context(&scope, &key))
+                .open(&sealed, &crate::http::extract::idempotency_context(&scope, &key))
             {
                 Ok(clear) => clear,
                 Err(e) => {
@@ -438,7 +438,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         status: resp_parts.status.as_u16(),
         body: state
             .vault
-            .seal(&resp_bytes, &crate::extract::idempotency_context(&scope, &key)),
+            .seal(&resp_bytes, &crate::http::extract::idempotency_context(&scope, &key)),
     };
     if let Err(e) = state.idempotency.complete(&scope, &stored, Timestamp::now()).await {
         tracing::warn!(error = %e, "could not store idempotent error response; releasing key");
@@ -454,7 +454,7 @@ fn audit_draft(ctx: &Ctx, parts: &axum::http::request::Parts) -> AuditDraft {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
-    let mut record = crate::people::Origin::of(parts).record(
+    let mut record = crate::http::people::Origin::of(parts).record(
         ActorKind::ApiKey,
         Some(ctx.key.id.to_string()),
         &format!("{} {template}", parts.method),

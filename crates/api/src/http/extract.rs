@@ -19,7 +19,7 @@ use cardplane_store::{EffectRecords, IdempotentResponse, Scope};
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ErrorType};
+use crate::http::error::{ApiError, ErrorType};
 
 /// A JSON request body: `application/json` required, unknown fields refused, the body limit
 /// enforced (413), and parse errors named by their JSON path.

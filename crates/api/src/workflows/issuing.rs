@@ -15,8 +15,8 @@ use cardplane_store::Scope;
 use cardplane_store::cards::CardIssue;
 use cardplane_store::ledger::PostError;
 
-use crate::error::{ApiError, ErrorType};
-use crate::extract::Ctx;
+use crate::http::error::{ApiError, ErrorType};
+use crate::http::extract::Ctx;
 use crate::state::AppState;
 use crate::views::{BalanceAdjustmentView, BalanceView, CardView};
 

@@ -10,8 +10,8 @@ use cardplane_domain::money::Money;
 use cardplane_domain::program::{Program, parse_program_ref};
 use cardplane_store::StoreError;
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::Ctx;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Ctx;
 use crate::state::AppState;
 
 pub fn parse_card_id(raw: &str) -> ApiResult<CardId> {

@@ -19,8 +19,7 @@ use cardplane_store::webhooks::{AttemptRecord, DeliveryOutcome, DueDelivery, End
 use rand::Rng;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::config::WebhooksConfig;
-use crate::state::AppState;
+use crate::views::EndpointView;
 
 /// Response bodies are read up to this size and then dropped (we only need the status).
 pub const RESPONSE_BODY_READ_MAX_BYTES: usize = 64 * 1024;
@@ -110,6 +109,21 @@ fn client(environment: Environment, allow: Arc<[Network]>, timeout: Duration) ->
         .expect("static HTTP client configuration is valid")
 }
 
+/// What delivery needs of the operator's webhook settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Per-attempt timeout, connect to last body byte.
+    pub attempt_timeout_ms: u64,
+    /// A claim lasts the attempt timeout plus this margin; then another worker may take it over.
+    pub lease_margin_secs: i64,
+    /// Deliveries claimed per round.
+    pub batch_size: u32,
+    /// An endpoint whose attempts have all failed for this long is disabled.
+    pub disable_after_failing_secs: i64,
+    /// The delivery log keeps attempts this long.
+    pub history_retention_days: i64,
+}
+
 /// What came back from one HTTP attempt.
 struct Sent {
     status: Option<u16>,
@@ -121,20 +135,20 @@ struct Sent {
 pub struct Deliverer {
     store: Arc<dyn WebhookStore>,
     vault: Arc<Vault>,
-    config: WebhooksConfig,
+    config: DeliveryConfig,
     allow: Arc<[Network]>,
     sandbox: reqwest::Client,
     live: reqwest::Client,
 }
 
 impl Deliverer {
-    pub fn new(state: &AppState) -> Self {
-        let config = state.config.webhooks.clone();
-        let allow: Arc<[Network]> = state.webhook_allowlist.clone();
+    /// A deliverer over the webhook store, opening endpoint secrets with the vault; live
+    /// endpoints may reach the operator's `allow` networks although they are internal.
+    pub fn new(store: Arc<dyn WebhookStore>, vault: Arc<Vault>, config: DeliveryConfig, allow: Arc<[Network]>) -> Self {
         let timeout = Duration::from_millis(config.attempt_timeout_ms);
         Deliverer {
-            store: state.webhooks.clone(),
-            vault: state.vault.clone(),
+            store,
+            vault,
             sandbox: client(Environment::Sandbox, allow.clone(), timeout),
             live: client(Environment::Live, allow.clone(), timeout),
             config,
@@ -255,7 +269,7 @@ impl Deliverer {
         endpoint.disabled_reason = Some(reason);
         endpoint.failing_since = None;
         endpoint.updated_at = now;
-        let data = serde_json::to_value(crate::views::EndpointView::from(&endpoint)).unwrap_or_default();
+        let data = serde_json::to_value(EndpointView::from(&endpoint)).unwrap_or_default();
         let event = Event::new(
             &due.scope.tenant_id,
             due.scope.environment,

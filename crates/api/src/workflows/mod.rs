@@ -1,0 +1,12 @@
+//! The API's own workflows: onboarding (create/update a cardholder, run KYC, fulfil card orders,
+//! apply review verdicts), issuing, review cases, document uploads, operator administration and
+//! key material. Routes parse a request, call one of these, and render. They still take the whole
+//! `AppState`; the engine crate holds the workflows that already take narrow dependencies
+//! (authorization, webhook delivery, the KYC and document-storage adapters).
+
+pub mod admin;
+pub mod documents;
+pub mod issuing;
+pub mod onboarding;
+pub mod review;
+pub mod secrets;
