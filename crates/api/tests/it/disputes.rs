@@ -647,6 +647,70 @@ async fn the_books_balance_after_a_randomized_dispute_workload(b: Backend) {
     books_clean(&app).await;
 }
 
+/// The server's own scheduled job grants the credit once it is due, and only where the program's
+/// policy lets it: `kyc_verified_only` waits for KYC, `manual` never grants by itself.
+async fn the_scheduled_job_grants_due_credit_as_the_policy_says(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, |c| c.dispute_deadlines_interval_ms = 50).await else {
+        return;
+    };
+    let f = fixture(&app, 10_000).await;
+    let (status, _) = send(
+        app.request(Method::PUT, "/programs/disputes/dispute_policy", &f.key)
+            .json(&json!({"provisional_credit": "manual"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let manual = purchase(&app, &f, 300).await;
+    let filed_at = days_ago(20);
+    let (_, d) = file(
+        &app,
+        &f,
+        &manual,
+        json!({"amount": 300, "reason": "other", "customer_filed_at": filed_at}),
+    )
+    .await;
+    let manual_id = d["dispute"]["id"].as_str().unwrap().to_owned();
+
+    // A second program of the same tenant grants credit to KYC-verified cardholders only.
+    app.program(&f.key, "verified", "422222", 100_000).await;
+    let card = app.card_with_balance(&f.key, "verified", 1_000).await;
+    let g = Fixture {
+        key: f.key.clone(),
+        card_id: card["id"].as_str().unwrap().to_owned(),
+    };
+    let (status, _) = send(
+        app.request(Method::PUT, "/programs/verified/dispute_policy", &f.key)
+            .json(&json!({"provisional_credit": "kyc_verified_only"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let verified = purchase(&app, &g, 400).await;
+    let (_, d) = file(
+        &app,
+        &g,
+        &verified,
+        json!({"amount": 400, "reason": "other", "customer_filed_at": filed_at}),
+    )
+    .await;
+    let verified_id = d["dispute"]["id"].as_str().unwrap().to_owned();
+
+    // Bounded by count, not time: the job runs every 50 ms; give it up to 400 looks.
+    let mut granted = 0;
+    for _ in 0..400 {
+        let (_, got) = app.get(&f.key, &format!("/disputes/{verified_id}")).await;
+        granted = got["dispute"]["provisional_credit"]["amount"].as_i64().unwrap();
+        if granted > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(granted, 400, "the cardholder passed KYC: credit granted by the job");
+    // The manual program's case was as due, and the job has looked at it: still nothing.
+    let (_, got) = app.get(&f.key, &format!("/disputes/{manual_id}")).await;
+    assert_eq!(got["dispute"]["provisional_credit"]["amount"], 0);
+    books_clean(&app).await;
+}
+
 /// Every dispute answer, custodian's and operators', matches the schema the document gives it.
 async fn dispute_answers_match_the_openapi_document(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else { return };
@@ -698,6 +762,7 @@ async fn dispute_answers_match_the_openapi_document(b: Backend) {
 }
 
 both_backends!(
+    the_scheduled_job_grants_due_credit_as_the_policy_says,
     dispute_answers_match_the_openapi_document,
     a_dispute_goes_from_filing_to_a_won_case,
     filing_is_refused_for_what_cannot_be_disputed,
