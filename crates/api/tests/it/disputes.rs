@@ -58,6 +58,24 @@ async fn filed(app: &TestApp, f: &Fixture, txn: &str, amount: i64, reason: &str)
     d["dispute"].clone()
 }
 
+/// Filed `days` ago (so Regulation E's clock has run that long); returns the dispute's id.
+async fn filed_days_ago(app: &TestApp, f: &Fixture, txn: &str, amount: i64, reason: &str, days: i64) -> String {
+    let body = json!({"amount": amount, "reason": reason, "customer_filed_at": days_ago(days)});
+    let (status, d) = file(app, f, txn, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    d["dispute"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Sets fields of a program's dispute policy.
+async fn set_policy(app: &TestApp, key: &Creds, program: &str, policy: Value) {
+    let (status, body) = send(
+        app.request(Method::PUT, &format!("/programs/{program}/dispute_policy"), key)
+            .json(&policy),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 async fn network(app: &TestApp, f: &Fixture, id: &str, body: Value) -> (StatusCode, Value) {
     app.post(&f.key, &format!("/simulate/disputes/{id}/network"), &body)
         .await
@@ -232,14 +250,7 @@ async fn filing_is_refused_for_what_cannot_be_disputed(b: Backend) {
     filed(&app, &f, &txn, 400, "duplicate_processing").await;
 
     // The per-card fraud cap, from the program's policy.
-    let (status, policy) = app
-        .request(Method::PUT, "/programs/disputes/dispute_policy", &f.key)
-        .json(&json!({"fraud_disputes_per_card_max": 1}))
-        .send()
-        .await
-        .map(|r| (r.status(), r))
-        .unwrap();
-    assert_eq!(status, StatusCode::OK, "{:?}", policy.text().await);
+    set_policy(&app, &f.key, "disputes", json!({"fraud_disputes_per_card_max": 1})).await;
     let first = purchase(&app, &f, 100).await;
     let second = purchase(&app, &f, 100).await;
     filed(&app, &f, &first, 100, "fraud_card_not_present").await;
@@ -269,16 +280,7 @@ async fn a_lost_case_takes_the_credit_back_and_the_program_pays_what_the_card_ca
     let Some(app) = TestApp::spawn(b).await else { return };
     let f = fixture(&app, 5_000).await;
     let txn = purchase(&app, &f, 3_000).await;
-    let filed_at = days_ago(20);
-    let (status, d) = file(
-        &app,
-        &f,
-        &txn,
-        json!({"amount": 3_000, "reason": "not_as_described", "customer_filed_at": filed_at}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{d}");
-    let id = d["dispute"]["id"].as_str().unwrap().to_owned();
+    let id = filed_days_ago(&app, &f, &txn, 3_000, "not_as_described", 20).await;
     assert_eq!(grant_due_credit(&app, Timestamp::now()).await.credits_granted, 1);
     assert_eq!(balance(&app, &f).await, 5_000);
 
@@ -654,22 +656,9 @@ async fn the_scheduled_job_grants_due_credit_as_the_policy_says(b: Backend) {
         return;
     };
     let f = fixture(&app, 10_000).await;
-    let (status, _) = send(
-        app.request(Method::PUT, "/programs/disputes/dispute_policy", &f.key)
-            .json(&json!({"provisional_credit": "manual"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    set_policy(&app, &f.key, "disputes", json!({"provisional_credit": "manual"})).await;
     let manual = purchase(&app, &f, 300).await;
-    let filed_at = days_ago(20);
-    let (_, d) = file(
-        &app,
-        &f,
-        &manual,
-        json!({"amount": 300, "reason": "other", "customer_filed_at": filed_at}),
-    )
-    .await;
-    let manual_id = d["dispute"]["id"].as_str().unwrap().to_owned();
+    let manual_id = filed_days_ago(&app, &f, &manual, 300, "other", 20).await;
 
     // A second program of the same tenant grants credit to KYC-verified cardholders only.
     app.program(&f.key, "verified", "422222", 100_000).await;
@@ -678,21 +667,15 @@ async fn the_scheduled_job_grants_due_credit_as_the_policy_says(b: Backend) {
         key: f.key.clone(),
         card_id: card["id"].as_str().unwrap().to_owned(),
     };
-    let (status, _) = send(
-        app.request(Method::PUT, "/programs/verified/dispute_policy", &f.key)
-            .json(&json!({"provisional_credit": "kyc_verified_only"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let verified = purchase(&app, &g, 400).await;
-    let (_, d) = file(
+    set_policy(
         &app,
-        &g,
-        &verified,
-        json!({"amount": 400, "reason": "other", "customer_filed_at": filed_at}),
+        &f.key,
+        "verified",
+        json!({"provisional_credit": "kyc_verified_only"}),
     )
     .await;
-    let verified_id = d["dispute"]["id"].as_str().unwrap().to_owned();
+    let verified = purchase(&app, &g, 400).await;
+    let verified_id = filed_days_ago(&app, &g, &verified, 400, "other", 20).await;
 
     // Bounded by count, not time: the job runs every 50 ms; give it up to 400 looks.
     let mut granted = 0;
