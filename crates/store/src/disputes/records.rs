@@ -70,6 +70,8 @@ pub struct DisputeChange<'a> {
 pub struct DisputeFilter {
     /// None: every tenant (operators).
     pub scope: Option<Scope>,
+    /// One tenant, both environments (operators).
+    pub tenant_id: Option<cardplane_domain::ids::TenantId>,
     pub statuses: Vec<DisputeStatus>,
     pub card_id: Option<CardId>,
     pub cardholder_id: Option<CardholderId>,

@@ -99,6 +99,9 @@ pub(super) fn filters_of(f: &DisputeFilter) -> Filters {
         w.add("tenant_id = ?", Bind::Text(scope.tenant_id.to_string()));
         w.add("environment = ?", Bind::Text(scope.environment.as_str().to_owned()));
     }
+    if let Some(tenant) = &f.tenant_id {
+        w.add("tenant_id = ?", Bind::Text(tenant.to_string()));
+    }
     if !f.statuses.is_empty() {
         // A closed set of names (the enum's wire names): safe to inline.
         let names: Vec<String> = f.statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
