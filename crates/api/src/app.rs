@@ -29,7 +29,8 @@ use crate::http::people::staff_session;
 use crate::http::shutdown::InFlight;
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
+    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, simulate_disputes, transactions,
+    webhooks,
 };
 use crate::state::AppState;
 use crate::workflows::secrets::{Secrets, card_keys, open_vault};
@@ -180,11 +181,11 @@ fn tenant_api(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/simulate/disputes/{dispute_id}/network",
-            post(disputes::simulate_network),
+            post(simulate_disputes::simulate_network),
         )
         .route(
             "/simulate/disputes/{dispute_id}/representment",
-            post(disputes::simulate_representment).layer(DefaultBodyLimit::max(state.document_body_limit())),
+            post(simulate_disputes::simulate_representment).layer(DefaultBodyLimit::max(state.document_body_limit())),
         )
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))

@@ -5,7 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, transactions, webhooks,
+    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, simulate_disputes, transactions,
+    webhooks,
 };
 
 struct BasicAuth;
@@ -155,8 +156,8 @@ impl Modify for BasicAuth {
         disputes::withdraw_dispute,
         disputes::get_policy,
         disputes::put_policy,
-        disputes::simulate_network,
-        disputes::simulate_representment,
+        simulate_disputes::simulate_network,
+        simulate_disputes::simulate_representment,
         ops_disputes::list_disputes,
         ops_disputes::get_dispute,
         ops_disputes::assign_dispute,

@@ -5,11 +5,11 @@
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
+use cardplane_domain::Timestamp;
 use cardplane_domain::dispute::{
     Claim, DisputeEvent, DisputePolicy, DisputeReason, DisputeStatus, FilingError, ProvisionalCreditPolicy, Ruling,
 };
 use cardplane_domain::ids::{CardId, CardholderId, DisputeId, ProgramId, TransactionId};
-use cardplane_domain::{Environment, Timestamp};
 use cardplane_engine::disputes::view::{DisputeEnvelope, DisputeView, EvidenceEnvelope, EvidenceList, EvidenceView};
 use cardplane_engine::disputes::{DisputeError, Step};
 use cardplane_store::disputes::{DisputeFilter, DisputeRecord, Evidence, EvidenceSource};
@@ -55,7 +55,7 @@ fn filing_error(f: &FilingError) -> ApiError {
     }
 }
 
-fn required<T>(value: Option<T>, field: &str) -> ApiResult<T> {
+pub(crate) fn required<T>(value: Option<T>, field: &str) -> ApiResult<T> {
     value.ok_or_else(|| ApiError::invalid("parameter_missing", format!("`{field}` is required")).with_param(field))
 }
 
@@ -72,7 +72,7 @@ pub fn parse_dispute_id(raw: &str) -> ApiResult<DisputeId> {
     DisputeId::parse(raw).map_err(|_| ApiError::not_found("dispute"))
 }
 
-fn recorder(ctx: &Ctx) -> impl Fn(u16, &str) -> Option<EffectRecords> + Sync + '_ {
+pub(crate) fn recorder(ctx: &Ctx) -> impl Fn(u16, &str) -> Option<EffectRecords> + Sync + '_ {
     move |status, body| ctx.records(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
 }
 
@@ -248,7 +248,7 @@ pub async fn list_disputes(
     })
 }
 
-async fn load(state: &AppState, scope: &Scope, raw: &str) -> ApiResult<DisputeRecord> {
+pub(crate) async fn load(state: &AppState, scope: &Scope, raw: &str) -> ApiResult<DisputeRecord> {
     let id = parse_dispute_id(raw)?;
     state
         .disputes
@@ -272,7 +272,7 @@ pub async fn get_dispute(State(state): State<AppState>, ctx: Ctx, Path(id): Path
 
 /// Stores an uploaded document sealed and attaches it to the case as `source`'s evidence; the
 /// answer (201, the evidence) is recorded with the change.
-async fn attach_evidence(
+pub(crate) async fn attach_evidence(
     state: &AppState,
     ctx: &Ctx,
     id: &str,
@@ -357,7 +357,7 @@ pub struct ReasonRequest {
     pub reason: Option<String>,
 }
 
-fn reason_of(req: ReasonRequest) -> ApiResult<Option<String>> {
+pub(crate) fn reason_of(req: ReasonRequest) -> ApiResult<Option<String>> {
     match req.reason {
         Some(r) if r.chars().count() > 500 => {
             Err(ApiError::invalid("parameter_invalid", "at most 500 characters").with_param("reason"))
@@ -505,32 +505,6 @@ pub async fn put_policy(
     Ok(Reply::committed(StatusCode::OK, body))
 }
 
-fn sandbox_only(ctx: &Ctx) -> ApiResult<()> {
-    match ctx.scope.environment {
-        Environment::Sandbox => Ok(()),
-        Environment::Live => Err(ApiError::forbidden(
-            "sandbox_only",
-            "This endpoint exists in sandbox only",
-        )),
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SimulateNetworkRequest {
-    /// What happens next in the network's cycle: `submit` (the issuer sends the chargeback),
-    /// `merchant_accept` (the merchant accepts the chargeback or the pre-arbitration),
-    /// `representment` (the merchant answers; with a document use the multipart endpoint),
-    /// `accept_representment`, `pre_arbitrate`, `arbitrate` (the issuer's answers), or `ruling`.
-    #[schema(example = "submit")]
-    pub action: Option<String>,
-    /// For `ruling`: cardholder, merchant or partial.
-    pub ruling: Option<String>,
-    /// For a partial ruling: what the cardholder recovers (minor units).
-    pub recovered_amount: Option<i64>,
-    pub reason: Option<String>,
-}
-
 /// A network or issuer step by name (the sandbox simulator and the operators' record of what the
 /// network answered share it).
 pub fn network_event(
@@ -559,75 +533,4 @@ pub fn network_event(
         }),
         _ => return Err(bad("not a network action").with_param("action")),
     })
-}
-
-#[utoipa::path(
-    post, path = "/simulate/disputes/{dispute_id}/network", tag = "Disputes",
-    params(("dispute_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = SimulateNetworkRequest,
-    responses(
-        (status = 200, body = DisputeEnvelope), (status = 400, body = crate::http::error::ErrorEnvelope),
-        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
-        (status = 409, description = "An illegal step for the case's status (its own code)", body = crate::http::error::ErrorEnvelope),
-    ),
-    security(("basic_auth" = []))
-)]
-pub async fn simulate_network(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    JsonBody(req): JsonBody<SimulateNetworkRequest>,
-) -> ApiResult<Reply> {
-    sandbox_only(&ctx)?;
-    let record = load(&state, &ctx.scope, &id).await?;
-    let action = required(req.action, "action")?;
-    let event = network_event(
-        &action,
-        req.ruling.as_deref(),
-        req.recovered_amount,
-        record.dispute.state.status,
-    )?;
-    let reason = reason_of(ReasonRequest { reason: req.reason })?.or_else(|| Some(action.clone()));
-    let committed = state
-        .disputes
-        .step(
-            &ctx.scope,
-            &record.dispute.id,
-            Step::Move(event, reason),
-            &recorder(&ctx),
-            Timestamp::now(),
-        )
-        .await
-        .map_err(dispute_error)?;
-    Ok(Reply::committed(StatusCode::OK, committed.body))
-}
-
-#[utoipa::path(
-    post, path = "/simulate/disputes/{dispute_id}/representment", tag = "Disputes",
-    params(("dispute_id" = String, Path)),
-    request_body(content = crate::workflows::documents::DocumentUpload, content_type = "multipart/form-data", description = "The merchant's document: `file` and `kind` (`other`)"),
-    responses(
-        (status = 201, description = "The case is in representment with the merchant's document as evidence", body = EvidenceEnvelope),
-        (status = 403, body = crate::http::error::ErrorEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope),
-        (status = 409, body = crate::http::error::ErrorEnvelope), (status = 413, body = crate::http::error::ErrorEnvelope),
-        (status = 415, body = crate::http::error::ErrorEnvelope),
-    ),
-    security(("basic_auth" = []))
-)]
-pub async fn simulate_representment(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<Reply> {
-    sandbox_only(&ctx)?;
-    attach_evidence(
-        &state,
-        &ctx,
-        &id,
-        multipart,
-        EvidenceSource::Merchant,
-        Some(DisputeEvent::Represented),
-    )
-    .await
 }

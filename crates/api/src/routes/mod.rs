@@ -16,5 +16,6 @@ pub mod ops_people;
 pub mod programs;
 pub mod sandbox;
 pub mod simulate;
+pub mod simulate_disputes;
 pub mod transactions;
 pub mod webhooks;
