@@ -251,6 +251,7 @@ impl DisputeDesk {
             .spendable())
     }
 
+    // One match over every kind of step, so what each writes reads side by side (86 lines).
     async fn plan(
         &self,
         scope: &Scope,
