@@ -158,7 +158,10 @@ async fn fifty_concurrent_requests_with_one_key_create_exactly_one_cardholder(ap
 
 async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
     let verdict = json!({"status": "PASSED", "identity_reason": null, "address_reason": null, "file_reason": null});
-    let fake = FakeKyc::start(KycBehaviour::SlowVerdict(Duration::from_millis(800), verdict)).await;
+    // The provider holds its verdict long enough that the second request surely arrives while
+    // the first is still running, however slow the machine (the test waits for the first to
+    // reach the provider rather than guessing a delay).
+    let fake = FakeKyc::start(KycBehaviour::SlowVerdict(Duration::from_secs(5), verdict)).await;
     let url = fake.url.clone();
     let Some(app) = TestApp::spawn_with(b, move |c| {
         c.kyc.sandbox_provider = KycProviderKind::Http;
@@ -177,7 +180,17 @@ async fn a_request_still_running_makes_a_second_one_409(b: Backend) {
             .json(&body);
         tokio::spawn(async move { req.send().await.unwrap().status() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2_000 {
+        if !fake.received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        fake.received.lock().unwrap().len(),
+        1,
+        "the first request reached the provider"
+    );
     let (status, err) = app.post_idem(&t.sandbox, "/cardholders", "slow", &body).await;
     assert_error(
         status,
