@@ -140,6 +140,17 @@ pub fn idempotency_context(scope: &Scope, key: &str) -> String {
 }
 
 impl Ctx {
+    /// Sandbox helpers and simulators refuse live keys: `403 sandbox_only`.
+    pub fn sandbox_only(&self) -> Result<(), ApiError> {
+        match self.scope.environment {
+            cardplane_domain::Environment::Sandbox => Ok(()),
+            cardplane_domain::Environment::Live => Err(ApiError::forbidden(
+                "sandbox_only",
+                "This endpoint exists in sandbox only",
+            )),
+        }
+    }
+
     pub fn livemode(&self) -> bool {
         self.scope.environment.livemode()
     }

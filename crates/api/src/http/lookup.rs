@@ -59,3 +59,24 @@ pub async fn load_program(state: &AppState, ctx: &Ctx, program_id: &str) -> ApiR
 pub fn parse_money(param: &str, currency: Option<&str>, amount: Option<i64>) -> Result<Money, FieldError> {
     Money::parse(param, currency, amount)
 }
+
+/// The person a case or dispute is handed to (`assignee_id` in the body): an operator the
+/// permission matrix lets do `work`, or a 400 naming the field. None unassigns.
+pub async fn load_assignee(
+    state: &AppState,
+    raw: Option<&str>,
+    may_work: impl Fn(&cardplane_domain::people::Person) -> bool,
+) -> ApiResult<Option<cardplane_domain::ids::UserId>> {
+    let bad = |m: &str| ApiError::invalid("parameter_invalid", m.to_owned()).with_param("assignee_id");
+    let Some(raw) = raw else { return Ok(None) };
+    let id = cardplane_domain::ids::UserId::parse(raw).map_err(|_| bad("not a user id"))?;
+    let person = match state.people.get_user(&id).await {
+        Ok(u) => u.person,
+        Err(StoreError::NotFound) => return Err(bad("no such operator")),
+        Err(e) => return Err(e.into()),
+    };
+    if !may_work(&person) {
+        return Err(bad("this person may not do this work"));
+    }
+    Ok(Some(id))
+}

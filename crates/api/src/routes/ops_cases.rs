@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, StrictQuery};
+use crate::http::lookup::load_assignee;
 use crate::http::people::Staff;
 use crate::http::reply::Reply;
 use crate::state::AppState;
@@ -335,21 +336,10 @@ pub async fn assign_case(
     JsonBody(req): JsonBody<AssignRequest>,
 ) -> ApiResult<Reply> {
     let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
-    let assignee = match &req.assignee_id {
-        None => None,
-        Some(raw) => {
-            let id = UserId::parse(raw).map_err(|_| bad("assignee_id", "not a user id"))?;
-            let person = match state.people.get_user(&id).await {
-                Ok(u) => u.person,
-                Err(StoreError::NotFound) => return Err(bad("assignee_id", "no such operator")),
-                Err(e) => return Err(e.into()),
-            };
-            if !(person.can(Action::WorkCases) || person.can(Action::DecideCases)) {
-                return Err(bad("assignee_id", "this person may not work cases"));
-            }
-            Some(id)
-        }
-    };
+    let assignee = load_assignee(&state, req.assignee_id.as_deref(), |p| {
+        p.can(Action::WorkCases) || p.can(Action::DecideCases)
+    })
+    .await?;
     let now = Timestamp::now();
     let next = case.assign(assignee.clone(), now).map_err(case_error)?;
     let audit = case_audit(

@@ -15,12 +15,13 @@ use cardplane_engine::disputes::view::{
 };
 use cardplane_engine::disputes::{DisputeReport, Step};
 use cardplane_store::disputes::DisputeRecord;
-use cardplane_store::{EffectRecords, Scope, StoreError};
+use cardplane_store::{EffectRecords, Scope};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, StrictQuery};
+use crate::http::lookup::load_assignee;
 use crate::http::people::Staff;
 use crate::http::reply::Reply;
 use crate::routes::disputes::{dispute_error, dispute_filter, network_event, parse_dispute_id};
@@ -198,21 +199,7 @@ pub async fn assign_dispute(
     JsonBody(req): JsonBody<DisputeAssignRequest>,
 ) -> ApiResult<Reply> {
     let record = load(&state, &staff, Action::WorkDisputes, &id).await?;
-    let assignee = match &req.assignee_id {
-        None => None,
-        Some(raw) => {
-            let id = UserId::parse(raw).map_err(|_| bad("assignee_id", "not a user id"))?;
-            let person = match state.people.get_user(&id).await {
-                Ok(u) => u.person,
-                Err(StoreError::NotFound) => return Err(bad("assignee_id", "no such operator")),
-                Err(e) => return Err(e.into()),
-            };
-            if !person.can(Action::WorkDisputes) {
-                return Err(bad("assignee_id", "this person may not work disputes"));
-            }
-            Some(id)
-        }
-    };
+    let assignee = load_assignee(&state, req.assignee_id.as_deref(), |p| p.can(Action::WorkDisputes)).await?;
     let details = serde_json::json!({ "from": record.assignee_id, "to": assignee });
     act(
         &state,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::AccountId;
 use cardplane_domain::ledger::{AccountKind, Journal, JournalKind};
-use cardplane_domain::{Environment, FieldError, Timestamp};
+use cardplane_domain::{FieldError, Timestamp};
 use cardplane_store::StoreError;
 use cardplane_store::cards::{CardChange, Posted};
 use cardplane_store::ledger::{BalanceAfter, PostError};
@@ -19,16 +19,6 @@ use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{CardEnvelope, ProgramFundingEnvelope, ProgramFundingView};
 use crate::workflows::issuing::card_event;
-
-fn sandbox_only(ctx: &Ctx) -> ApiResult<()> {
-    match ctx.scope.environment {
-        Environment::Sandbox => Ok(()),
-        Environment::Live => Err(ApiError::forbidden(
-            "sandbox_only",
-            "This endpoint exists in sandbox only",
-        )),
-    }
-}
 
 #[utoipa::path(
     post, path = "/sandbox/cards/{card_id}/advance_shipping", tag = "Sandbox",
@@ -44,7 +34,7 @@ pub async fn advance_shipping(
     ctx: Ctx,
     Path(card_id): Path<String>,
 ) -> ApiResult<Reply> {
-    sandbox_only(&ctx)?;
+    ctx.sandbox_only()?;
     let card = load_card(&state, &ctx, &card_id).await?;
     let next_status = match card.shipping_status {
         None => {
@@ -113,7 +103,7 @@ pub async fn fund_program(
     Path(program_id): Path<String>,
     JsonBody(req): JsonBody<FundProgramRequest>,
 ) -> ApiResult<Reply> {
-    sandbox_only(&ctx)?;
+    ctx.sandbox_only()?;
     let program = load_program(&state, &ctx, &program_id).await?;
     let amount = parse_money("", req.currency.as_deref(), req.amount)?;
     if amount.currency() != program.currency {

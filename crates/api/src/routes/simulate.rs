@@ -3,11 +3,11 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use cardplane_domain::FieldError;
 use cardplane_domain::authorization::Merchant;
 use cardplane_domain::card::Card;
 use cardplane_domain::ids::TransactionId;
 use cardplane_domain::pan::Pan;
-use cardplane_domain::{Environment, FieldError};
 use cardplane_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -51,16 +51,6 @@ pub struct SimulateRefundRequest {
     pub card_id: Option<String>,
     pub amount: Option<i64>,
     pub merchant: Option<MerchantRequest>,
-}
-
-fn sandbox(ctx: &Ctx) -> ApiResult<()> {
-    match ctx.scope.environment {
-        Environment::Sandbox => Ok(()),
-        Environment::Live => Err(ApiError::forbidden(
-            "sandbox_only",
-            "The simulator exists in sandbox only",
-        )),
-    }
 }
 
 fn simulated_ntid() -> String {
@@ -113,7 +103,7 @@ pub async fn simulate_authorization(
     ctx: Ctx,
     JsonBody(req): JsonBody<SimulateAuthorizationRequest>,
 ) -> ApiResult<Response> {
-    sandbox(&ctx)?;
+    ctx.sandbox_only()?;
     let card = load_card(
         &state,
         &ctx,
@@ -161,7 +151,7 @@ pub async fn simulate_clearing(
     ctx: Ctx,
     JsonBody(req): JsonBody<SimulateFollowUpRequest>,
 ) -> ApiResult<Response> {
-    sandbox(&ctx)?;
+    ctx.sandbox_only()?;
     let auth = load_authorization(&state, &ctx, req.authorization_id.as_deref()).await?;
     let amount = match req.amount {
         None => auth.authorized_amount.max(1),
@@ -193,7 +183,7 @@ pub async fn simulate_reversal(
     ctx: Ctx,
     JsonBody(req): JsonBody<SimulateFollowUpRequest>,
 ) -> ApiResult<Response> {
-    sandbox(&ctx)?;
+    ctx.sandbox_only()?;
     let auth = load_authorization(&state, &ctx, req.authorization_id.as_deref()).await?;
     let msg = ReversalMessage {
         network_transaction_id: simulated_ntid(),
@@ -218,7 +208,7 @@ pub async fn simulate_refund(
     ctx: Ctx,
     JsonBody(req): JsonBody<SimulateRefundRequest>,
 ) -> ApiResult<Response> {
-    sandbox(&ctx)?;
+    ctx.sandbox_only()?;
     let amount = parse_amount(req.amount)?;
     let msg = match (&req.authorization_id, &req.card_id) {
         (Some(a), None) => {

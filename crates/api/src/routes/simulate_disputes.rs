@@ -4,31 +4,21 @@
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
+use cardplane_domain::Timestamp;
 use cardplane_domain::dispute::DisputeEvent;
-use cardplane_domain::{Environment, Timestamp};
 use cardplane_engine::disputes::Step;
 use cardplane_engine::disputes::view::{DisputeEnvelope, EvidenceEnvelope};
 use cardplane_store::disputes::EvidenceSource;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{Ctx, JsonBody};
 use crate::http::reply::Reply;
 use crate::routes::disputes::{
     ReasonRequest, attach_evidence, dispute_error, load, network_event, reason_of, recorder, required,
 };
 use crate::state::AppState;
-
-fn sandbox_only(ctx: &Ctx) -> ApiResult<()> {
-    match ctx.scope.environment {
-        Environment::Sandbox => Ok(()),
-        Environment::Live => Err(ApiError::forbidden(
-            "sandbox_only",
-            "This endpoint exists in sandbox only",
-        )),
-    }
-}
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +53,7 @@ pub async fn simulate_network(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<SimulateNetworkRequest>,
 ) -> ApiResult<Reply> {
-    sandbox_only(&ctx)?;
+    ctx.sandbox_only()?;
     let record = load(&state, &ctx.scope, &id).await?;
     let action = required(req.action, "action")?;
     let event = network_event(
@@ -105,7 +95,7 @@ pub async fn simulate_representment(
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Reply> {
-    sandbox_only(&ctx)?;
+    ctx.sandbox_only()?;
     attach_evidence(
         &state,
         &ctx,
