@@ -255,6 +255,7 @@ async fn finish_books(
 }
 
 /// Funds the program and bulk-issues `count` more funded cards, returning their PANs.
+// Long: provisioning in order (fund the program, issue in bulk, seal PANs), one step each.
 async fn provision(state: &AppState, books: &Books, count: usize) -> anyhow::Result<Vec<BenchCard>> {
     let store = state.sql_store();
     let external = state
@@ -455,6 +456,8 @@ fn merchant() -> serde_json::Value {
 
 /// Drives the workload; returns counters, the merged latency histogram and the elapsed time.
 #[allow(clippy::too_many_arguments, reason = "one run's settings")]
+// Long: the open-loop load generator (pacing, the message mix, follow-ups, counting) is one
+// loop per connection; its parts share the loop's state.
 async fn drive(
     base: &str,
     credential: (&str, &str),
@@ -695,6 +698,8 @@ fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
+// Long: the bench's script in order (credential, books, cards per size, drive, settle, check,
+// report), each step a few lines.
 pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
     let backend = state.backend().name().to_owned();
     let credential = cardplane_api::workflows::admin::create_network_credential(

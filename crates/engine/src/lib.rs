@@ -10,4 +10,6 @@ pub mod delivery;
 pub mod documents;
 /// Adapters: identity verification providers (sandbox, HTTP vendor, none).
 pub mod kyc;
+/// One signed outbound JSON call (custodians, the KYC vendor).
+pub mod outbound;
 pub mod views;

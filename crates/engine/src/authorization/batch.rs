@@ -507,6 +507,7 @@ fn transaction_event(t: &cardplane_domain::authorization::Transaction, kind: Eve
 }
 
 /// Books every item in arrival order. Pure but for ids and time: no I/O happens here.
+// Long: the batch's one loop, one arm per item kind, over books that every arm changes.
 fn book_all(
     items: &[Item],
     plan: &Plan,
