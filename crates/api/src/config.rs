@@ -233,6 +233,7 @@ impl Default for WebhooksConfig {
 }
 
 impl WebhooksConfig {
+    // Long: one environment variable per setting, a table.
     fn apply_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parsed<T: std::str::FromStr>(name: &str, raw: String) -> Result<T, ConfigError>
         where
@@ -322,6 +323,7 @@ impl Config {
         Ok(config)
     }
 
+    // Long: one environment variable per setting, a table.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parsed<T: std::str::FromStr>(name: &str, raw: String) -> Result<T, ConfigError>
         where

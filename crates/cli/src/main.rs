@@ -263,6 +263,7 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
+// Long: one match arm per subcommand, so the whole CLI reads in one place.
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;

@@ -112,6 +112,8 @@ struct Tally {
     refunded: u64,
 }
 
+// Long: the simulation's script (issue the cards, then authorize and follow each answer up
+// with a clearing, reversal or refund), each part a few lines over the same client and tally.
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let (user, secret) = o.key.split_once(':').context("the API key is KEY_ID:SECRET")?;
     let c = Client {

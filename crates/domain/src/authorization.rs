@@ -220,6 +220,8 @@ fn window_label(limit: &SpendLimit) -> String {
 
 /// The decision pipeline, in order: card, card state, program, spend controls, merchant rules,
 /// funds. The first failing check declines; every check is traced.
+// Long on purpose: the order of the checks is the rule, so they read top to bottom in one
+// place, each a few lines with its trace step.
 pub fn decide(input: &DecisionInput<'_>) -> Decision {
     let mut trace = Trace(Vec::new());
     let req = input.request;

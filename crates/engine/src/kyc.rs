@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cardplane_domain::Timestamp;
 use cardplane_domain::kyc::{
     AddressReason, FileReason, IdentityReason, KycApplicant, KycResult, KycStatus, sandbox_verdict,
 };
-use cardplane_domain::webhook;
 use serde::{Deserialize, Serialize};
 
 #[async_trait]
@@ -51,8 +49,6 @@ pub struct HttpKyc {
     url: String,
     secret: Option<String>,
 }
-
-const RESPONSE_BODY_LEN_MAX: usize = 16 * 1024;
 
 #[derive(Serialize)]
 struct HttpApplicant<'a> {
@@ -130,34 +126,8 @@ impl HttpKyc {
             },
         };
         let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
-        let mut request = self.client.post(&self.url).header("content-type", "application/json");
-        if let Some(secret) = &self.secret {
-            let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-            let timestamp = Timestamp::now().unix_seconds();
-            let signature = webhook::sign(secret.as_bytes(), &id, timestamp, &body);
-            for (name, value) in webhook::standard_headers(&id, timestamp, signature) {
-                request = request.header(name, value);
-            }
-        }
-        let mut response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("request failed: {}", e.without_url()))?;
-        if !response.status().is_success() {
-            return Err(format!("provider answered {}", response.status()));
-        }
-        let mut raw = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("reading body: {}", e.without_url()))?
-        {
-            raw.extend_from_slice(&chunk);
-            if raw.len() > RESPONSE_BODY_LEN_MAX {
-                return Err("provider response too large".into());
-            }
-        }
+        let secret = self.secret.as_deref().map(str::as_bytes);
+        let raw = crate::outbound::post_signed_json(&self.client, &self.url, secret, body, "provider").await?;
         let verdict: HttpVerdict = serde_json::from_slice(&raw).map_err(|e| format!("malformed verdict: {e}"))?;
         parse_verdict(&verdict)
     }

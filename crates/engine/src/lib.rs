@@ -11,4 +11,6 @@ pub mod disputes;
 pub mod documents;
 /// Adapters: identity verification providers (sandbox, HTTP vendor, none).
 pub mod kyc;
+/// One signed outbound JSON call (custodians, the KYC vendor).
+pub mod outbound;
 pub mod views;

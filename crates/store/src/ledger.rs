@@ -252,6 +252,7 @@ impl LedgerStore for SqlStore {
         list_page(self.db.reader(), spec, scope, page, entry_from_row).await
     }
 
+    // Long: the checks `ledger verify` runs, one query each, read together as one report.
     async fn verify_ledger(&self) -> Result<LedgerReport, StoreError> {
         let pool = self.db.reader();
         let mut report = LedgerReport {

@@ -282,6 +282,8 @@ fn touch_last_used(state: &AppState, id: &ApiKeyId) {
 }
 
 /// Idempotency for POST and PUT: `Idempotency-Key` header or `idempotency_key` body field.
+// Long: one state machine around the handler (claim, replay, fingerprint mismatch, in flight,
+// then complete or release), and every state needs the same request, key and claim.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST && req.method() != Method::PUT {
         return next.run(req).await;

@@ -467,6 +467,8 @@ pub async fn get_balance(State(state): State<AppState>, ctx: Ctx, Path(card_id):
     ),
     security(("basic_auth" = []))
 )]
+// Long: parsing, the journal, its events and the write of one adjustment (credit or debit) in
+// order, with each refusal where it happens.
 pub async fn create_balance_adjustment(
     State(state): State<AppState>,
     ctx: Ctx,

@@ -164,6 +164,8 @@ pub async fn login(State(state): State<AppState>, origin: Origin, JsonBody(req):
     }
 }
 
+// Long: sign-in is one ordered sequence (lookup, lockout, password, second factor, session,
+// audit), each refusal audited where it happens.
 async fn try_login(state: &AppState, origin: &Origin, req: LoginRequest) -> ApiResult<Response> {
     if let Some(wait) = origin.ip.and_then(|ip| state.limits.auth_blocked(ip)) {
         return Ok(crate::http::limits::too_many(

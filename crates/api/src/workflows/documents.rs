@@ -103,6 +103,8 @@ fn multipart_invalid(message: &str) -> ApiError {
 }
 
 /// Reads a multipart body of `file` and `kind`, refusing it whole past `limit` bytes.
+// Long: a multipart body is read field by field with every refusal (size, type, magic bytes,
+// missing field) where it happens.
 pub async fn read_upload(multipart: Result<Multipart, MultipartRejection>, limit: usize) -> ApiResult<Upload> {
     let mut multipart = multipart.map_err(|_| {
         ApiError::new(

@@ -92,6 +92,8 @@ pub fn adjustment_view(a: &BalanceAdjustment, balance: BalanceView) -> BalanceAd
 }
 
 /// Builds everything a new card writes, with a fresh PAN. Call again after a PAN collision.
+// Long: every rule a new card must pass and everything it writes (card, PAN, account, initial
+// load, events), in the order they apply.
 pub async fn prepare_issue(
     state: &AppState,
     scope: &Scope,

@@ -418,21 +418,26 @@ impl TestApp {
 
 /// Runs each named `async fn name(app: TestApp)` on both backends, each with a fresh server and
 /// database (a backend that is not available here is skipped, as `TestApp::spawn` decides).
+/// `app_tests!(spawn = super::f; ...)` starts the app with `f(backend)` instead (a configured
+/// server; the path is seen from inside the generated module).
 macro_rules! app_tests {
-    ($($name:ident),+ $(,)?) => {$(
+    (spawn = $spawn:path; $($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(app) = $crate::support::TestApp::spawn(cardplane_testkit::Backend::Sqlite).await {
+                if let Some(app) = $spawn(cardplane_testkit::Backend::Sqlite).await {
                     super::$name(app).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::support::TestApp::spawn(cardplane_testkit::Backend::Postgres).await {
+                if let Some(app) = $spawn(cardplane_testkit::Backend::Postgres).await {
                     super::$name(app).await;
                 }
             }
         }
     )+};
+    ($($name:ident),+ $(,)?) => {
+        app_tests!(spawn = $crate::support::TestApp::spawn; $($name),+);
+    };
 }

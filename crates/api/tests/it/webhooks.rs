@@ -191,8 +191,7 @@ fn verify(secret: &str, d: &Delivery) -> Result<(), standardwebhooks::WebhookErr
     Webhook::new(secret).unwrap().verify(&d.body, &d.headers)
 }
 
-async fn endpoints_are_managed_per_scope_and_the_secret_is_shown_once(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn endpoints_are_managed_per_scope_and_the_secret_is_shown_once(app: TestApp) {
     let t = app.tenant().await;
     let other = app.tenant().await;
     let (id, secret) = endpoint(&app, &t.sandbox, "http://127.0.0.1:9/hooks", json!(["*"])).await;
@@ -334,8 +333,7 @@ async fn live_endpoints_may_reach_networks_the_operator_allows(b: Backend) {
     assert_eq!(got[0].json()["livemode"], true);
 }
 
-async fn deliveries_verify_with_the_reference_library_and_tampering_is_rejected(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn deliveries_verify_with_the_reference_library_and_tampering_is_rejected(app: TestApp) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[]).await;
     let (endpoint_id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
@@ -459,8 +457,7 @@ async fn during_rotation_both_secrets_sign_until_the_overlap_ends(b: Backend) {
     assert!(verify(&old, &got[0]).is_err());
 }
 
-async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds(app: TestApp) {
     let t = app.tenant().await;
     // 500, a redirect (not followed), a 429 without Retry-After, then success.
     let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(302), Answer::Status(429)]).await;
@@ -512,8 +509,7 @@ async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds(b: Backend)
     assert_eq!(deliverer.deliver_due(now.plus_secs(10 * 86_400)).await.unwrap(), 0);
 }
 
-async fn a_410_disables_the_endpoint_with_an_event(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn a_410_disables_the_endpoint_with_an_event(app: TestApp) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Status(410)]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
@@ -549,8 +545,7 @@ async fn a_410_disables_the_endpoint_with_an_event(b: Backend) {
     receiver.assert_all_verify(&secret);
 }
 
-async fn retry_after_is_honoured(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn retry_after_is_honoured(app: TestApp) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::StatusRetryAfter(503, 120), Answer::StatusRetryAfter(500, 900)]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
@@ -606,8 +601,7 @@ async fn an_endpoint_failing_for_the_configured_period_is_disabled(b: Backend) {
     receiver.assert_all_verify(&secret);
 }
 
-async fn a_crash_mid_delivery_loses_nothing(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn a_crash_mid_delivery_loses_nothing(app: TestApp) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[Answer::Hang]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["*"])).await;
@@ -678,8 +672,7 @@ async fn two_servers_never_deliver_the_same_attempt(b: Backend) {
     other.close_db().await;
 }
 
-async fn replay_since_t_resends_exactly_the_events_after_t(b: Backend) {
-    let Some(app) = spawn(b).await else { return };
+async fn replay_since_t_resends_exactly_the_events_after_t(app: TestApp) {
     let t = app.tenant().await;
     let receiver = Receiver::start(&[]).await;
     let (id, secret) = endpoint(&app, &t.sandbox, &receiver.url, json!(["api_key.created"])).await;
@@ -801,17 +794,19 @@ async fn a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap(b
 }
 
 both_backends!(
-    endpoints_are_managed_per_scope_and_the_secret_is_shown_once,
     live_endpoints_may_reach_networks_the_operator_allows,
-    deliveries_verify_with_the_reference_library_and_tampering_is_rejected,
     during_rotation_both_secrets_sign_until_the_overlap_ends,
+    an_endpoint_failing_for_the_configured_period_is_disabled,
+    two_servers_never_deliver_the_same_attempt,
+    the_background_worker_delivers_on_its_own,
+    a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap
+);
+app_tests!(spawn = super::spawn;
+    endpoints_are_managed_per_scope_and_the_secret_is_shown_once,
+    deliveries_verify_with_the_reference_library_and_tampering_is_rejected,
     a_failing_receiver_is_retried_on_schedule_until_it_succeeds,
     a_410_disables_the_endpoint_with_an_event,
     retry_after_is_honoured,
-    an_endpoint_failing_for_the_configured_period_is_disabled,
     a_crash_mid_delivery_loses_nothing,
-    two_servers_never_deliver_the_same_attempt,
-    replay_since_t_resends_exactly_the_events_after_t,
-    the_background_worker_delivers_on_its_own,
-    a_slow_receiver_times_out_and_big_answers_are_read_only_up_to_the_cap,
+    replay_since_t_resends_exactly_the_events_after_t
 );

@@ -153,6 +153,8 @@ fn decide_authorization(
 
 /// An authorization (or an incremental one, or stand-in advice) for the card `target`, if the
 /// PAN named one in this environment.
+// Long: an authorization's booking in order (card, decision, custodian outcome, hold, journal,
+// answer); each step uses what the one before decided.
 pub fn authorize(
     msg: &AuthorizationMessage,
     target: Option<CardContext<'_>>,

@@ -3,6 +3,10 @@
 //! book each message in arrival order against the in-memory books (`domain::network`), then
 //! write everything with a few multi-row statements and commit. Nothing is answered before the
 //! commit.
+//!
+//! Longer than the ~600 lines a file should be: reading, planning, booking and writing a batch
+//! share one context and one set of invariants (nothing answered before the commit, arrival order
+//! kept), and reviewing them is easiest in one file.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -507,6 +511,7 @@ fn transaction_event(t: &cardplane_domain::authorization::Transaction, kind: Eve
 }
 
 /// Books every item in arrival order. Pure but for ids and time: no I/O happens here.
+// Long: the batch's one loop, one arm per item kind, over books that every arm changes.
 fn book_all(
     items: &[Item],
     plan: &Plan,

@@ -11,10 +11,7 @@ use cardplane_domain::Timestamp;
 use cardplane_domain::authorization::CustodianVerdict;
 use cardplane_domain::network::CustodianOutcome;
 use cardplane_domain::program::StandInPolicy;
-use cardplane_domain::webhook::{sign, standard_headers};
 use serde::Deserialize;
-
-const RESPONSE_BODY_LEN_MAX: usize = 16 * 1024;
 
 #[derive(Debug, Default)]
 struct BreakerState {
@@ -144,31 +141,7 @@ pub async fn ask(client: &reqwest::Client, breakers: &Breakers, call: CustodianC
 
 async fn request(client: &reqwest::Client, call: &CustodianCall<'_>) -> Result<CustodianVerdict, String> {
     let body = serde_json::to_vec(&call.body).map_err(|e| e.to_string())?;
-    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let timestamp = Timestamp::now().unix_seconds();
-    let mut request = client.post(call.url).header("content-type", "application/json");
-    for (name, value) in standard_headers(&id, timestamp, sign(call.secret, &id, timestamp, &body)) {
-        request = request.header(name, value);
-    }
-    let mut response = request
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
-    if !response.status().is_success() {
-        return Err(format!("custodian answered {}", response.status()));
-    }
-    let mut raw = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading: {}", e.without_url()))?
-    {
-        raw.extend_from_slice(&chunk);
-        if raw.len() > RESPONSE_BODY_LEN_MAX {
-            return Err("custodian answer too large".into());
-        }
-    }
+    let raw = crate::outbound::post_signed_json(client, call.url, Some(call.secret), body, "custodian").await?;
     let answer: CustodianAnswer = serde_json::from_slice(&raw).map_err(|e| format!("malformed answer: {e}"))?;
     if !answer.approved {
         return Ok(CustodianVerdict::Declined);

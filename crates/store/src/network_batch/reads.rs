@@ -77,6 +77,7 @@ fn prefixed(columns: &str, alias: &str) -> String {
 impl NetworkBatch {
     /// Locks the accounts of every card named by a PAN hash, by id, or by the authorization a
     /// network transaction id started, in account-id order, and returns the cards as they are now.
+    // Long: one set-based statement, spelled per backend, built in one place.
     pub async fn lock_cards(
         &mut self,
         pan_hashes: &[&str],

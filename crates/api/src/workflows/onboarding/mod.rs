@@ -254,6 +254,8 @@ pub async fn update(state: &AppState, ctx: &Ctx, id: &CardholderId, patch: &Patc
     ))
 }
 
+// Long: an update is one ordered sequence over the state it builds (merge, document, KYC
+// re-run, review case, orders, events, one write); split, that state would pass through every step.
 async fn try_update(
     state: &AppState,
     ctx: &Ctx,
