@@ -26,7 +26,8 @@ pub fn request(
     path: &str,
 ) -> reqwest::RequestBuilder {
     let (id, secret) = creds.basic();
-    http.request(method, format!("{base}{path}")).basic_auth(id, Some(secret))
+    http.request(method, format!("{base}{path}"))
+        .basic_auth(id, Some(secret))
 }
 
 /// POSTs `body`; the status and the JSON answer (null when the answer is not JSON).
