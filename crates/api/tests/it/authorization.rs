@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::net::{NetCard, NetMessage, Network, merchant, ntid};
 use crate::support::{TestApp, send};
 
-async fn network(app: &TestApp, net: &Network, path: &str, body: &Value) -> Value {
-    let (status, answer) = app.post(&net.credential, path, body).await;
+async fn network(app: &TestApp, net: &Network, message: NetMessage) -> Value {
+    let (status, answer) = app.post(&net.credential, message.path(), &message.into_json()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer
 }
@@ -38,13 +38,7 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
     let c = app.net_card(&net, 10_000).await;
 
     let first = ntid();
-    let answer = network(
-        &app,
-        &net,
-        "/network/authorizations",
-        &NetMessage::chip_authorization(&c, 2_500).id(&first).json(),
-    )
-    .await;
+    let answer = network(&app, &net, NetMessage::chip_authorization(&c, 2_500).id(&first)).await;
     assert_eq!(answer["decision"], "approved", "{answer}");
     assert_eq!(answer["response_code"], "00");
     assert_eq!(answer["approved_amount"], 2_500);
@@ -57,13 +51,7 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
     );
 
     // Partial clearing: posts 2,000 and releases the other 500.
-    let cleared = network(
-        &app,
-        &net,
-        "/network/clearings",
-        &NetMessage::clearing(&first, 2_000).json(),
-    )
-    .await;
+    let cleared = network(&app, &net, NetMessage::clearing(&first, 2_000)).await;
     assert_eq!(cleared["decision"], "approved", "{cleared}");
     assert_eq!(cleared["authorization_id"], answer["authorization_id"]);
     assert_eq!(balance(&app, &net, &c).await, (8_000, 0, 8_000));
@@ -101,58 +89,31 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
 
     // A partial then a full reversal.
     let second = ntid();
-    network(
-        &app,
-        &net,
-        "/network/authorizations",
-        &NetMessage::chip_authorization(&c, 1_000).id(&second).json(),
-    )
-    .await;
-    let partial = network(
-        &app,
-        &net,
-        "/network/reversals",
-        &NetMessage::reversal(&second).amount(400).json(),
-    )
-    .await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 1_000).id(&second)).await;
+    let partial = network(&app, &net, NetMessage::reversal(&second).amount(400)).await;
     assert_eq!(partial["approved_amount"], 400);
     assert_eq!(balance(&app, &net, &c).await, (8_000, 600, 7_400));
-    network(&app, &net, "/network/reversals", &NetMessage::reversal(&second).json()).await;
+    network(&app, &net, NetMessage::reversal(&second)).await;
     assert_eq!(balance(&app, &net, &c).await, (8_000, 0, 8_000));
-    let again = network(&app, &net, "/network/reversals", &NetMessage::reversal(&second).json()).await;
+    let again = network(&app, &net, NetMessage::reversal(&second)).await;
     assert_eq!(
         (again["decision"].as_str(), again["reason"].as_str()),
         (Some("declined"), Some("original_not_pending"))
     );
 
     // Refunds, linked and not; an incremental authorization.
+    network(&app, &net, NetMessage::refund_of(&first, 300)).await;
     network(
         &app,
         &net,
-        "/network/refunds",
-        &NetMessage::refund_of(&first, 300).json(),
-    )
-    .await;
-    network(
-        &app,
-        &net,
-        "/network/refunds",
-        &NetMessage::refund(&c, 200)
-            .merchant(merchant("m_2", "Shop", "5651", "Austin"))
-            .json(),
+        NetMessage::refund(&c, 200).merchant(merchant("m_2", "Shop", "5651", "Austin")),
     )
     .await;
     assert_eq!(balance(&app, &net, &c).await, (8_500, 0, 8_500));
     let hotel = ntid();
-    network(
-        &app,
-        &net,
-        "/network/authorizations",
-        &NetMessage::chip_authorization(&c, 1_000).id(&hotel).json(),
-    )
-    .await;
-    let inc = NetMessage::chip_authorization(&c, 500).original(&hotel).json();
-    let raised = network(&app, &net, "/network/authorizations", &inc).await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 1_000).id(&hotel)).await;
+    let inc = NetMessage::chip_authorization(&c, 500).original(&hotel);
+    let raised = network(&app, &net, inc).await;
     assert_eq!(raised["decision"], "approved", "{raised}");
     assert_eq!(balance(&app, &net, &c).await, (8_500, 1_500, 7_000));
 
@@ -186,57 +147,29 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
         assert_eq!(answer["reason"], reason, "{answer}");
     };
     let c = app.net_card(&net, 1_000).await;
-    let unknown = NetMessage::chip_authorization(&c, 100)
-        .set("pan", "4111111111111111")
-        .json();
+    let unknown = NetMessage::chip_authorization(&c, 100).set("pan", "4111111111111111");
+    decline(&network(&app, &net, unknown).await, "14", "card_not_found");
+    let wrong_exp = NetMessage::chip_authorization(&c, 100).set("expiration", "2099-01");
+    decline(&network(&app, &net, wrong_exp).await, "14", "expiration_mismatch");
     decline(
-        &network(&app, &net, "/network/authorizations", &unknown).await,
-        "14",
-        "card_not_found",
-    );
-    let wrong_exp = NetMessage::chip_authorization(&c, 100)
-        .set("expiration", "2099-01")
-        .json();
-    decline(
-        &network(&app, &net, "/network/authorizations", &wrong_exp).await,
-        "14",
-        "expiration_mismatch",
-    );
-    decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c, 1_001).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c, 1_001)).await,
         "51",
         "insufficient_funds",
     );
-    let partial = NetMessage::chip_authorization(&c, 1_500).partial(true).json();
-    let answer = network(&app, &net, "/network/authorizations", &partial).await;
+    let partial = NetMessage::chip_authorization(&c, 1_500).partial(true);
+    let answer = network(&app, &net, partial).await;
     assert_eq!(
         (answer["response_code"].as_str(), answer["approved_amount"].as_i64()),
         (Some("10"), Some(1_000)),
         "{answer}"
     );
-    let eur = NetMessage::chip_authorization(&c, 1).set("currency", "EUR").json();
-    decline(
-        &network(&app, &net, "/network/authorizations", &eur).await,
-        "05",
-        "currency_mismatch",
-    );
+    let eur = NetMessage::chip_authorization(&c, 1).set("currency", "EUR");
+    decline(&network(&app, &net, eur).await, "05", "currency_mismatch");
 
     let c2 = app.net_card(&net, 5_000).await;
     app.post(t, &format!("/cards/{}/freeze", c2.id), &json!({})).await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c2, 100).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "62",
         "card_frozen",
     );
@@ -248,13 +181,7 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     )
     .await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c2, 100).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "57",
         "mcc_blocked",
     );
@@ -265,13 +192,7 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     )
     .await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c2, 100).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "57",
         "country_blocked",
     );
@@ -282,13 +203,7 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     )
     .await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c2, 301).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 301)).await,
         "61",
         "spend_limit_exceeded",
     );
@@ -302,35 +217,17 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::OK, "{control}");
     assert_eq!(
-        network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c2, 100).json()
-        )
-        .await["response_code"],
+        network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await["response_code"],
         "00"
     );
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c2, 100).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "65",
         "velocity_limit_exceeded",
     );
     app.post(t, "/programs/GPR", &json!({"status": "suspended"})).await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&c, 1).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&c, 1)).await,
         "05",
         "program_suspended",
     );
@@ -349,25 +246,13 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     let pid = physical["card"]["id"].as_str().unwrap();
     let p = app.reveal(t, pid).await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&p, 1).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&p, 1)).await,
         "57",
         "card_not_activated",
     );
     app.post(t, &format!("/cards/{pid}/close"), &json!({})).await;
     decline(
-        &network(
-            &app,
-            &net,
-            "/network/authorizations",
-            &NetMessage::chip_authorization(&p, 1).json(),
-        )
-        .await,
+        &network(&app, &net, NetMessage::chip_authorization(&p, 1)).await,
         "14",
         "card_cancelled",
     );
@@ -387,14 +272,8 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
         }
     }
-    let expired = NetMessage::chip_authorization(&c3, 1)
-        .set("expiration", format!("2020-{}", &c3.expiration[5..]))
-        .json();
-    decline(
-        &network(&app, &net, "/network/authorizations", &expired).await,
-        "54",
-        "card_expired",
-    );
+    let expired = NetMessage::chip_authorization(&c3, 1).set("expiration", format!("2020-{}", &c3.expiration[5..]));
+    decline(&network(&app, &net, expired).await, "54", "card_expired");
 
     // Every decline is a transaction too, with its trace naming the failed check.
     let (_, txns) = app.get(t, &format!("/cards/{}/transactions", c2.id)).await;
@@ -447,9 +326,9 @@ async fn a_repeated_network_message_is_not_applied_twice(app: TestApp) {
         assert_eq!(body, first_body);
     }
     assert_eq!(balance(&app, &net, &c).await, (5_000, 1_000, 4_000), "held once");
-    let clearing = NetMessage::clearing(&id, 1_000).id("clr-1").json();
-    network(&app, &net, "/network/clearings", &clearing).await;
-    network(&app, &net, "/network/clearings", &clearing).await;
+    let clearing = NetMessage::clearing(&id, 1_000).id("clr-1");
+    network(&app, &net, clearing.clone()).await;
+    network(&app, &net, clearing).await;
     assert_eq!(balance(&app, &net, &c).await, (4_000, 0, 4_000), "posted once");
     let (status, _) = send(
         app.http
@@ -470,22 +349,19 @@ async fn clearing_always_posts_and_never_overdraws(app: TestApp) {
     let net = app.network(100_000).await;
     let c = app.net_card(&net, 1_000).await;
     // A restaurant may clear 20% over the authorization, even on a card frozen since.
-    let mut dinner = NetMessage::chip_authorization(&c, 800).json();
-    dinner["merchant"]["mcc"] = json!("5812");
-    let id = dinner["network_transaction_id"].as_str().unwrap().to_owned();
-    network(&app, &net, "/network/authorizations", &dinner).await;
+    let dinner =
+        NetMessage::chip_authorization(&c, 800).merchant(merchant("m_1", "Corner Grocery", "5812", "New York"));
+    let id = dinner.ntid().to_owned();
+    network(&app, &net, dinner).await;
     app.post(&net.tenant.sandbox, &format!("/cards/{}/freeze", c.id), &json!({}))
         .await;
-    network(&app, &net, "/network/clearings", &NetMessage::clearing(&id, 960).json()).await;
+    network(&app, &net, NetMessage::clearing(&id, 960)).await;
     assert_eq!(balance(&app, &net, &c).await, (40, 0, 40));
     // A force post larger than the balance: the card pays what it has, the program's losses the rest.
     let forced = network(
         &app,
         &net,
-        "/network/clearings",
-        &NetMessage::force_post(&c, 100)
-            .merchant(merchant("m", "Toll", "4784", ""))
-            .json(),
+        NetMessage::force_post(&c, 100).merchant(merchant("m", "Toll", "4784", "")),
     )
     .await;
     assert_eq!(forced["decision"], "approved");
@@ -500,17 +376,11 @@ async fn clearing_always_posts_and_never_overdraws(app: TestApp) {
 async fn holds_expire_after_their_mcc_ttl(app: TestApp) {
     let net = app.network(100_000).await;
     let c = app.net_card(&net, 5_000).await;
-    network(
-        &app,
-        &net,
-        "/network/authorizations",
-        &NetMessage::chip_authorization(&c, 1_000).json(),
-    )
-    .await;
-    let mut hotel = NetMessage::chip_authorization(&c, 2_000).json();
-    hotel["merchant"]["mcc"] = json!("7011");
-    let hotel_id = hotel["network_transaction_id"].as_str().unwrap().to_owned();
-    network(&app, &net, "/network/authorizations", &hotel).await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 1_000)).await;
+    let hotel =
+        NetMessage::chip_authorization(&c, 2_000).merchant(merchant("m_1", "Corner Grocery", "7011", "New York"));
+    let hotel_id = hotel.ntid().to_owned();
+    network(&app, &net, hotel).await;
     let now = Timestamp::now();
     assert_eq!(
         app.state
@@ -551,13 +421,7 @@ async fn holds_expire_after_their_mcc_ttl(app: TestApp) {
     );
     assert_eq!(balance(&app, &net, &c).await, (5_000, 0, 5_000));
     // Clearing after expiry is a force post.
-    let late = network(
-        &app,
-        &net,
-        "/network/clearings",
-        &NetMessage::clearing(&hotel_id, 2_000).json(),
-    )
-    .await;
+    let late = network(&app, &net, NetMessage::clearing(&hotel_id, 2_000)).await;
     assert_eq!(late["decision"], "approved");
     assert_eq!(balance(&app, &net, &c).await, (3_000, 0, 3_000));
     let (_, list) = app
@@ -584,13 +448,7 @@ async fn control_windows_count_exactly_to_their_edges(app: TestApp) {
         }
         assert_eq!(app.post(t, "/spend_controls", &body).await.0, StatusCode::OK);
     }
-    network(
-        &app,
-        &net,
-        "/network/authorizations",
-        &NetMessage::chip_authorization(&c, 700).json(),
-    )
-    .await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 700)).await;
     let (_, txns) = app.get(t, &format!("/cards/{}/transactions", c.id)).await;
     let created = txns["transactions"][0]["transaction"]["created_at"]
         .as_str()
@@ -756,9 +614,8 @@ async fn stand_in_advice_is_always_recorded_and_never_overdraws(app: TestApp) {
     let id = ntid();
     let advice = NetMessage::chip_authorization(&c, 800)
         .id(&id)
-        .set("stand_in_advice", true)
-        .json();
-    let answer = network(&app, &net, "/network/authorizations", &advice).await;
+        .set("stand_in_advice", true);
+    let answer = network(&app, &net, advice).await;
     assert_eq!(
         (answer["decision"].as_str(), answer["stand_in"].as_bool()),
         (Some("approved"), Some(true)),
@@ -769,7 +626,7 @@ async fn stand_in_advice_is_always_recorded_and_never_overdraws(app: TestApp) {
         (500, 500, 0),
         "the hold reserves what the card has"
     );
-    network(&app, &net, "/network/clearings", &NetMessage::clearing(&id, 800).json()).await;
+    network(&app, &net, NetMessage::clearing(&id, 800)).await;
     assert_eq!(balance(&app, &net, &c).await, (0, 0, 0));
     let (_, t) = app
         .get(
