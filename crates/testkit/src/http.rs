@@ -11,9 +11,9 @@ pub trait Credentials {
     fn basic(&self) -> (&str, &str);
 }
 
-impl Credentials for (String, String) {
+impl<I: AsRef<str>, S: AsRef<str>> Credentials for (I, S) {
     fn basic(&self) -> (&str, &str) {
-        (&self.0, &self.1)
+        (self.0.as_ref(), self.1.as_ref())
     }
 }
 

@@ -67,15 +67,7 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
                     report.problems
                 );
                 for id in cards.iter().map(|c| &c.id) {
-                    let b: Value = http
-                        .get(format!("{base}/cards/{id}/balance"))
-                        .basic_auth(&t.id, Some(&t.secret))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let (_, b) = cardplane_testkit::http::get(&http, &base, &t, &format!("/cards/{id}/balance")).await;
                     let spendable = b["balance"]["spendable"].as_i64();
                     assert!(spendable.is_some_and(|s| s >= 0), "spendable below its floor: {b}");
                 }
