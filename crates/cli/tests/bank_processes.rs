@@ -18,16 +18,14 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Creds, Server, TestCard, assert_ledger_verifies, get, post, provision};
+use cardplane_testkit::http::{get, post};
+use cardplane_testkit::net::NetMessage;
+use common::{Creds, Server, TestCard, assert_ledger_verifies, provision};
 
 const SERVERS: usize = 3;
 const CARDS: usize = 4;
 const WORKERS: usize = 6;
 const OPS_PER_WORKER: usize = 30;
-
-fn merchant() -> Value {
-    json!({"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"})
-}
 
 /// One worker's operations; returns how many double reversals it raced.
 async fn worker(
@@ -48,9 +46,8 @@ async fn worker(
         let (status, answer) = match rng.random_range(0..7) {
             0 | 1 => {
                 let amount = rng.random_range(50..800);
-                let (s, a) = post(&http, base, &net, "/network/authorizations", &json!({"network_transaction_id": ntid,
-                    "pan": card.pan, "expiration": card.expiration, "amount": amount, "currency": "USD", "merchant": merchant()}))
-                .await;
+                let auth = NetMessage::authorization(card, amount).id(&ntid);
+                let (s, a) = post(&http, base, &net, auth.path(), &auth.json()).await;
                 if a["decision"] == "approved" {
                     pending.push((ntid.clone(), a["approved_amount"].as_i64().unwrap()));
                 }
@@ -58,30 +55,20 @@ async fn worker(
             }
             2 if !pending.is_empty() => {
                 let (original, _) = pending.swap_remove(rng.random_range(0..pending.len()));
-                post(&http, base, &net, "/network/clearings", &json!({"network_transaction_id": ntid,
-                    "original_network_transaction_id": original, "amount": rng.random_range(1..900), "currency": "USD"}))
-                .await
+                let clearing = NetMessage::clearing(&original, rng.random_range(1..900)).id(&ntid);
+                post(&http, base, &net, clearing.path(), &clearing.json()).await
             }
             3 if !pending.is_empty() => {
                 let (original, _) = pending.swap_remove(rng.random_range(0..pending.len()));
-                post(
-                    &http,
-                    base,
-                    &net,
-                    "/network/reversals",
-                    &json!({"network_transaction_id": ntid,
-                    "original_network_transaction_id": original}),
-                )
-                .await
+                let reversal = NetMessage::reversal(&original).id(&ntid);
+                post(&http, base, &net, reversal.path(), &reversal.json()).await
             }
             4 if !pending.is_empty() => {
                 // Two reversals of one hold, at once, on two different servers: one releases it.
                 let (original, held) = pending.swap_remove(rng.random_range(0..pending.len()));
                 let (a, b) = (&servers[i % SERVERS], &servers[(i + 1) % SERVERS]);
-                let one =
-                    json!({"network_transaction_id": format!("{ntid}_a"), "original_network_transaction_id": original});
-                let two =
-                    json!({"network_transaction_id": format!("{ntid}_b"), "original_network_transaction_id": original});
+                let one = NetMessage::reversal(&original).id(format!("{ntid}_a")).json();
+                let two = NetMessage::reversal(&original).id(format!("{ntid}_b")).json();
                 let ((s1, r1), (s2, r2)) = tokio::join!(
                     post(&http, a, &net, "/network/reversals", &one),
                     post(&http, b, &net, "/network/reversals", &two)
@@ -97,15 +84,8 @@ async fn worker(
                 (200, Value::Null)
             }
             5 => {
-                post(
-                    &http,
-                    base,
-                    &net,
-                    "/network/refunds",
-                    &json!({"network_transaction_id": ntid, "pan": card.pan,
-                    "amount": rng.random_range(1..200), "currency": "USD", "merchant": merchant()}),
-                )
-                .await
+                let refund = NetMessage::refund(card, rng.random_range(1..200)).id(&ntid);
+                post(&http, base, &net, refund.path(), &refund.json()).await
             }
             _ => {
                 let kind = if rng.random_bool(0.5) { "credit" } else { "debit" };

@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cardplane_testkit::PgCluster;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod common;
-use common::{Creds, Server, assert_ledger_verifies, get, provision};
+use cardplane_testkit::http::get;
+use cardplane_testkit::net::NetMessage;
+use common::{Creds, Server, assert_ledger_verifies, provision};
 
 /// A request while the database is down must be answered within this (the pool's acquire
 /// timeout is 2 s by default).
@@ -56,8 +58,9 @@ fn start_load(http: &reqwest::Client, base: &str, net: &Creds, card: &common::Te
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let body = json!({"network_transaction_id": format!("o{client}_{i}"), "pan": pan, "expiration": exp,
-                        "amount": 100, "currency": "USD", "merchant": {"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"}});
+                    let body = NetMessage::authorization(&(&pan, &exp), 100)
+                        .id(format!("o{client}_{i}"))
+                        .into_json();
                     let sent = Instant::now();
                     let r = http
                         .post(format!("{base}/network/authorizations"))
@@ -67,10 +70,7 @@ fn start_load(http: &reqwest::Client, base: &str, net: &Creds, card: &common::Te
                         .await
                         .expect("the server answers (no connection dropped)");
                     let status = r.status().as_u16();
-                    let retry_after = r
-                        .headers()
-                        .get("retry-after")
-                        .map(|v| v.to_str().unwrap().to_owned());
+                    let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
                     let body: Value = r.json().await.expect("a JSON body");
                     outcomes.lock().unwrap().push(Outcome {
                         sent,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use cardplane_testkit::{Backend, TestDb, both_backends};
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 use common::{Server, cli};
@@ -121,15 +121,7 @@ async fn simulate_takes_its_key_from_the_environment_or_stdin(b: Backend) {
         "{help}"
     );
     assert!(!help.contains("--key <"), "{help}");
-    let cards: Value = http
-        .get(format!("{}/cards", server.base))
-        .basic_auth(id, Some(secret))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, cards) = cardplane_testkit::http::get(&http, &server.base, &(id, secret), "/cards").await;
     assert_eq!(cards["total"], 3, "one card per successful run: {cards}");
 }
 

@@ -24,7 +24,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Creds, Server, TestCard, assert_ledger_verifies, get, provision};
+use cardplane_testkit::http::get;
+use cardplane_testkit::net::NetMessage;
+use common::{Creds, Server, TestCard, assert_ledger_verifies, provision};
 
 const SERVERS: usize = 2;
 const CARDS: usize = 8;
@@ -128,10 +130,6 @@ impl Cluster {
     }
 }
 
-fn merchant() -> Value {
-    json!({"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"})
-}
-
 async fn worker(
     w: u64,
     cluster: Arc<Cluster>,
@@ -150,8 +148,9 @@ async fn worker(
         let ntid = format!("soak_{w}_{i}");
         match rng.random_range(0..10) {
             0..=4 => {
-                let body = json!({"network_transaction_id": ntid, "pan": card.pan, "expiration": card.expiration,
-                    "amount": rng.random_range(1..500), "currency": "USD", "merchant": merchant()});
+                let body = NetMessage::authorization(card, rng.random_range(1..500))
+                    .id(&ntid)
+                    .json();
                 if let Some((200, a)) = cluster
                     .send(&http, &mut rng, &net, "/network/authorizations", &body, None)
                     .await
@@ -167,8 +166,7 @@ async fn worker(
             5 | 6 if !pending.is_empty() => {
                 let (original, auth_id, held) = pending.swap_remove(rng.random_range(0..pending.len()));
                 let amount = rng.random_range(1..=held);
-                let body = json!({"network_transaction_id": ntid, "original_network_transaction_id": original,
-                    "amount": amount, "currency": "USD"});
+                let body = NetMessage::clearing(&original, amount).id(&ntid).json();
                 match cluster
                     .send(&http, &mut rng, &net, "/network/clearings", &body, None)
                     .await
@@ -185,7 +183,7 @@ async fn worker(
             }
             7 if !pending.is_empty() => {
                 let (original, auth_id, _) = pending.swap_remove(rng.random_range(0..pending.len()));
-                let body = json!({"network_transaction_id": ntid, "original_network_transaction_id": original});
+                let body = NetMessage::reversal(&original).id(&ntid).json();
                 match cluster
                     .send(&http, &mut rng, &net, "/network/reversals", &body, None)
                     .await
@@ -198,8 +196,7 @@ async fn worker(
                 }
             }
             8 => {
-                let body = json!({"network_transaction_id": ntid, "pan": card.pan, "amount": rng.random_range(1..100),
-                    "currency": "USD", "merchant": merchant()});
+                let body = NetMessage::refund(card, rng.random_range(1..100)).id(&ntid).json();
                 cluster
                     .send(&http, &mut rng, &net, "/network/refunds", &body, None)
                     .await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use cardplane_testkit::{Backend, TestDb, both_backends};
+use cardplane_testkit::{Backend, TestDb, both_backends, http};
 
 mod common;
 use common::Server;
@@ -81,27 +81,13 @@ fn tenant_key(db: &TestDb, dir: &std::path::Path) -> (String, String) {
 }
 
 async fn post(server: &Server, key: &(String, String), path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", server.base))
-        .basic_auth(&key.0, Some(&key.1))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
-    response.json().await.unwrap()
+    let (status, answer) = http::post(&reqwest::Client::new(), &server.base, key, path, &body).await;
+    assert!((200..300).contains(&status), "{path}: {status}");
+    answer
 }
 
 async fn event_ids(server: &Server, key: &(String, String)) -> Vec<String> {
-    let events: Value = reqwest::Client::new()
-        .get(format!("{}/events?limit=50", server.base))
-        .basic_auth(&key.0, Some(&key.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, events) = http::get(&reqwest::Client::new(), &server.base, key, "/events?limit=50").await;
     events["events"]
         .as_array()
         .unwrap()

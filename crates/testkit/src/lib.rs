@@ -5,6 +5,9 @@
 //! PostgreSQL comes from `CARDPLANE_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! If it is unreachable the PostgreSQL half is skipped with a loud message, unless
 //! `CARDPLANE_REQUIRE_POSTGRES=1` (set by `.ci/run`), in which case the test fails.
+//!
+//! [`net`] builds the card network's messages and [`http`] calls a running server (and reveals
+//! PANs), for the API and CLI tests alike.
 
 use std::io::Write;
 use std::sync::Once;
@@ -12,6 +15,8 @@ use std::sync::Once;
 use sqlx::{Connection, Executor, PgConnection};
 
 mod cluster;
+pub mod http;
+pub mod net;
 pub use cluster::PgCluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

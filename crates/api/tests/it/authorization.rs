@@ -1,66 +1,22 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cardplane_domain::api_key::Permission;
 use cardplane_domain::ids::CardId;
 use cardplane_domain::{Environment, Timestamp};
 use cardplane_store::Scope;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Creds, TestApp, TestTenant, send};
+use crate::net::{NetCard, NetMessage, Network, merchant, ntid};
+use crate::support::{TestApp, send};
 
-/// A network credential and a tenant whose keys may reveal PANs (the test plays the network).
-struct Net {
-    network: Creds,
-    tenant: TestTenant,
-}
-
-async fn setup(app: &TestApp, funding: i64) -> Net {
-    let network = app.network_key().await;
-    let tenant = app.tenant_with(&[Permission::Reveal]).await;
-    app.program(&tenant.sandbox, "GPR", "411111", funding).await;
-    Net { network, tenant }
-}
-
-struct TestCard {
-    id: String,
-    pan: String,
-    expiration: String,
-}
-
-async fn card(app: &TestApp, net: &Net, load: i64) -> TestCard {
-    let c = app.card_with_balance(&net.tenant.sandbox, "GPR", load).await;
-    let id = c["id"].as_str().unwrap().to_owned();
-    let (_, secrets) = app
-        .post(&net.tenant.sandbox, &format!("/cards/{id}/reveal"), &json!({}))
-        .await;
-    TestCard {
-        id,
-        pan: secrets["pan"].as_str().unwrap().into(),
-        expiration: secrets["expiration"].as_str().unwrap().into(),
-    }
-}
-
-fn ntid() -> String {
-    format!("nt_{}", uuid::Uuid::new_v4().simple())
-}
-
-fn auth_body(card: &TestCard, id: &str, amount: i64) -> Value {
-    json!({
-        "network_transaction_id": id, "pan": card.pan, "expiration": card.expiration, "amount": amount, "currency": "USD",
-        "merchant": {"id": "m_1", "name": "Corner Grocery", "mcc": "5411", "country": "USA", "city": "New York"},
-        "entry_mode": "chip", "partial_approval_supported": false
-    })
-}
-
-async fn network(app: &TestApp, net: &Net, path: &str, body: &Value) -> Value {
-    let (status, answer) = app.post(&net.network, path, body).await;
+async fn network(app: &TestApp, net: &Network, message: NetMessage) -> Value {
+    let (status, answer) = app.post(&net.credential, message.path(), &message.into_json()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer
 }
 
-async fn balance(app: &TestApp, net: &Net, card: &TestCard) -> (i64, i64, i64) {
+async fn balance(app: &TestApp, net: &Network, card: &NetCard) -> (i64, i64, i64) {
     let (_, b) = app
         .get(&net.tenant.sandbox, &format!("/cards/{}/balance", card.id))
         .await;
@@ -78,11 +34,11 @@ async fn assert_books_clean(app: &TestApp) {
 }
 
 async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp) {
-    let net = setup(&app, 100_000).await;
-    let c = card(&app, &net, 10_000).await;
+    let net = app.network(100_000).await;
+    let c = app.net_card(&net, 10_000).await;
 
     let first = ntid();
-    let answer = network(&app, &net, "/network/authorizations", &auth_body(&c, &first, 2_500)).await;
+    let answer = network(&app, &net, NetMessage::chip_authorization(&c, 2_500).id(&first)).await;
     assert_eq!(answer["decision"], "approved", "{answer}");
     assert_eq!(answer["response_code"], "00");
     assert_eq!(answer["approved_amount"], 2_500);
@@ -95,9 +51,7 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
     );
 
     // Partial clearing: posts 2,000 and releases the other 500.
-    let cleared = network(&app, &net, "/network/clearings", &json!({
-        "network_transaction_id": ntid(), "original_network_transaction_id": first, "amount": 2_000, "currency": "USD"
-    })).await;
+    let cleared = network(&app, &net, NetMessage::clearing(&first, 2_000)).await;
     assert_eq!(cleared["decision"], "approved", "{cleared}");
     assert_eq!(cleared["authorization_id"], answer["authorization_id"]);
     assert_eq!(balance(&app, &net, &c).await, (8_000, 0, 8_000));
@@ -135,52 +89,31 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
 
     // A partial then a full reversal.
     let second = ntid();
-    network(&app, &net, "/network/authorizations", &auth_body(&c, &second, 1_000)).await;
-    let partial = network(
-        &app,
-        &net,
-        "/network/reversals",
-        &json!({"network_transaction_id": ntid(), "original_network_transaction_id": second, "amount": 400}),
-    )
-    .await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 1_000).id(&second)).await;
+    let partial = network(&app, &net, NetMessage::reversal(&second).amount(400)).await;
     assert_eq!(partial["approved_amount"], 400);
     assert_eq!(balance(&app, &net, &c).await, (8_000, 600, 7_400));
-    network(
-        &app,
-        &net,
-        "/network/reversals",
-        &json!({"network_transaction_id": ntid(), "original_network_transaction_id": second}),
-    )
-    .await;
+    network(&app, &net, NetMessage::reversal(&second)).await;
     assert_eq!(balance(&app, &net, &c).await, (8_000, 0, 8_000));
-    let again = network(
-        &app,
-        &net,
-        "/network/reversals",
-        &json!({"network_transaction_id": ntid(), "original_network_transaction_id": second}),
-    )
-    .await;
+    let again = network(&app, &net, NetMessage::reversal(&second)).await;
     assert_eq!(
         (again["decision"].as_str(), again["reason"].as_str()),
         (Some("declined"), Some("original_not_pending"))
     );
 
     // Refunds, linked and not; an incremental authorization.
-    network(&app, &net, "/network/refunds", &json!({"network_transaction_id": ntid(), "original_network_transaction_id": first, "amount": 300, "currency": "USD"})).await;
+    network(&app, &net, NetMessage::refund_of(&first, 300)).await;
     network(
         &app,
         &net,
-        "/network/refunds",
-        &json!({"network_transaction_id": ntid(), "pan": c.pan, "amount": 200, "currency": "USD",
-        "merchant": {"id": "m_2", "name": "Shop", "mcc": "5651", "country": "USA", "city": "Austin"}}),
+        NetMessage::refund(&c, 200).merchant(merchant("m_2", "Shop", "5651", "Austin")),
     )
     .await;
     assert_eq!(balance(&app, &net, &c).await, (8_500, 0, 8_500));
     let hotel = ntid();
-    network(&app, &net, "/network/authorizations", &auth_body(&c, &hotel, 1_000)).await;
-    let mut inc = auth_body(&c, &ntid(), 500);
-    inc["original_network_transaction_id"] = json!(hotel);
-    let raised = network(&app, &net, "/network/authorizations", &inc).await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 1_000).id(&hotel)).await;
+    let inc = NetMessage::chip_authorization(&c, 500).original(&hotel);
+    let raised = network(&app, &net, inc).await;
     assert_eq!(raised["decision"], "approved", "{raised}");
     assert_eq!(balance(&app, &net, &c).await, (8_500, 1_500, 7_000));
 
@@ -206,53 +139,37 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
 }
 
 async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
-    let net = setup(&app, 100_000).await;
+    let net = app.network(100_000).await;
     let t = &net.tenant.sandbox;
     let decline = |answer: &Value, code: &str, reason: &str| {
         assert_eq!(answer["decision"], "declined", "{answer}");
         assert_eq!(answer["response_code"], code, "{answer}");
         assert_eq!(answer["reason"], reason, "{answer}");
     };
-    let c = card(&app, &net, 1_000).await;
-    let mut unknown = auth_body(&c, &ntid(), 100);
-    unknown["pan"] = json!("4111111111111111");
+    let c = app.net_card(&net, 1_000).await;
+    let unknown = NetMessage::chip_authorization(&c, 100).set("pan", "4111111111111111");
+    decline(&network(&app, &net, unknown).await, "14", "card_not_found");
+    let wrong_exp = NetMessage::chip_authorization(&c, 100).set("expiration", "2099-01");
+    decline(&network(&app, &net, wrong_exp).await, "14", "expiration_mismatch");
     decline(
-        &network(&app, &net, "/network/authorizations", &unknown).await,
-        "14",
-        "card_not_found",
-    );
-    let mut wrong_exp = auth_body(&c, &ntid(), 100);
-    wrong_exp["expiration"] = json!("2099-01");
-    decline(
-        &network(&app, &net, "/network/authorizations", &wrong_exp).await,
-        "14",
-        "expiration_mismatch",
-    );
-    decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c, &ntid(), 1_001)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c, 1_001)).await,
         "51",
         "insufficient_funds",
     );
-    let mut partial = auth_body(&c, &ntid(), 1_500);
-    partial["partial_approval_supported"] = json!(true);
-    let answer = network(&app, &net, "/network/authorizations", &partial).await;
+    let partial = NetMessage::chip_authorization(&c, 1_500).partial(true);
+    let answer = network(&app, &net, partial).await;
     assert_eq!(
         (answer["response_code"].as_str(), answer["approved_amount"].as_i64()),
         (Some("10"), Some(1_000)),
         "{answer}"
     );
-    let mut eur = auth_body(&c, &ntid(), 1);
-    eur["currency"] = json!("EUR");
-    decline(
-        &network(&app, &net, "/network/authorizations", &eur).await,
-        "05",
-        "currency_mismatch",
-    );
+    let eur = NetMessage::chip_authorization(&c, 1).set("currency", "EUR");
+    decline(&network(&app, &net, eur).await, "05", "currency_mismatch");
 
-    let c2 = card(&app, &net, 5_000).await;
+    let c2 = app.net_card(&net, 5_000).await;
     app.post(t, &format!("/cards/{}/freeze", c2.id), &json!({})).await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c2, &ntid(), 100)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "62",
         "card_frozen",
     );
@@ -264,7 +181,7 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     )
     .await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c2, &ntid(), 100)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "57",
         "mcc_blocked",
     );
@@ -275,7 +192,7 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     )
     .await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c2, &ntid(), 100)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "57",
         "country_blocked",
     );
@@ -286,7 +203,7 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
     )
     .await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c2, &ntid(), 301)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 301)).await,
         "61",
         "spend_limit_exceeded",
     );
@@ -300,17 +217,17 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::OK, "{control}");
     assert_eq!(
-        network(&app, &net, "/network/authorizations", &auth_body(&c2, &ntid(), 100)).await["response_code"],
+        network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await["response_code"],
         "00"
     );
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c2, &ntid(), 100)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c2, 100)).await,
         "65",
         "velocity_limit_exceeded",
     );
     app.post(t, "/programs/GPR", &json!({"status": "suspended"})).await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&c, &ntid(), 1)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&c, 1)).await,
         "05",
         "program_suspended",
     );
@@ -327,26 +244,21 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
         )
         .await;
     let pid = physical["card"]["id"].as_str().unwrap();
-    let (_, s) = app.post(t, &format!("/cards/{pid}/reveal"), &json!({})).await;
-    let p = TestCard {
-        id: pid.into(),
-        pan: s["pan"].as_str().unwrap().into(),
-        expiration: s["expiration"].as_str().unwrap().into(),
-    };
+    let p = app.reveal(t, pid).await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&p, &ntid(), 1)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&p, 1)).await,
         "57",
         "card_not_activated",
     );
     app.post(t, &format!("/cards/{pid}/close"), &json!({})).await;
     decline(
-        &network(&app, &net, "/network/authorizations", &auth_body(&p, &ntid(), 1)).await,
+        &network(&app, &net, NetMessage::chip_authorization(&p, 1)).await,
         "14",
         "card_cancelled",
     );
 
     // A card past its expiry month (its expiry moved back in the database, as time would).
-    let c3 = card(&app, &net, 100).await;
+    let c3 = app.net_card(&net, 100).await;
     let sql = format!("UPDATE cards SET exp_year = 2020 WHERE id = '{}'", c3.id);
     match app.db.sqlite_path() {
         Some(_) => {
@@ -360,13 +272,8 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
         }
     }
-    let mut expired = auth_body(&c3, &ntid(), 1);
-    expired["expiration"] = json!(format!("2020-{}", &c3.expiration[5..]));
-    decline(
-        &network(&app, &net, "/network/authorizations", &expired).await,
-        "54",
-        "card_expired",
-    );
+    let expired = NetMessage::chip_authorization(&c3, 1).set("expiration", format!("2020-{}", &c3.expiration[5..]));
+    decline(&network(&app, &net, expired).await, "54", "card_expired");
 
     // Every decline is a transaction too, with its trace naming the failed check.
     let (_, txns) = app.get(t, &format!("/cards/{}/transactions", c2.id)).await;
@@ -389,14 +296,14 @@ async fn each_decline_reason_answers_with_its_response_code(app: TestApp) {
 }
 
 async fn a_repeated_network_message_is_not_applied_twice(app: TestApp) {
-    let net = setup(&app, 100_000).await;
-    let c = card(&app, &net, 5_000).await;
+    let net = app.network(100_000).await;
+    let c = app.net_card(&net, 5_000).await;
     let id = ntid();
     let first = app
         .http
         .post(app.url("/network/authorizations"))
-        .basic_auth(&net.network.id, Some(&net.network.secret))
-        .json(&auth_body(&c, &id, 1_000))
+        .basic_auth(&net.credential.id, Some(&net.credential.secret))
+        .json(&NetMessage::chip_authorization(&c, 1_000).id(&id).json())
         .send()
         .await
         .unwrap();
@@ -406,8 +313,8 @@ async fn a_repeated_network_message_is_not_applied_twice(app: TestApp) {
         let req = app
             .http
             .post(app.url("/network/authorizations"))
-            .basic_auth(&net.network.id, Some(&net.network.secret))
-            .json(&auth_body(&c, &id, 1_000));
+            .basic_auth(&net.credential.id, Some(&net.credential.secret))
+            .json(&NetMessage::chip_authorization(&c, 1_000).id(&id).json());
         tasks.push(tokio::spawn(async move {
             let r = req.send().await.unwrap();
             (r.headers().get("network-replayed").is_some(), r.text().await.unwrap())
@@ -419,15 +326,15 @@ async fn a_repeated_network_message_is_not_applied_twice(app: TestApp) {
         assert_eq!(body, first_body);
     }
     assert_eq!(balance(&app, &net, &c).await, (5_000, 1_000, 4_000), "held once");
-    let clearing = json!({"network_transaction_id": "clr-1", "original_network_transaction_id": id, "amount": 1_000, "currency": "USD"});
-    network(&app, &net, "/network/clearings", &clearing).await;
-    network(&app, &net, "/network/clearings", &clearing).await;
+    let clearing = NetMessage::clearing(&id, 1_000).id("clr-1");
+    network(&app, &net, clearing.clone()).await;
+    network(&app, &net, clearing).await;
     assert_eq!(balance(&app, &net, &c).await, (4_000, 0, 4_000), "posted once");
     let (status, _) = send(
         app.http
             .post(app.url("/network/authorizations"))
             .basic_auth(&net.tenant.sandbox.id, Some(&net.tenant.sandbox.secret))
-            .json(&auth_body(&c, &ntid(), 1)),
+            .json(&NetMessage::chip_authorization(&c, 1).json()),
     )
     .await;
     assert_eq!(
@@ -439,24 +346,22 @@ async fn a_repeated_network_message_is_not_applied_twice(app: TestApp) {
 }
 
 async fn clearing_always_posts_and_never_overdraws(app: TestApp) {
-    let net = setup(&app, 100_000).await;
-    let c = card(&app, &net, 1_000).await;
+    let net = app.network(100_000).await;
+    let c = app.net_card(&net, 1_000).await;
     // A restaurant may clear 20% over the authorization, even on a card frozen since.
-    let mut dinner = auth_body(&c, &ntid(), 800);
-    dinner["merchant"]["mcc"] = json!("5812");
-    let id = dinner["network_transaction_id"].as_str().unwrap().to_owned();
-    network(&app, &net, "/network/authorizations", &dinner).await;
+    let dinner =
+        NetMessage::chip_authorization(&c, 800).merchant(merchant("m_1", "Corner Grocery", "5812", "New York"));
+    let id = dinner.ntid().to_owned();
+    network(&app, &net, dinner).await;
     app.post(&net.tenant.sandbox, &format!("/cards/{}/freeze", c.id), &json!({}))
         .await;
-    network(&app, &net, "/network/clearings", &json!({"network_transaction_id": ntid(), "original_network_transaction_id": id, "amount": 960, "currency": "USD"})).await;
+    network(&app, &net, NetMessage::clearing(&id, 960)).await;
     assert_eq!(balance(&app, &net, &c).await, (40, 0, 40));
     // A force post larger than the balance: the card pays what it has, the program's losses the rest.
     let forced = network(
         &app,
         &net,
-        "/network/clearings",
-        &json!({"network_transaction_id": ntid(), "pan": c.pan, "amount": 100, "currency": "USD",
-        "merchant": {"id": "m", "name": "Toll", "mcc": "4784", "country": "USA", "city": ""}}),
+        NetMessage::force_post(&c, 100).merchant(merchant("m", "Toll", "4784", "")),
     )
     .await;
     assert_eq!(forced["decision"], "approved");
@@ -469,13 +374,13 @@ async fn clearing_always_posts_and_never_overdraws(app: TestApp) {
 }
 
 async fn holds_expire_after_their_mcc_ttl(app: TestApp) {
-    let net = setup(&app, 100_000).await;
-    let c = card(&app, &net, 5_000).await;
-    network(&app, &net, "/network/authorizations", &auth_body(&c, &ntid(), 1_000)).await;
-    let mut hotel = auth_body(&c, &ntid(), 2_000);
-    hotel["merchant"]["mcc"] = json!("7011");
-    let hotel_id = hotel["network_transaction_id"].as_str().unwrap().to_owned();
-    network(&app, &net, "/network/authorizations", &hotel).await;
+    let net = app.network(100_000).await;
+    let c = app.net_card(&net, 5_000).await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 1_000)).await;
+    let hotel =
+        NetMessage::chip_authorization(&c, 2_000).merchant(merchant("m_1", "Corner Grocery", "7011", "New York"));
+    let hotel_id = hotel.ntid().to_owned();
+    network(&app, &net, hotel).await;
     let now = Timestamp::now();
     assert_eq!(
         app.state
@@ -516,7 +421,7 @@ async fn holds_expire_after_their_mcc_ttl(app: TestApp) {
     );
     assert_eq!(balance(&app, &net, &c).await, (5_000, 0, 5_000));
     // Clearing after expiry is a force post.
-    let late = network(&app, &net, "/network/clearings", &json!({"network_transaction_id": ntid(), "original_network_transaction_id": hotel_id, "amount": 2_000, "currency": "USD"})).await;
+    let late = network(&app, &net, NetMessage::clearing(&hotel_id, 2_000)).await;
     assert_eq!(late["decision"], "approved");
     assert_eq!(balance(&app, &net, &c).await, (3_000, 0, 3_000));
     let (_, list) = app
@@ -533,8 +438,8 @@ async fn holds_expire_after_their_mcc_ttl(app: TestApp) {
 }
 
 async fn control_windows_count_exactly_to_their_edges(app: TestApp) {
-    let net = setup(&app, 100_000).await;
-    let c = card(&app, &net, 5_000).await;
+    let net = app.network(100_000).await;
+    let c = app.net_card(&net, 5_000).await;
     let t = &net.tenant.sandbox;
     for (window, secs) in [("day", None), ("trailing", Some(60))] {
         let mut body = json!({"card_id": c.id, "amount_limit": 10_000, "window": window});
@@ -543,7 +448,7 @@ async fn control_windows_count_exactly_to_their_edges(app: TestApp) {
         }
         assert_eq!(app.post(t, "/spend_controls", &body).await.0, StatusCode::OK);
     }
-    network(&app, &net, "/network/authorizations", &auth_body(&c, &ntid(), 700)).await;
+    network(&app, &net, NetMessage::chip_authorization(&c, 700)).await;
     let (_, txns) = app.get(t, &format!("/cards/{}/transactions", c.id)).await;
     let created = txns["transactions"][0]["transaction"]["created_at"]
         .as_str()
@@ -600,10 +505,10 @@ async fn control_windows_count_exactly_to_their_edges(app: TestApp) {
 }
 
 async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(app: TestApp) {
-    let net = setup(&app, 1_000_000).await;
+    let net = app.network(1_000_000).await;
     let mut cards = Vec::new();
     for _ in 0..10 {
-        cards.push(card(&app, &net, 1_000).await);
+        cards.push(app.net_card(&net, 1_000).await);
     }
     // A program-wide daily limit shared by every card, smaller than their total funds.
     let (status, _) = app
@@ -619,7 +524,7 @@ async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(app: TestApp
     let mut tasks = Vec::new();
     for i in 0..64 {
         let cards = cards.clone();
-        let creds = net.network.clone();
+        let creds = net.credential.clone();
         let url = app.url("/network/authorizations");
         let http = app.http.clone();
         let approved_total = approved_total.clone();
@@ -629,7 +534,7 @@ async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(app: TestApp
             let r: Value = http
                 .post(url)
                 .basic_auth(&creds.id, Some(&creds.secret))
-                .json(&auth_body(c, &ntid(), amount))
+                .json(&NetMessage::chip_authorization(c, amount).json())
                 .send()
                 .await
                 .unwrap()
@@ -661,18 +566,18 @@ async fn concurrent_authorizations_never_overdraw_or_exceed_a_limit(app: TestApp
 }
 
 async fn two_server_processes_on_one_database_keep_the_invariants(app: TestApp) {
-    let net = setup(&app, 1_000_000).await;
+    let net = app.network(1_000_000).await;
     let mut cards = Vec::new();
     for _ in 0..3 {
-        cards.push(card(&app, &net, 2_000).await);
+        cards.push(app.net_card(&net, 2_000).await);
     }
     let second = app.second_server().await;
     let mut tasks = Vec::new();
     for i in 0..48 {
         let base = if i % 2 == 0 { app.base.clone() } else { second.clone() };
         let c = &cards[i % 3];
-        let body = auth_body(c, &ntid(), 300);
-        let creds = net.network.clone();
+        let body = NetMessage::chip_authorization(c, 300).json();
+        let creds = net.credential.clone();
         let http = app.http.clone();
         tasks.push(tokio::spawn(async move {
             let r: Value = http
@@ -702,14 +607,15 @@ async fn two_server_processes_on_one_database_keep_the_invariants(app: TestApp) 
 }
 
 async fn stand_in_advice_is_always_recorded_and_never_overdraws(app: TestApp) {
-    let net = setup(&app, 100_000).await;
-    let c = card(&app, &net, 500).await;
+    let net = app.network(100_000).await;
+    let c = app.net_card(&net, 500).await;
     app.post(&net.tenant.sandbox, &format!("/cards/{}/freeze", c.id), &json!({}))
         .await;
     let id = ntid();
-    let mut advice = auth_body(&c, &id, 800);
-    advice["stand_in_advice"] = json!(true);
-    let answer = network(&app, &net, "/network/authorizations", &advice).await;
+    let advice = NetMessage::chip_authorization(&c, 800)
+        .id(&id)
+        .set("stand_in_advice", true);
+    let answer = network(&app, &net, advice).await;
     assert_eq!(
         (answer["decision"].as_str(), answer["stand_in"].as_bool()),
         (Some("approved"), Some(true)),
@@ -720,7 +626,7 @@ async fn stand_in_advice_is_always_recorded_and_never_overdraws(app: TestApp) {
         (500, 500, 0),
         "the hold reserves what the card has"
     );
-    network(&app, &net, "/network/clearings", &json!({"network_transaction_id": ntid(), "original_network_transaction_id": id, "amount": 800, "currency": "USD"})).await;
+    network(&app, &net, NetMessage::clearing(&id, 800)).await;
     assert_eq!(balance(&app, &net, &c).await, (0, 0, 0));
     let (_, t) = app
         .get(

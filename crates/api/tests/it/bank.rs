@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::net::NetMessage;
 use crate::support::{Creds, TestApp};
 
 const CARDS: usize = 4;
@@ -40,13 +41,7 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
     let mut cards = Vec::new();
     for _ in 0..CARDS {
         let c = app.card_with_balance(&t, "GPR", 5_000).await;
-        let id = c["id"].as_str().unwrap().to_owned();
-        let (_, s) = app.post(&t, &format!("/cards/{id}/reveal"), &json!({})).await;
-        cards.push((
-            id,
-            s["pan"].as_str().unwrap().to_owned(),
-            s["expiration"].as_str().unwrap().to_owned(),
-        ));
+        cards.push(app.reveal(&t, c["id"].as_str().unwrap()).await);
     }
     let servers = Arc::new(vec![
         app.base.clone(),
@@ -71,16 +66,8 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
                     reads.load(Ordering::Relaxed),
                     report.problems
                 );
-                for (id, _, _) in cards.iter() {
-                    let b: Value = http
-                        .get(format!("{base}/cards/{id}/balance"))
-                        .basic_auth(&t.id, Some(&t.secret))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                for id in cards.iter().map(|c| &c.id) {
+                    let (_, b) = cardplane_testkit::http::get(&http, &base, &t, &format!("/cards/{id}/balance")).await;
                     let spendable = b["balance"]["spendable"].as_i64();
                     assert!(spendable.is_some_and(|s| s >= 0), "spendable below its floor: {b}");
                 }
@@ -97,20 +84,12 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
             let mut pending: Vec<String> = Vec::new();
             for i in 0..OPS_PER_WORKER {
                 let base = &servers[rng.random_range(0..servers.len())];
-                let (card, pan, exp) = &cards[rng.random_range(0..cards.len())];
+                let card = &cards[rng.random_range(0..cards.len())];
                 let ntid = format!("bank_{w}_{i}");
-                let merchant = json!({"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"});
                 let (status, _) = match rng.random_range(0..6) {
                     0 | 1 => {
-                        let (s, a) = post(
-                            &http,
-                            base,
-                            &net,
-                            "/network/authorizations",
-                            json!({"network_transaction_id": ntid, "pan": pan, "expiration": exp,
-                            "amount": rng.random_range(50..800), "currency": "USD", "merchant": merchant}),
-                        )
-                        .await;
+                        let auth = NetMessage::authorization(card, rng.random_range(50..800)).id(&ntid);
+                        let (s, a) = post(&http, base, &net, auth.path(), auth.into_json()).await;
                         if a["decision"] == "approved" {
                             pending.push(ntid.clone());
                         }
@@ -118,37 +97,17 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
                     }
                     2 if !pending.is_empty() => {
                         let original = pending.swap_remove(rng.random_range(0..pending.len()));
-                        post(
-                            &http,
-                            base,
-                            &net,
-                            "/network/clearings",
-                            json!({"network_transaction_id": ntid, "original_network_transaction_id": original,
-                            "amount": rng.random_range(1..900), "currency": "USD"}),
-                        )
-                        .await
+                        let clearing = NetMessage::clearing(&original, rng.random_range(1..900)).id(&ntid);
+                        post(&http, base, &net, clearing.path(), clearing.into_json()).await
                     }
                     3 if !pending.is_empty() => {
                         let original = pending.swap_remove(rng.random_range(0..pending.len()));
-                        post(
-                            &http,
-                            base,
-                            &net,
-                            "/network/reversals",
-                            json!({"network_transaction_id": ntid, "original_network_transaction_id": original}),
-                        )
-                        .await
+                        let reversal = NetMessage::reversal(&original).id(&ntid);
+                        post(&http, base, &net, reversal.path(), reversal.into_json()).await
                     }
                     4 => {
-                        post(
-                            &http,
-                            base,
-                            &net,
-                            "/network/refunds",
-                            json!({"network_transaction_id": ntid, "pan": pan, "amount": rng.random_range(1..200),
-                            "currency": "USD", "merchant": merchant}),
-                        )
-                        .await
+                        let refund = NetMessage::refund(card, rng.random_range(1..200)).id(&ntid);
+                        post(&http, base, &net, refund.path(), refund.into_json()).await
                     }
                     _ => {
                         let kind = if rng.random_bool(0.5) { "credit" } else { "debit" };
@@ -156,7 +115,7 @@ async fn money_is_conserved_across_three_servers_under_concurrent_operations(b: 
                             &http,
                             base,
                             &t,
-                            &format!("/cards/{card}/balance_adjustments"),
+                            &format!("/cards/{}/balance_adjustments", card.id),
                             json!({"type": kind, "amount": rng.random_range(1..600), "currency": "USD"}),
                         )
                         .await;

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use serde_json::Value;
 
-use crate::net::{self, Kind, NetCard};
+use crate::net::{Kind, NetCard, NetMessage, Parsed, corner_grocery, ntid};
 use crate::support::TestApp;
 
 const CARDS: usize = 3;
@@ -111,11 +111,13 @@ impl Model {
     /// The message an op sends and what it must get, applied to the model; `None` when the op
     /// has nothing to act on yet.
     fn send(&mut self, op: &Op, cards: &[NetCard], sent: &[Sent]) -> Option<Sent> {
-        let id = net::ntid();
+        let id = ntid();
         let (kind, body, expect) = match *op {
             Op::Authorize { card, amount, partial } => {
-                let mut body = net::authorization(&cards[card], &id, amount);
-                body["partial_approval_supported"] = partial.into();
+                let body = NetMessage::chip_authorization(&cards[card], amount)
+                    .id(&id)
+                    .partial(partial)
+                    .into_json();
                 let spendable = self.spendable(card);
                 let hold = if amount <= spendable {
                     Some((amount, "00"))
@@ -143,7 +145,10 @@ impl Model {
             Op::Incremental { pick, amount } => {
                 let i = pick % self.auths.len().max(1);
                 let a = self.auths.get(i)?.clone();
-                let body = net::incremental(&cards[a.card], &id, &a.ntid, amount);
+                let body = NetMessage::chip_authorization(&cards[a.card], amount)
+                    .id(&id)
+                    .original(&a.ntid)
+                    .into_json();
                 let spendable = self.spendable(a.card);
                 let expect = if !a.pending {
                     declined("12", None)
@@ -161,7 +166,7 @@ impl Model {
                 let i = pick % self.auths.len().max(1);
                 let a = self.auths.get(i)?.clone();
                 let amount = (a.authorized * percent / 100).max(1);
-                let body = net::clearing(&id, &a.ntid, amount);
+                let body = NetMessage::clearing(&a.ntid, amount).id(&id).into_json();
                 let release = if a.pending { a.held } else { 0 };
                 self.held[a.card] -= release;
                 self.auths[i].held = 0;
@@ -174,7 +179,12 @@ impl Model {
                 let i = pick % self.auths.len().max(1);
                 let a = self.auths.get(i)?.clone();
                 let asked = percent.map(|p| (a.held * p / 100).max(1));
-                let body = net::reversal(&id, &a.ntid, asked);
+                let reversal = NetMessage::reversal(&a.ntid).id(&id);
+                let body = match asked {
+                    Some(amount) => reversal.amount(amount),
+                    None => reversal,
+                }
+                .into_json();
                 let expect = if a.pending {
                     let amount = asked.unwrap_or(a.held).min(a.held);
                     let spendable = self.spendable(a.card);
@@ -192,14 +202,20 @@ impl Model {
                 self.balance[card] += amount;
                 (
                     Kind::Refund,
-                    net::refund(&cards[card], &id, amount),
+                    NetMessage::refund(&cards[card], amount)
+                        .merchant(corner_grocery())
+                        .id(&id)
+                        .into_json(),
                     approved(amount, "00", spendable + amount),
                 )
             }
             Op::ForcePost { card, amount } => {
                 let spendable = self.spendable(card);
                 let paid = self.pay(card, amount);
-                let body = net::force_post(&cards[card], &id, amount);
+                let body = NetMessage::force_post(&cards[card], amount)
+                    .merchant(corner_grocery())
+                    .id(&id)
+                    .into_json();
                 (Kind::Clearing, body, approved(amount, "00", spendable - paid))
             }
             Op::Repeat { pick } => {

@@ -10,6 +10,7 @@ use cardplane_testkit::{Backend, both_backends};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::net::NetMessage;
 use crate::support::{Creds, TestApp, seed_cardholder, send};
 
 /// Asserts that `answer` matches the schema the document gives `method template` for `status`.
@@ -244,9 +245,16 @@ async fn successful_answers_match_the_openapi_document(b: Backend) {
     let network_key = app.network_key().await;
     let mut n = Contract::new(&app, &network_key);
     let ntid = |s: &str| format!("nt_contract_{s}");
+    let card = (
+        secrets["pan"].as_str().unwrap(),
+        secrets["expiration"].as_str().unwrap(),
+    );
     let message = |id: &str, amount: i64| {
-        json!({"network_transaction_id": ntid(id), "pan": secrets["pan"], "expiration": secrets["expiration"],
-               "amount": amount, "currency": "USD", "merchant": merchant, "entry_mode": "chip"})
+        NetMessage::authorization(&card, amount)
+            .id(ntid(id))
+            .merchant(merchant.clone())
+            .entry_mode("chip")
+            .into_json()
     };
     for (id, amount) in [("a1", 400), ("a2", 300), ("too_much", 9_000_000)] {
         n.post(
@@ -259,21 +267,19 @@ async fn successful_answers_match_the_openapi_document(b: Backend) {
     n.post(
         "/network/clearings",
         "/network/clearings",
-        json!({"network_transaction_id": ntid("c1"), "original_network_transaction_id": ntid("a1"),
-               "amount": 400, "currency": "USD"}),
+        NetMessage::clearing(&ntid("a1"), 400).id(ntid("c1")).into_json(),
     )
     .await;
     n.post(
         "/network/reversals",
         "/network/reversals",
-        json!({"network_transaction_id": ntid("r2"), "original_network_transaction_id": ntid("a2")}),
+        NetMessage::reversal(&ntid("a2")).id(ntid("r2")).into_json(),
     )
     .await;
     n.post(
         "/network/refunds",
         "/network/refunds",
-        json!({"network_transaction_id": ntid("f1"), "original_network_transaction_id": ntid("a1"),
-               "amount": 100, "currency": "USD"}),
+        NetMessage::refund_of(&ntid("a1"), 100).id(ntid("f1")).into_json(),
     )
     .await;
     assert_eq!(n.checked, 6);

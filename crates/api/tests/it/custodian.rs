@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::net::{NetMessage, merchant};
 use crate::support::{TestApp, seed_cardholder};
 
 const SECRET: &str = "custodian-shared-secret";
@@ -141,14 +142,12 @@ async fn a_custodian_decides_funds_and_stand_in_covers_every_failure(b: Backend)
         )
         .await;
     let card_id = card["card"]["id"].as_str().unwrap();
-    let (_, secrets) = app.post(t, &format!("/cards/{card_id}/reveal"), &json!({})).await;
+    let revealed = app.reveal(t, card_id).await;
     let net = app.network_key().await;
     let authorize = |amount: i64| {
-        let body = json!({
-            "network_transaction_id": format!("nt_{}", uuid::Uuid::new_v4().simple()), "pan": secrets["pan"],
-            "expiration": secrets["expiration"], "amount": amount, "currency": "USD",
-            "merchant": {"id": "m", "name": "Shop", "mcc": "5411", "country": "USA", "city": "NYC"}
-        });
+        let body = NetMessage::authorization(&revealed, amount)
+            .merchant(merchant("m", "Shop", "5411", "NYC"))
+            .into_json();
         let app = &app;
         let net = net.clone();
         async move {
@@ -254,11 +253,11 @@ async fn a_custodian_decides_funds_and_stand_in_covers_every_failure(b: Backend)
         )
         .await;
     let id2 = card2["card"]["id"].as_str().unwrap();
-    let (_, s2) = app.post(t, &format!("/cards/{id2}/reveal"), &json!({})).await;
-    let body = json!({
-        "network_transaction_id": "nt_unreachable", "pan": s2["pan"], "expiration": s2["expiration"], "amount": 100,
-        "currency": "USD", "merchant": {"id": "m", "name": "Shop", "mcc": "5411", "country": "USA", "city": "NYC"}
-    });
+    let card2 = app.reveal(t, id2).await;
+    let body = NetMessage::authorization(&card2, 100)
+        .id("nt_unreachable")
+        .merchant(merchant("m", "Shop", "5411", "NYC"))
+        .into_json();
     let (_, answer) = app.post(&net, "/network/authorizations", &body).await;
     assert_eq!(
         (answer["response_code"].as_str(), answer["reason"].as_str()),

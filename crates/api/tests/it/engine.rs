@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Executor;
 
-use crate::net::{self, Kind};
+use crate::net::{Kind, NetMessage, Parsed, corner_grocery, ntid};
 use crate::support::TestApp;
 
 fn parsed(answer: &Result<Answer, EngineError>) -> Value {
@@ -42,14 +42,14 @@ async fn one_bad_message_fails_alone_and_its_batch_commits(b: Backend) {
     let net = app.network(1_000_000).await;
     let card = app.net_card(&net, 10_000).await;
     inject_fault(&app, b).await;
-    let (first, faulty, last) = (net::ntid(), net::ntid(), net::ntid());
-    let mut bad = net::authorization(&card, &faulty, 300);
+    let (first, faulty, last) = (ntid(), ntid(), ntid());
+    let mut bad = NetMessage::chip_authorization(&card, 300).id(&faulty).into_json();
     bad["merchant"]["name"] = json!("Fault");
     let bodies = [
-        net::authorization(&card, &first, 100),
+        NetMessage::chip_authorization(&card, 100).id(&first).into_json(),
         bad.clone(),
-        net::authorization(&card, &last, 200),
-        net::authorization(&card, &first, 100),
+        NetMessage::chip_authorization(&card, 200).id(&last).into_json(),
+        NetMessage::chip_authorization(&card, 100).id(&first).into_json(),
     ];
     let messages = bodies
         .iter()
@@ -100,7 +100,11 @@ async fn one_network_id_in_two_processes_batches_at_once_has_one_effect(b: Backe
         // The same messages, as two batches in two engines at once (reversed in one, so each
         // holds the other's first message while it reaches for the rest).
         let bodies: Vec<Value> = (0..6)
-            .map(|i| net::authorization(&cards[i % 2], &format!("twice_{round}_{i}"), 100 + i as i64))
+            .map(|i| {
+                NetMessage::chip_authorization(&cards[i % 2], 100 + i as i64)
+                    .id(format!("twice_{round}_{i}"))
+                    .into_json()
+            })
             .collect();
         let batch = |reverse: bool| {
             let mut messages: Vec<_> = bodies
@@ -146,7 +150,8 @@ async fn one_network_id_in_two_processes_batches_at_once_has_one_effect(b: Backe
     for round in 0..3 {
         let id = format!("confused_{round}");
         let send = |engine: cardplane_engine::authorization::Engine, card: usize| {
-            let message = Kind::Authorization.message(&net::authorization(&cards[card], &id, 1_000));
+            let message =
+                Kind::Authorization.message(&NetMessage::chip_authorization(&cards[card], 1_000).id(&id).into_json());
             tokio::spawn(async move { engine.handle_as_one_batch(vec![(Environment::Sandbox, message)]).await })
         };
         let first = send(app.state.engine.clone(), 0);
@@ -182,7 +187,7 @@ async fn changes_answered_before_a_message_apply_to_it_in_every_process(app: Tes
     let t = &net.tenant.sandbox;
     let card = app.net_card(&net, 50_000).await;
     let authorize = |base: String, amount: i64| {
-        let body = net::authorization(&card, &net::ntid(), amount);
+        let body = NetMessage::chip_authorization(&card, amount).into_json();
         let req = app
             .http
             .post(format!("{base}{}", Kind::Authorization.path()))
@@ -228,7 +233,7 @@ async fn a_refund_beyond_the_balance_limit_is_declined_and_changes_nothing(app: 
     let net = app.network(max).await;
     let card = app.net_card(&net, max - 10).await;
     let refund = |amount: i64| {
-        let body = net::refund(&card, &net::ntid(), amount);
+        let body = NetMessage::refund(&card, amount).merchant(corner_grocery()).into_json();
         let app = &app;
         let credential = net.credential.clone();
         async move { app.post(&credential, Kind::Refund.path(), &body).await }

@@ -13,6 +13,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
+use crate::net::{NetMessage, merchant};
 use crate::support::{Creds, TestApp, assert_error, seed_cardholder};
 
 const ERROR_TYPES: [&str; 8] = [
@@ -221,11 +222,7 @@ async fn parsers_of_outside_input_never_answer_5xx(b: Backend) {
     let card = app.card_with_balance(&t, "GPR", 100_000).await;
     let card_id = card["id"].as_str().unwrap().to_owned();
     let holder_id = card["cardholder_id"].as_str().unwrap().to_owned();
-    let (_, secrets) = app.post(&t, &format!("/cards/{card_id}/reveal"), &json!({})).await;
-    let (pan, exp) = (
-        secrets["pan"].as_str().unwrap().to_owned(),
-        secrets["expiration"].as_str().unwrap().to_owned(),
-    );
+    let revealed = app.reveal(&t, &card_id).await;
     let (_, endpoint) = app
         .post(
             &t,
@@ -235,9 +232,13 @@ async fn parsers_of_outside_input_never_answer_5xx(b: Backend) {
         .await;
     let endpoint_id = endpoint["webhook_endpoint"]["id"].as_str().unwrap().to_owned();
     let net = app.network_key().await;
-    let merchant = json!({"id": "m_1", "name": "Shop", "mcc": "5411", "country": "USA", "city": "Austin"});
-    let auth = json!({"network_transaction_id": "fz_1", "pan": pan, "expiration": exp, "amount": 100, "currency": "USD",
-        "merchant": merchant, "entry_mode": "chip", "partial_approval_supported": false});
+    let shop = merchant("m_1", "Shop", "5411", "Austin");
+    let auth = NetMessage::authorization(&revealed, 100)
+        .id("fz_1")
+        .merchant(shop.clone())
+        .entry_mode("chip")
+        .partial(false)
+        .into_json();
     let (_, approved) = app.post(&net, "/network/authorizations", &auth).await;
     assert_eq!(approved["decision"], "approved", "{approved}");
 
@@ -304,7 +305,7 @@ async fn parsers_of_outside_input_never_answer_5xx(b: Backend) {
         ),
         (
             "/simulate/authorizations".into(),
-            json!({"card_id": card_id, "amount": 10, "currency": "USD", "merchant": merchant}),
+            json!({"card_id": card_id, "amount": 10, "currency": "USD", "merchant": shop}),
         ),
         (
             "/simulate/clearings".into(),
@@ -324,16 +325,18 @@ async fn parsers_of_outside_input_never_answer_5xx(b: Backend) {
         ("/network/authorizations", auth.clone()),
         (
             "/network/clearings",
-            json!({"network_transaction_id": "fz_c", "original_network_transaction_id": "fz_1",
-            "amount": 50, "currency": "USD", "merchant": merchant}),
+            NetMessage::clearing("fz_1", 50)
+                .id("fz_c")
+                .merchant(shop.clone())
+                .into_json(),
         ),
         (
             "/network/reversals",
-            json!({"network_transaction_id": "fz_r", "original_network_transaction_id": "fz_1", "amount": 10}),
+            NetMessage::reversal("fz_1").id("fz_r").amount(10).into_json(),
         ),
         (
             "/network/refunds",
-            json!({"network_transaction_id": "fz_f", "pan": pan, "amount": 10, "currency": "USD", "merchant": merchant}),
+            NetMessage::refund(&revealed, 10).id("fz_f").merchant(shop).into_json(),
         ),
     ];
     for (path, valid) in network_posts {

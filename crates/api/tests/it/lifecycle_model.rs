@@ -9,8 +9,9 @@ use cardplane_domain::{Environment, Timestamp};
 use cardplane_testkit::Backend;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::net::{NetCard, NetMessage, merchant, ntid};
 use crate::support::{Creds, TestApp};
 
 const CARDS: usize = 2;
@@ -99,13 +100,9 @@ impl Model {
 struct World {
     app: TestApp,
     network: Creds,
-    cards: Vec<(String, String, String)>,
+    cards: Vec<NetCard>,
     tenant: Creds,
     expired_until: Timestamp,
-}
-
-fn ntid() -> String {
-    format!("nt_{}", uuid::Uuid::new_v4().simple())
 }
 
 impl World {
@@ -115,11 +112,10 @@ impl World {
         answer
     }
 
-    fn auth_body(&self, card: usize, ntid: &str, amount: i64, partial: bool, mcc: &str) -> Value {
-        let (_, pan, exp) = &self.cards[card];
-        json!({"network_transaction_id": ntid, "pan": pan, "expiration": exp, "amount": amount, "currency": "USD",
-               "partial_approval_supported": partial,
-               "merchant": {"id": "m", "name": "M", "mcc": mcc, "country": "USA", "city": "X"}})
+    fn auth(&self, card: usize, amount: i64, partial: bool, mcc: &str) -> NetMessage {
+        NetMessage::authorization(&self.cards[card], amount)
+            .partial(partial)
+            .merchant(merchant("m", "M", mcc, "X"))
     }
 }
 
@@ -133,7 +129,10 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
         } => {
             let id = ntid();
             let answer = w
-                .send("/network/authorizations", w.auth_body(card, &id, amount, partial, mcc))
+                .send(
+                    "/network/authorizations",
+                    w.auth(card, amount, partial, mcc).id(&id).into_json(),
+                )
                 .await;
             let spendable = m.spendable(card);
             let expected = if amount <= spendable {
@@ -167,8 +166,7 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
             }
             let i = pick % m.auths.len();
             let a = m.auths[i].clone();
-            let mut body = w.auth_body(a.card, &ntid(), amount, false, "5411");
-            body["original_network_transaction_id"] = json!(a.ntid);
+            let body = w.auth(a.card, amount, false, "5411").original(&a.ntid).into_json();
             let answer = w.send("/network/authorizations", body).await;
             if a.state == State::Pending && amount <= m.spendable(a.card) {
                 prop_assert_eq!(&answer["decision"], "approved", "{:?}", answer);
@@ -187,7 +185,7 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
             let a = m.auths[i].clone();
             let amount = (a.authorized * percent / 100).max(1);
             let answer = w
-                .send("/network/clearings", json!({"network_transaction_id": ntid(), "original_network_transaction_id": a.ntid, "amount": amount, "currency": "USD"}))
+                .send("/network/clearings", NetMessage::clearing(&a.ntid, amount).into_json())
                 .await;
             prop_assert_eq!(&answer["decision"], "approved", "clearing always posts: {:?}", answer);
             if a.state == State::Pending {
@@ -203,15 +201,16 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
             }
             let i = pick % m.auths.len();
             let a = m.auths[i].clone();
-            let mut body = json!({"network_transaction_id": ntid(), "original_network_transaction_id": a.ntid});
+            let mut reversal = NetMessage::reversal(&a.ntid);
             let amount = match percent {
                 Some(p) => {
                     let amt = (a.held * p / 100).max(1);
-                    body["amount"] = json!(amt);
+                    reversal = reversal.amount(amt);
                     amt.min(a.held)
                 }
                 None => a.held,
             };
+            let body = reversal.into_json();
             let answer = w.send("/network/reversals", body).await;
             if a.state == State::Pending {
                 prop_assert_eq!(&answer["decision"], "approved", "{:?}", answer);
@@ -225,21 +224,17 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
             }
         }
         Op::Refund { card, amount } => {
-            let pan = w.cards[card].1.clone();
             w.send(
                 "/network/refunds",
-                json!({"network_transaction_id": ntid(), "pan": pan, "amount": amount, "currency": "USD",
-                "merchant": {"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"}}),
+                NetMessage::refund(&w.cards[card], amount).into_json(),
             )
             .await;
             m.balance[card] += amount;
         }
         Op::ForcePost { card, amount } => {
-            let pan = w.cards[card].1.clone();
             w.send(
                 "/network/clearings",
-                json!({"network_transaction_id": ntid(), "pan": pan, "amount": amount, "currency": "USD",
-                "merchant": {"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"}}),
+                NetMessage::force_post(&w.cards[card], amount).into_json(),
             )
             .await;
             m.purchase(card, amount);
@@ -264,8 +259,8 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), TestCaseError
         }
     }
     // After every step: the books match the model, nothing is below its floor.
-    for (i, (id, _, _)) in w.cards.iter().enumerate() {
-        let (_, b) = w.app.get(&w.tenant, &format!("/cards/{id}/balance")).await;
+    for (i, card) in w.cards.iter().enumerate() {
+        let (_, b) = w.app.get(&w.tenant, &format!("/cards/{}/balance", card.id)).await;
         let (balance, held) = (
             b["balance"]["balance"].as_i64().unwrap(),
             b["balance"]["held"].as_i64().unwrap(),
@@ -288,15 +283,7 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut cards = Vec::new();
     for _ in 0..CARDS {
         let c = app.card_with_balance(&tenant.sandbox, "GPR", LOAD).await;
-        let id = c["id"].as_str().unwrap().to_owned();
-        let (_, s) = app
-            .post(&tenant.sandbox, &format!("/cards/{id}/reveal"), &json!({}))
-            .await;
-        cards.push((
-            id,
-            s["pan"].as_str().unwrap().to_owned(),
-            s["expiration"].as_str().unwrap().to_owned(),
-        ));
+        cards.push(app.reveal(&tenant.sandbox, c["id"].as_str().unwrap()).await);
     }
     let mut world = World {
         app,

@@ -15,6 +15,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::net::NetMessage;
 use crate::support::{Creds, TestApp, assert_error, seed_cardholder};
 
 const MAX: i64 = BALANCE_MAX_MINOR;
@@ -83,6 +84,7 @@ fn engine_op() -> impl Strategy<Value = Op> {
 struct Card {
     id: String,
     pan: String,
+    expiration: String,
     balance: i64,
     held: i64,
 }
@@ -150,21 +152,14 @@ impl World<'_> {
     }
 
     async fn add_card(&self, m: &mut Model, id: &str, balance: i64) {
-        let (status, secrets) = self.post(&format!("/cards/{id}/reveal"), &json!({})).await;
-        assert_eq!(status, StatusCode::OK, "{secrets}");
+        let revealed = self.app.reveal(&self.key, id).await;
         m.cards.push(Card {
-            id: id.to_owned(),
-            pan: secrets["pan"].as_str().unwrap().to_owned(),
+            id: revealed.id,
+            pan: revealed.pan,
+            expiration: revealed.expiration,
             balance,
             held: 0,
         });
-    }
-
-    /// An unlinked refund or a force post (a clearing without an authorization) to `card`.
-    fn posting_body(&self, card: &Card, amount: i64) -> Value {
-        json!({"network_transaction_id": format!("nt_{}", uuid::Uuid::new_v4().simple()), "pan": card.pan,
-               "amount": amount, "currency": "USD",
-               "merchant": {"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"}})
     }
 }
 
@@ -296,12 +291,14 @@ async fn step(w: &mut World<'_>, m: &mut Model, op: &Op) -> (StatusCode, Value, 
             let Some(c) = card(i) else {
                 return (StatusCode::OK, Value::Null, None);
             };
-            let path = if matches!(op, Op::NetRefund(..)) {
-                "/network/refunds"
+            // An unlinked refund or a force post (a clearing without an authorization).
+            let card = (&c.pan, &c.expiration);
+            let message = if matches!(op, Op::NetRefund(..)) {
+                NetMessage::refund(&card, a)
             } else {
-                "/network/clearings"
+                NetMessage::force_post(&card, a)
             };
-            let (status, body) = w.app.post(&w.network, path, &w.posting_body(&c, a)).await;
+            let (status, body) = w.app.post(&w.network, message.path(), &message.json()).await;
             (status, body, None)
         }
     }

@@ -1,5 +1,5 @@
 //! The test plays the card network: a network credential, cards whose PANs it knows, and the
-//! messages it sends, as JSON bodies (over HTTP) or parsed as the routes parse them (straight into
+//! messages it sends (built with `cardplane_testkit::net`), as JSON bodies (over HTTP) or parsed as the routes parse them (straight into
 //! the engine, when a test must decide what one batch holds).
 
 use cardplane_api::routes::network::{
@@ -7,7 +7,7 @@ use cardplane_api::routes::network::{
 };
 use cardplane_domain::api_key::Permission;
 use cardplane_domain::network::{NetworkMessage, ReversalMessage};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::{Creds, TestApp, TestTenant};
 
@@ -19,12 +19,8 @@ pub struct Network {
 }
 
 /// A card the network knows the PAN of.
-#[derive(Debug, Clone)]
-pub struct NetCard {
-    pub id: String,
-    pub pan: String,
-    pub expiration: String,
-}
+pub use cardplane_testkit::http::RevealedCard as NetCard;
+pub use cardplane_testkit::net::{Kind, NetMessage, corner_grocery, merchant, ntid};
 
 impl TestApp {
     pub async fn network(&self, funding: i64) -> Network {
@@ -37,83 +33,17 @@ impl TestApp {
     /// A card of `GPR` loaded with `load`, with its PAN revealed.
     pub async fn net_card(&self, net: &Network, load: i64) -> NetCard {
         let c = self.card_with_balance(&net.tenant.sandbox, "GPR", load).await;
-        let id = c["id"].as_str().unwrap().to_owned();
-        let (_, secrets) = self
-            .post(&net.tenant.sandbox, &format!("/cards/{id}/reveal"), &json!({}))
-            .await;
-        NetCard {
-            id,
-            pan: secrets["pan"].as_str().unwrap().into(),
-            expiration: secrets["expiration"].as_str().unwrap().into(),
-        }
+        self.reveal(&net.tenant.sandbox, c["id"].as_str().unwrap()).await
     }
 }
 
-pub fn ntid() -> String {
-    format!("nt_{}", uuid::Uuid::new_v4().simple())
+/// A network message parsed as its route parses it (to hand straight to the engine).
+pub trait Parsed {
+    fn message(self, body: &Value) -> NetworkMessage;
 }
 
-fn merchant(name: &str) -> Value {
-    json!({"id": "m_1", "name": name, "mcc": "5411", "country": "USA", "city": "New York"})
-}
-
-pub fn authorization(card: &NetCard, id: &str, amount: i64) -> Value {
-    json!({
-        "network_transaction_id": id, "pan": card.pan, "expiration": card.expiration, "amount": amount,
-        "currency": "USD", "merchant": merchant("Corner Grocery"), "entry_mode": "chip",
-        "partial_approval_supported": false
-    })
-}
-
-pub fn incremental(card: &NetCard, id: &str, original: &str, amount: i64) -> Value {
-    let mut body = authorization(card, id, amount);
-    body["original_network_transaction_id"] = json!(original);
-    body
-}
-
-pub fn reversal(id: &str, original: &str, amount: Option<i64>) -> Value {
-    let mut body = json!({"network_transaction_id": id, "original_network_transaction_id": original});
-    if let Some(a) = amount {
-        body["amount"] = json!(a);
-    }
-    body
-}
-
-pub fn clearing(id: &str, original: &str, amount: i64) -> Value {
-    json!({"network_transaction_id": id, "original_network_transaction_id": original, "amount": amount, "currency": "USD"})
-}
-
-/// A clearing with no authorization behind it.
-pub fn force_post(card: &NetCard, id: &str, amount: i64) -> Value {
-    json!({"network_transaction_id": id, "pan": card.pan, "amount": amount, "currency": "USD",
-           "merchant": merchant("Corner Grocery")})
-}
-
-pub fn refund(card: &NetCard, id: &str, amount: i64) -> Value {
-    force_post(card, id, amount)
-}
-
-/// Which network endpoint a body goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Authorization,
-    Reversal,
-    Clearing,
-    Refund,
-}
-
-impl Kind {
-    pub fn path(self) -> &'static str {
-        match self {
-            Kind::Authorization => "/network/authorizations",
-            Kind::Reversal => "/network/reversals",
-            Kind::Clearing => "/network/clearings",
-            Kind::Refund => "/network/refunds",
-        }
-    }
-
-    /// The body parsed as its route parses it.
-    pub fn message(self, body: &Value) -> NetworkMessage {
+impl Parsed for Kind {
+    fn message(self, body: &Value) -> NetworkMessage {
         match self {
             Kind::Authorization => {
                 let req: NetworkAuthorizationRequest = serde_json::from_value(body.clone()).unwrap();

@@ -1239,10 +1239,7 @@ async fn every_api_mutation_and_reveal_is_audited_and_exported(app: TestApp) {
     app.program(&t.sandbox, "GPR", "411111", 1_000_000).await;
     let card = app.card_with_balance(&t.sandbox, "GPR", 100).await;
     let card_id = card["id"].as_str().unwrap();
-    let (status, _) = app
-        .post(&t.sandbox, &format!("/cards/{card_id}/reveal"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    app.reveal(&t.sandbox, card_id).await;
     let (status, _) = app.post(&t.sandbox, "/cardholders", &json!({"first_name": 1})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 

@@ -24,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::net::NetMessage;
 use crate::support::{Creds, TestApp, captured_logs, seed_cardholder};
 
 const BULK_CARDS: usize = 10_000;
@@ -292,12 +293,9 @@ async fn no_secret_reaches_logs_or_the_database_at_scale(app: TestApp) {
         .map(|c| c["card"]["id"].as_str().unwrap().to_owned())
         .collect();
     for id in api_cards.iter().chain(listed.iter().take(REVEALED)) {
-        let secrets = post(&app, &t, &format!("/cards/{id}/reveal"), json!({})).await;
-        let pan = secrets["pan"].as_str().unwrap().to_owned();
-        known
-            .cvvs
-            .push((pan.clone(), secrets["cvv"].as_str().unwrap().to_owned()));
-        known.pans.insert(pan);
+        let revealed = app.reveal(&t, id).await;
+        known.cvvs.push((revealed.pan.clone(), revealed.cvv));
+        known.pans.insert(revealed.pan);
     }
 
     // Bank-like traffic from four clients over a sample of the bulk cards.
@@ -306,26 +304,22 @@ async fn no_secret_reaches_logs_or_the_database_at_scale(app: TestApp) {
     for (c, chunk) in sample.chunks(TRAFFIC_CARDS / 4).enumerate() {
         let (app, net, chunk) = (app.clone(), net.clone(), chunk.to_vec());
         clients.push(tokio::spawn(async move {
-            let merchant = json!({"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"});
-            for (i, (pan, exp)) in chunk.iter().enumerate() {
+            for (i, card) in chunk.iter().enumerate() {
                 let ntid = format!("s{c}_{i}");
-                let a = post(&app, &net, "/network/authorizations", json!({"network_transaction_id": ntid, "pan": pan,
-                    "expiration": exp, "amount": 1_000 + i64::try_from(i).unwrap(), "currency": "USD", "merchant": merchant}))
-                .await;
+                let auth = NetMessage::authorization(card, 1_000 + i64::try_from(i).unwrap()).id(&ntid);
+                let a = post(&app, &net, auth.path(), auth.into_json()).await;
                 assert_eq!(a["decision"], "approved", "{a}");
                 let follow = match i % 3 {
-                    0 => ("/network/clearings", json!({"network_transaction_id": format!("{ntid}_c"),
-                        "original_network_transaction_id": ntid, "amount": 900, "currency": "USD"})),
-                    1 => ("/network/reversals", json!({"network_transaction_id": format!("{ntid}_r"),
-                        "original_network_transaction_id": ntid})),
-                    _ => ("/network/refunds", json!({"network_transaction_id": format!("{ntid}_f"), "pan": pan,
-                        "amount": 300, "currency": "USD", "merchant": merchant})),
+                    0 => NetMessage::clearing(&ntid, 900).id(format!("{ntid}_c")),
+                    1 => NetMessage::reversal(&ntid).id(format!("{ntid}_r")),
+                    _ => NetMessage::refund(card, 300).id(format!("{ntid}_f")),
                 };
-                post(&app, &net, follow.0, follow.1).await;
+                post(&app, &net, follow.path(), follow.into_json()).await;
                 // A wrong expiry is declined; the PAN in that message must not be logged either.
-                let declined = post(&app, &net, "/network/authorizations", json!({"network_transaction_id": format!("{ntid}_x"),
-                    "pan": pan, "expiration": "2020-01", "amount": 10, "currency": "USD", "merchant": merchant}))
-                .await;
+                let wrong_expiry = NetMessage::authorization(card, 10)
+                    .id(format!("{ntid}_x"))
+                    .set("expiration", "2020-01");
+                let declined = post(&app, &net, wrong_expiry.path(), wrong_expiry.into_json()).await;
                 assert_eq!(declined["decision"], "declined", "{declined}");
             }
         }));
@@ -351,15 +345,9 @@ async fn no_secret_reaches_logs_or_the_database_at_scale(app: TestApp) {
     }
     // A PAN that was never issued, sent by the network: not logged either.
     let stranger = Pan::generate("411111", &mut rng);
-    let answer = post(
-        &app,
-        &net,
-        "/network/authorizations",
-        json!({"network_transaction_id": "stranger",
-        "pan": stranger.expose(), "expiration": "2030-01", "amount": 10, "currency": "USD",
-        "merchant": {"id": "m", "name": "M", "mcc": "5411", "country": "USA", "city": "X"}}),
-    )
-    .await;
+    let unknown_card = (stranger.expose(), "2030-01");
+    let stranger_auth = NetMessage::authorization(&unknown_card, 10).id("stranger");
+    let answer = post(&app, &net, stranger_auth.path(), stranger_auth.into_json()).await;
     assert_eq!(answer["decision"], "declined", "{answer}");
     known.pans.insert(stranger.expose().to_owned());
 

@@ -29,6 +29,12 @@ pub struct Creds {
     pub secret: String,
 }
 
+impl cardplane_testkit::http::Credentials for Creds {
+    fn basic(&self) -> (&str, &str) {
+        (&self.id, &self.secret)
+    }
+}
+
 pub struct TestTenant {
     pub id: String,
     pub sandbox: Creds,
@@ -196,6 +202,11 @@ impl TestApp {
                 .json(body),
         )
         .await
+    }
+
+    /// Reveals a card's PAN, expiration and CVV with a key that may.
+    pub async fn reveal(&self, creds: &Creds, card_id: &str) -> cardplane_testkit::http::RevealedCard {
+        cardplane_testkit::http::reveal(&self.http, &self.base, creds, card_id).await
     }
 
     /// A sandbox network credential: the test plays the card network.

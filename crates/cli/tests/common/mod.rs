@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use cardplane_testkit::TestDb;
+use cardplane_testkit::http::{post, reveal};
 use serde_json::Value;
 
 /// A `cardplane serve` child on port 0 with a fast worker; killed when dropped.
@@ -167,36 +168,10 @@ pub fn provision(database_url: &str, dir: &Path) -> (Creds, Creds) {
     (key, net)
 }
 
-pub async fn post(http: &reqwest::Client, base: &str, creds: &Creds, path: &str, body: &Value) -> (u16, Value) {
-    let r = http
-        .post(format!("{base}{path}"))
-        .basic_auth(&creds.0, Some(&creds.1))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub async fn get(http: &reqwest::Client, base: &str, creds: &Creds, path: &str) -> (u16, Value) {
-    let r = http
-        .get(format!("{base}{path}"))
-        .basic_auth(&creds.0, Some(&creds.1))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+/// A card whose PAN the test has revealed.
+pub type TestCard = cardplane_testkit::http::RevealedCard;
 
 /// A card (PAN, expiry) under a funded program `P` (BIN 411111), loaded with `load` minor units.
-pub struct TestCard {
-    pub id: String,
-    pub pan: String,
-    pub expiration: String,
-}
-
 pub async fn program(http: &reqwest::Client, base: &str, key: &Creds, funding: i64) {
     let (s, body) = post(
         http,
@@ -234,12 +209,5 @@ pub async fn card(http: &reqwest::Client, base: &str, key: &Creds, load: i64) ->
     )
     .await;
     assert_eq!(s, 200, "{card}");
-    let id = card["card"]["id"].as_str().unwrap().to_owned();
-    let (s, secrets) = post(http, base, key, &format!("/cards/{id}/reveal"), &serde_json::json!({})).await;
-    assert_eq!(s, 200, "{secrets}");
-    TestCard {
-        id,
-        pan: secrets["pan"].as_str().unwrap().to_owned(),
-        expiration: secrets["expiration"].as_str().unwrap().to_owned(),
-    }
+    reveal(http, base, key, card["card"]["id"].as_str().unwrap()).await
 }
