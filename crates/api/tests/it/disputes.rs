@@ -119,8 +119,7 @@ fn days_ago(days: i64) -> String {
     Timestamp::now().plus_secs(-days * DAY).to_rfc3339()
 }
 
-async fn a_dispute_goes_from_filing_to_a_won_case(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_dispute_goes_from_filing_to_a_won_case(app: TestApp) {
     let f = fixture(&app, 10_000).await;
     let txn = purchase(&app, &f, 4_000).await;
     assert_eq!(balance(&app, &f).await, 6_000);
@@ -182,8 +181,7 @@ async fn a_dispute_goes_from_filing_to_a_won_case(b: Backend) {
     books_clean(&app).await;
 }
 
-async fn filing_is_refused_for_what_cannot_be_disputed(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn filing_is_refused_for_what_cannot_be_disputed(app: TestApp) {
     let f = fixture(&app, 10_000).await;
 
     // An authorization that is only pending is not disputable.
@@ -276,8 +274,7 @@ async fn filing_is_refused_for_what_cannot_be_disputed(b: Backend) {
     books_clean(&app).await;
 }
 
-async fn a_lost_case_takes_the_credit_back_and_the_program_pays_what_the_card_cannot(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_lost_case_takes_the_credit_back_and_the_program_pays_what_the_card_cannot(app: TestApp) {
     let f = fixture(&app, 5_000).await;
     let txn = purchase(&app, &f, 3_000).await;
     let id = filed_days_ago(&app, &f, &txn, 3_000, "not_as_described", 20).await;
@@ -305,8 +302,7 @@ async fn a_lost_case_takes_the_credit_back_and_the_program_pays_what_the_card_ca
     books_clean(&app).await;
 }
 
-async fn the_resolution_deadline_makes_the_credit_final(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn the_resolution_deadline_makes_the_credit_final(app: TestApp) {
     let f = fixture(&app, 5_000).await;
     let txn = purchase(&app, &f, 1_000).await;
     let d = filed(&app, &f, &txn, 1_000, "cancelled_recurring").await;
@@ -331,8 +327,7 @@ async fn the_resolution_deadline_makes_the_credit_final(b: Backend) {
     books_clean(&app).await;
 }
 
-async fn a_partial_ruling_returns_part_and_withdrawal_returns_the_rest(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn a_partial_ruling_returns_part_and_withdrawal_returns_the_rest(app: TestApp) {
     let f = fixture(&app, 10_000).await;
     let txn = purchase(&app, &f, 2_000).await;
     let d = filed(&app, &f, &txn, 2_000, "incorrect_amount").await;
@@ -398,8 +393,7 @@ fn evidence_form(n: usize) -> reqwest::multipart::Form {
     )
 }
 
-async fn evidence_uploads_at_once_all_land_and_a_representment_carries_its_document(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn evidence_uploads_at_once_all_land_and_a_representment_carries_its_document(app: TestApp) {
     let f = fixture(&app, 10_000).await;
     let txn = purchase(&app, &f, 1_000).await;
     let d = filed(&app, &f, &txn, 1_000, "not_as_described").await;
@@ -429,8 +423,7 @@ async fn evidence_uploads_at_once_all_land_and_a_representment_carries_its_docum
     assert_eq!(got["dispute"]["status"], "representment");
 }
 
-async fn retries_replay_and_other_tenants_and_environments_see_nothing(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn retries_replay_and_other_tenants_and_environments_see_nothing(app: TestApp) {
     let f = fixture(&app, 10_000).await;
     let txn = purchase(&app, &f, 1_000).await;
     let body = json!({"amount": 300, "reason": "duplicate_processing"});
@@ -464,8 +457,7 @@ async fn retries_replay_and_other_tenants_and_environments_see_nothing(b: Backen
     assert_error(status, &body, StatusCode::FORBIDDEN, "permission_error", "sandbox_only");
 }
 
-async fn operators_work_the_queue_and_read_the_report(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn operators_work_the_queue_and_read_the_report(app: TestApp) {
     let root = admin(&app).await;
     let f = fixture(&app, 10_000).await;
     let txn = purchase(&app, &f, 1_000).await;
@@ -591,8 +583,7 @@ async fn operators_work_the_queue_and_read_the_report(b: Backend) {
 
 /// Random steps by custodian, network and clock over many cases: every answer is a 2xx or a
 /// documented 4xx, and the books balance at the end.
-async fn the_books_balance_after_a_randomized_dispute_workload(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn the_books_balance_after_a_randomized_dispute_workload(app: TestApp) {
     let f = fixture(&app, 50_000).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut ids = Vec::new();
@@ -695,8 +686,7 @@ async fn the_scheduled_job_grants_due_credit_as_the_policy_says(b: Backend) {
 }
 
 /// Every dispute answer, custodian's and operators', matches the schema the document gives it.
-async fn dispute_answers_match_the_openapi_document(b: Backend) {
-    let Some(app) = TestApp::spawn(b).await else { return };
+async fn dispute_answers_match_the_openapi_document(app: TestApp) {
     let root = admin(&app).await;
     let f = fixture(&app, 10_000).await;
     let txn = purchase(&app, &f, 1_000).await;
@@ -744,8 +734,8 @@ async fn dispute_answers_match_the_openapi_document(b: Backend) {
     check(Method::POST, "/disputes/{dispute_id}/withdraw", status, &body);
 }
 
-both_backends!(
-    the_scheduled_job_grants_due_credit_as_the_policy_says,
+both_backends!(the_scheduled_job_grants_due_credit_as_the_policy_says,);
+app_tests!(
     dispute_answers_match_the_openapi_document,
     a_dispute_goes_from_filing_to_a_won_case,
     filing_is_refused_for_what_cannot_be_disputed,
