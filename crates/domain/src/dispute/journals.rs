@@ -30,19 +30,21 @@ fn journal(
     Journal::new(&d.tenant_id, d.environment, kind, what.to_owned(), entries, now)
 }
 
-/// Provisional credit: from the program's dispute account to the card.
+/// Provisional credit for what is disputed and not credited yet: from the program's dispute
+/// account to the card.
 pub fn provisional_credit_journal(
     d: &Dispute,
     accounts: &DisputeAccounts,
     now: Timestamp,
 ) -> Result<Journal, LedgerError> {
+    let due = d.amount - d.provisional_credit;
     journal(
         d,
         JournalKind::DisputeProvisionalCredit,
         "Dispute provisional credit",
         vec![
-            (accounts.disputes.clone(), Direction::Debit, d.amount),
-            (d.account_id.clone(), Direction::Credit, d.amount),
+            (accounts.disputes.clone(), Direction::Debit, due),
+            (d.account_id.clone(), Direction::Credit, due),
         ],
         now,
     )
@@ -93,8 +95,9 @@ pub fn chargeback_journal(
     )
 }
 
-/// A provisional credit that became final without a recovery (the deadline passed): the program
-/// bears it, from its losses account.
+/// The whole disputed amount, credited, made final without a recovery (the resolution deadline
+/// passed): the program bears it, from its losses account. Post it after the credit of whatever
+/// was not granted yet.
 pub fn credit_made_final_journal(
     d: &Dispute,
     accounts: &DisputeAccounts,
@@ -105,8 +108,8 @@ pub fn credit_made_final_journal(
         JournalKind::DisputeCreditFinal,
         "Dispute provisional credit made final",
         vec![
-            (accounts.losses.clone(), Direction::Debit, d.provisional_credit),
-            (accounts.disputes.clone(), Direction::Credit, d.provisional_credit),
+            (accounts.losses.clone(), Direction::Debit, d.amount),
+            (accounts.disputes.clone(), Direction::Credit, d.amount),
         ],
         now,
     )

@@ -317,4 +317,20 @@ fn the_journals_balance_and_spare_the_card_its_floor() {
             .iter()
             .any(|e| e.account_id == d.account_id && e.delta() == 800)
     );
+    // The resolution deadline with nothing granted: the card is credited all of it, and the
+    // losses account takes the whole amount off the dispute account, which ends at zero.
+    let credit = provisional_credit_journal(&d, &accounts, now).unwrap();
+    let made_final = credit_made_final_journal(&d, &accounts, now).unwrap();
+    made_final.assert_balanced();
+    let on = |account: &AccountId| -> i64 {
+        [&credit, &made_final]
+            .iter()
+            .flat_map(|j| j.entries.iter())
+            .filter(|e| &e.account_id == account)
+            .map(|e| e.delta())
+            .sum()
+    };
+    assert_eq!(on(&d.account_id), 800);
+    assert_eq!(on(&accounts.disputes), 0);
+    assert_eq!(on(&accounts.losses), -800);
 }

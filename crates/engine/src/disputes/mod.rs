@@ -360,14 +360,11 @@ impl DisputeDesk {
             let granted = d.provisional_credit;
             if event == DisputeEvent::ResolutionDeadlinePassed {
                 // Regulation E: the cardholder keeps the whole amount; the program bears it.
-                let mut credited = d.clone();
                 if granted < d.amount {
-                    credited.amount = d.amount - granted;
-                    journals.push(provisional_credit_journal(&credited, &accounts, now).map_err(StoreError::other)?);
+                    journals.push(provisional_credit_journal(d, &accounts, now).map_err(StoreError::other)?);
                     events.insert(0, EventType::DisputeProvisionalCreditGranted);
                 }
-                credited.provisional_credit = d.amount;
-                journals.push(credit_made_final_journal(&credited, &accounts, now).map_err(StoreError::other)?);
+                journals.push(credit_made_final_journal(d, &accounts, now).map_err(StoreError::other)?);
                 next.provisional_credit = d.amount;
             } else {
                 if recovered > 0 {

@@ -16,7 +16,6 @@ use cardplane_domain::ids::{
 use cardplane_domain::ledger::AccountKind;
 use cardplane_domain::money::Currency;
 use cardplane_domain::page::{Cursor, Page, PageRequest};
-use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 pub use records::{
@@ -319,21 +318,31 @@ impl DisputeStore for SqlStore {
         program: &ProgramId,
         now: Timestamp,
     ) -> Result<cardplane_domain::dispute::DisputeAccounts, StoreError> {
-        let find = |kind: AccountKind| {
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE program_id = $1 AND kind = $2");
-            async move {
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(program.as_str())
-                    .bind(kind.as_str())
-                    .fetch_optional(self.db.reader())
-                    .await
-            }
+        // One read of the program's three accounts; a second only when the disputes account had
+        // to be opened.
+        let read = || async {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE program_id = $1 AND kind IN ($2, $3, $4)");
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(program.as_str())
+                .bind(AccountKind::ProgramDisputes.as_str())
+                .bind(AccountKind::ProgramSettlement.as_str())
+                .bind(AccountKind::ProgramLosses.as_str())
+                .fetch_all(self.db.reader())
+                .await?;
+            rows.iter()
+                .map(account_from_row)
+                .collect::<Result<Vec<_>, StoreError>>()
         };
-        if find(AccountKind::ProgramDisputes).await?.is_none() {
-            let settlement = find(AccountKind::ProgramSettlement)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            let settlement = account_from_row(&settlement)?;
+        let id_of = |accounts: &[cardplane_domain::ledger::Account], kind: AccountKind| {
+            accounts.iter().find(|a| a.kind == kind).map(|a| a.id.clone())
+        };
+        let mut accounts = read().await?;
+        if id_of(&accounts, AccountKind::ProgramDisputes).is_none() {
+            let currency = accounts
+                .iter()
+                .find(|a| a.kind == AccountKind::ProgramSettlement)
+                .ok_or(StoreError::NotFound)?
+                .currency;
             // Programs made before disputes existed get their account on first use; two
             // processes opening it at once leave one (the unique index on program and kind).
             sqlx::query(
@@ -346,18 +355,17 @@ impl DisputeStore for SqlStore {
             .bind(scope.environment.as_str())
             .bind(program.as_str())
             .bind(AccountKind::ProgramDisputes.as_str())
-            .bind(settlement.currency.code())
+            .bind(currency.code())
             .bind(now.as_micros())
             .execute(self.db.writer())
             .await?;
+            accounts = read().await?;
         }
-        let id_of = |row: Option<AnyRow>| -> Result<AccountId, StoreError> {
-            Ok(account_from_row(&row.ok_or(StoreError::NotFound)?)?.id)
-        };
+        let id = |kind| id_of(&accounts, kind).ok_or(StoreError::NotFound);
         Ok(cardplane_domain::dispute::DisputeAccounts {
-            disputes: id_of(find(AccountKind::ProgramDisputes).await?)?,
-            settlement: id_of(find(AccountKind::ProgramSettlement).await?)?,
-            losses: id_of(find(AccountKind::ProgramLosses).await?)?,
+            disputes: id(AccountKind::ProgramDisputes)?,
+            settlement: id(AccountKind::ProgramSettlement)?,
+            losses: id(AccountKind::ProgramLosses)?,
         })
     }
 
@@ -377,10 +385,20 @@ impl DisputeStore for SqlStore {
             .fetch_all(self.db.reader())
             .await?;
         let mut due = Vec::with_capacity(rows.len());
+        // One policy read per program, not per case.
+        let mut policies: std::collections::HashMap<ProgramId, DisputePolicy> = std::collections::HashMap::new();
         for row in &rows {
             let record = dispute_from_row(row)?;
             let kyc: String = row.try_get("kyc_status")?;
-            let policy = self.dispute_policy(&record.dispute.program_id).await?;
+            let program = &record.dispute.program_id;
+            let policy = match policies.get(program) {
+                Some(p) => *p,
+                None => {
+                    let p = self.dispute_policy(program).await?;
+                    policies.insert(program.clone(), p);
+                    p
+                }
+            };
             due.push(DueDispute {
                 record,
                 policy,
