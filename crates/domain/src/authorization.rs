@@ -48,6 +48,7 @@ crate::wire_enum!(DeclineReason {
     OriginalNotFound => "original_not_found",
     OriginalNotPending => "original_not_pending",
     BalanceLimit => "balance_limit_exceeded",
+    AuthorizationRule => "authorization_rule",
 });
 
 impl DeclineReason {
@@ -71,6 +72,8 @@ impl DeclineReason {
             DeclineReason::OriginalNotFound => ResponseCode::UnableToLocate,
             DeclineReason::OriginalNotPending => ResponseCode::InvalidTransaction,
             DeclineReason::BalanceLimit => ResponseCode::InvalidAmount,
+            // The rule's own code is answered; this is its default.
+            DeclineReason::AuthorizationRule => ResponseCode::SuspectedFraud,
         }
     }
 }

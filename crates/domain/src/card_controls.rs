@@ -70,6 +70,18 @@ pub fn applicable(card: &Card, program: &Program, tenant_controls: &[SpendContro
     applied
 }
 
+/// What a transaction counts toward spend controls and velocity limits: an approved
+/// authorization (pending, complete or reversed) by its authorized amount less what was
+/// reversed; `None` for anything else (declined, expired, force posts, refunds).
+pub fn limit_usage(t: &Transaction) -> Option<i64> {
+    let counts = t.kind == TransactionKind::Authorization
+        && matches!(
+            t.state,
+            TransactionState::Pending | TransactionState::Complete | TransactionState::Reversed
+        );
+    counts.then(|| t.authorized_amount - t.reversed_amount)
+}
+
 /// A control's usage in its current window, kept up to date as a batch changes transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackedUsage {
@@ -93,18 +105,12 @@ impl TrackedUsage {
 
     /// What `t` adds to this usage: (amount, count).
     pub fn counted(&self, t: &Transaction) -> (i64, i64) {
-        let counts = t.kind == TransactionKind::Authorization
-            && matches!(
-                t.state,
-                TransactionState::Pending | TransactionState::Complete | TransactionState::Reversed
-            )
-            && self.control.covers(t)
+        let counts = self.control.covers(t)
             && self.window_start.is_some_and(|start| t.created_at >= start)
             && (self.control.limit.mccs.is_empty() || self.control.limit.mccs.contains(&t.merchant.mcc));
-        if counts {
-            (t.authorized_amount - t.reversed_amount, 1)
-        } else {
-            (0, 0)
+        match limit_usage(t) {
+            Some(amount) if counts => (amount, 1),
+            _ => (0, 0),
         }
     }
 

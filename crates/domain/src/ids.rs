@@ -104,6 +104,9 @@ define_id!(DocumentId, "doc");
 define_id!(AuditEntryId, "aud");
 define_id!(DisputeId, "dsp");
 define_id!(DisputeNoteId, "dspnote");
+define_id!(AuthorizationRuleId, "arule");
+define_id!(BacktestId, "abt");
+define_id!(AlertId, "alrt");
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 #[macro_use]
 mod wire_enum;
 
+pub mod alert;
 pub mod api_key;
 pub mod audit;
 pub mod authorization;
@@ -30,6 +31,7 @@ pub mod page;
 pub mod pan;
 pub mod people;
 pub mod program;
+pub mod rules;
 pub mod tenant;
 pub mod time;
 pub mod totp;

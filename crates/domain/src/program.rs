@@ -84,6 +84,8 @@ pub struct Program {
     /// Custodian-authority programs: where and how to ask for funds.
     pub custodian: Option<CustodianConfig>,
     pub status: ProgramStatus,
+    /// Authorizations scoring at least this raise a risk alert (`rules::risk`).
+    pub risk_alert_threshold: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -133,8 +133,8 @@ impl ProgramStore for SqlStore {
         let inserted = sqlx::query(
             "INSERT INTO programs (id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
              form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, updated_at, \
-             merchant_rules, custodian) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             merchant_rules, custodian, risk_alert_threshold) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(p.id.as_str())
         .bind(scope.tenant_id.as_str())
@@ -156,6 +156,7 @@ impl ProgramStore for SqlStore {
         .bind(p.updated_at.as_micros())
         .bind(rules_to_json(&p.merchant_rules))
         .bind(custodian_to_json(&p.custodian))
+        .bind(p.risk_alert_threshold)
         .execute(&mut *tx)
         .await;
         match inserted.map_err(StoreError::from) {
@@ -186,7 +187,7 @@ impl ProgramStore for SqlStore {
         let done = sqlx::query(
             "UPDATE programs SET name = $4, card_lifetime_years = $5, form_factors = $6, design_keys = $7, spend_controls = $8, \
              minimum_cardholder_age = $9, kyc_required = $10, status = $11, updated_at = $12, merchant_rules = $14, \
-             custodian = $15 WHERE tenant_id = $1 AND environment = $2 AND id = $3 AND updated_at = $13",
+             custodian = $15, risk_alert_threshold = $16 WHERE tenant_id = $1 AND environment = $2 AND id = $3 AND updated_at = $13",
         )
         .bind(scope.tenant_id.as_str())
         .bind(scope.environment.as_str())
@@ -203,6 +204,7 @@ impl ProgramStore for SqlStore {
         .bind(expected_updated_at.as_micros())
         .bind(rules_to_json(&p.merchant_rules))
         .bind(custodian_to_json(&p.custodian))
+        .bind(p.risk_alert_threshold)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {

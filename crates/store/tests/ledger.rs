@@ -79,6 +79,7 @@ async fn books(store: &SqlStore, bin: &str, card_accounts: usize) -> Books {
         minimum_cardholder_age: 18,
         kyc_required: true,
         merchant_rules: Default::default(),
+        risk_alert_threshold: 800,
         custodian: None,
         status: ProgramStatus::Active,
         created_at: now,

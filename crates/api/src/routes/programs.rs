@@ -113,6 +113,8 @@ pub struct CreateProgramRequest {
     pub merchant_rules: Option<MerchantRulesRequest>,
     /// Required for custodian_authority programs.
     pub custodian: Option<CustodianRequest>,
+    /// Authorizations with a risk score (0-999) at or above this raise an alert. Default 800.
+    pub risk_alert_threshold: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -128,6 +130,19 @@ pub struct UpdateProgramRequest {
     pub minimum_cardholder_age: Option<u8>,
     pub kyc_required: Option<bool>,
     pub merchant_rules: Option<MerchantRulesRequest>,
+    /// 0 to 1000 (1000: never).
+    pub risk_alert_threshold: Option<i64>,
+}
+
+fn parse_risk_threshold(raw: i64) -> Result<i64, FieldError> {
+    if (0..=1000).contains(&raw) {
+        Ok(raw)
+    } else {
+        Err(FieldError::invalid(
+            "risk_alert_threshold",
+            "must be from 0 to 1000 (1000: never)",
+        ))
+    }
 }
 
 fn parse_merchant_rules(raw: &MerchantRulesRequest) -> Result<MerchantRules, FieldError> {
@@ -321,6 +336,10 @@ fn parse_create(
             .unwrap_or_default(),
         custodian,
         status: ProgramStatus::Active,
+        risk_alert_threshold: parse_risk_threshold(
+            req.risk_alert_threshold
+                .unwrap_or(cardplane_domain::alert::RISK_ALERT_THRESHOLD_DEFAULT),
+        )?,
         created_at: now,
         updated_at: now,
     })
@@ -435,6 +454,9 @@ pub async fn update_program(
     }
     if let Some(rules) = &req.merchant_rules {
         next.merchant_rules = parse_merchant_rules(rules)?;
+    }
+    if let Some(threshold) = req.risk_alert_threshold {
+        next.risk_alert_threshold = parse_risk_threshold(threshold)?;
     }
     next.updated_at = now;
     let view = ProgramView::from(&next);

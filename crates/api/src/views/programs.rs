@@ -52,6 +52,8 @@ pub struct ProgramView {
     pub spend_controls: Vec<SpendLimitView>,
     pub minimum_cardholder_age: u8,
     pub kyc_required: bool,
+    /// Risk scores at or above this raise an alert.
+    pub risk_alert_threshold: i64,
     #[schema(value_type = Object)]
     pub merchant_rules: serde_json::Value,
     /// Custodian-authority programs: the endpoint, deadline and stand-in policy (never the secret).
@@ -80,6 +82,7 @@ impl From<&cardplane_domain::program::Program> for ProgramView {
             spend_controls: p.spend_controls.iter().map(SpendLimitView::from).collect(),
             minimum_cardholder_age: p.minimum_cardholder_age,
             kyc_required: p.kyc_required,
+            risk_alert_threshold: p.risk_alert_threshold,
             merchant_rules: serde_json::json!({
                 "allowed_mccs": p.merchant_rules.allowed_mccs, "blocked_mccs": p.merchant_rules.blocked_mccs,
                 "allowed_countries": p.merchant_rules.allowed_countries, "blocked_countries": p.merchant_rules.blocked_countries,

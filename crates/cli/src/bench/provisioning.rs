@@ -93,6 +93,7 @@ pub(super) async fn try_program(
         minimum_cardholder_age: 18,
         kyc_required: true,
         merchant_rules: Default::default(),
+        risk_alert_threshold: 800,
         custodian: None,
         status: ProgramStatus::Active,
         created_at: now,

@@ -4,6 +4,7 @@
 //! refund credits the card; an expired hold is released. The card never overdraws: what it cannot
 //! pay of a final posting comes from the program's losses account.
 
+use crate::alert::Alert;
 use crate::authorization::{
     AuthorizationRequest, CustodianVerdict, Decision, DecisionInput, DeclineReason, Funds, Merchant, ResponseCode,
     TraceStep, Transaction, TransactionKind, TransactionState, authorization_code, clearing_cap, decide, hold_ttl_secs,
@@ -15,6 +16,7 @@ use crate::ids::TransactionId;
 use crate::ledger::{Direction, Journal, JournalKind};
 use crate::money::Money;
 use crate::network::books::{Books, PostingRefused, ProgramAccounts};
+use crate::network::screening::{self, CardRules};
 use crate::network::{
     AuthorizationMessage, CustodianOutcome, NetworkAnswer, NetworkDecision, PostingMessage, ReversalMessage,
 };
@@ -29,6 +31,10 @@ pub struct CardContext<'a> {
     pub accounts: &'a ProgramAccounts,
     /// Every control that applies to the card (see `card_controls::applicable`).
     pub controls: &'a [AppliedControl],
+    /// The card's authorization rules (active and in shadow).
+    pub rules: &'a CardRules,
+    /// The cardholder's KYC status, for rules.
+    pub kyc_status: &'a str,
 }
 
 /// What booking one message produced: its answer, and the transaction it created or changed
@@ -41,6 +47,8 @@ pub struct Booked {
     /// A clearing above the over-capture tolerance: (amount, cap). Posted anyway (clearing is
     /// final); worth a warning.
     pub over_capture: Option<(i64, i64)>,
+    /// Fraud alerts the authorization raised.
+    pub alerts: Vec<Alert>,
 }
 
 impl Booked {
@@ -50,6 +58,7 @@ impl Booked {
             created: None,
             updated: None,
             over_capture: None,
+            alerts: Vec::new(),
         }
     }
 }
@@ -180,6 +189,9 @@ pub fn authorize(
         // Only a custodian's approval can ask for more than the account may hold.
         decision = over_the_balance_limit(decision);
     }
+    let screening = screening::screen(msg, card, ctx.program, ctx.kyc_status, ctx.rules, books, now);
+    // The network's stand-in advice was approved already: screened and traced, never declined.
+    let decision = screening::apply(decision, &screening, !msg.stand_in_advice);
     let hold = hold_for(&decision, msg.stand_in_advice, msg.amount, spendable);
     let (sent_at, answered_at) = custodian.map_or((None, None), |c| (c.sent_at, c.answered_at));
     let t = Transaction {
@@ -239,7 +251,10 @@ pub fn authorize(
         stand_in: decision.stand_in,
     };
     books.record(t.clone());
+    books.observe_risk(&card.id, &screening::attempt(msg, now), t.authorized_amount);
+    let testing_due = screening.risk.card_testing && books.take_testing_alert(&card.id, now);
     Booked {
+        alerts: screening::alerts(&t, ctx.program, &screening, testing_due),
         created: Some(t),
         ..Booked::answer(answer)
     }

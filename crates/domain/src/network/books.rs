@@ -5,12 +5,16 @@
 //! at the end to be written in one go.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::authorization::{ControlUsage, Transaction};
 use crate::card_controls::{AppliedControl, TrackedUsage};
 use crate::environment::Environment;
-use crate::ids::{AccountId, TransactionId};
+use crate::ids::{AccountId, CardId, TransactionId};
 use crate::ledger::{Account, Journal, LedgerError, balance_after};
+use crate::rules::risk::{Attempt, RiskProfile};
+use crate::rules::velocity::{CounterSpec, VelocityBook};
+use crate::time::Timestamp;
 
 /// The program accounts a posting touches besides the card's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +50,11 @@ pub struct Books {
     updated: Vec<TransactionId>,
     postings: Vec<Posting>,
     usages: Vec<TrackedUsage>,
+    velocity: VelocityBook,
+    /// The velocity counters each card's transactions move (its active and draft rules').
+    counters: HashMap<CardId, Vec<(String, Arc<CounterSpec>)>>,
+    risk: HashMap<CardId, RiskProfile>,
+    risk_changed: Vec<CardId>,
 }
 
 impl Books {
@@ -74,6 +83,54 @@ impl Books {
             self.authorizations
                 .insert((t.environment, t.network_transaction_id.clone()), t.id.clone());
         }
+    }
+
+    /// Adds what fraud screening reads and keeps: velocity counters as loaded, which counters
+    /// each card moves, and the cards' risk profiles.
+    #[must_use]
+    pub fn with_screening(
+        mut self,
+        velocity: VelocityBook,
+        counters: HashMap<CardId, Vec<(String, Arc<CounterSpec>)>>,
+        risk: HashMap<CardId, RiskProfile>,
+    ) -> Books {
+        self.velocity = velocity;
+        self.counters = counters;
+        self.risk = risk;
+        self
+    }
+
+    pub fn velocity(&self) -> &VelocityBook {
+        &self.velocity
+    }
+
+    /// The card's risk profile as it stands in this batch (empty for a card never seen).
+    pub fn risk_profile(&self, card: &CardId) -> RiskProfile {
+        self.risk.get(card).cloned().unwrap_or_default()
+    }
+
+    fn risk_mut(&mut self, card: &CardId) -> &mut RiskProfile {
+        if !self.risk_changed.contains(card) {
+            self.risk_changed.push(card.clone());
+        }
+        self.risk.entry(card.clone()).or_default()
+    }
+
+    pub(crate) fn observe_risk(&mut self, card: &CardId, attempt: &Attempt<'_>, approved_amount: i64) {
+        self.risk_mut(card)
+            .observe(attempt, approved_amount > 0, approved_amount);
+    }
+
+    pub(crate) fn take_testing_alert(&mut self, card: &CardId, at: Timestamp) -> bool {
+        self.risk_mut(card).take_testing_alert(at)
+    }
+
+    /// Profiles this batch changed, to write back.
+    pub fn risk_changes(&self) -> Vec<(&CardId, &RiskProfile)> {
+        self.risk_changed
+            .iter()
+            .filter_map(|id| self.risk.get(id).map(|p| (id, p)))
+            .collect()
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -162,6 +219,9 @@ impl Books {
         let before = self.transactions.get(&t.id);
         for usage in &mut self.usages {
             usage.record(before, &t);
+        }
+        if let Some(specs) = self.counters.get(&t.card_id) {
+            self.velocity.record(specs, before, &t);
         }
         match before {
             None => self.created.push(t.id.clone()),

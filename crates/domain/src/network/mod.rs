@@ -4,9 +4,11 @@
 
 mod booking;
 mod books;
+mod screening;
 
 pub use booking::{Booked, CardContext, authorize, clear, expire, hold_for, refund, reverse, stand_in_advice};
 pub use books::{Books, Posting, ProgramAccounts};
+pub use screening::{CardRules, Screening};
 
 use crate::authorization::{CustodianVerdict, DeclineReason, Merchant, ResponseCode};
 use crate::ids::TransactionId;

@@ -437,6 +437,7 @@ struct Context<'a> {
 }
 
 const NO_CONTROLS: &[AppliedControl] = &[];
+static NO_RULES: std::sync::LazyLock<network::CardRules> = std::sync::LazyLock::new(network::CardRules::default);
 
 impl Context<'_> {
     fn target(&self, card: Option<&Card>) -> Option<CardContext<'_>> {
@@ -447,6 +448,8 @@ impl Context<'_> {
             program: &known.program,
             accounts: &known.accounts,
             controls: self.controls.get(&card.id).map_or(NO_CONTROLS, Vec::as_slice),
+            rules: &NO_RULES,
+            kyc_status: "",
         })
     }
 

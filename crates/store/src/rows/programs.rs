@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 
 pub(crate) const PROGRAM_COLUMNS: &str = "id, tenant_id, environment, program_id, name, network, bin, currency, card_lifetime_years, \
     form_factors, design_keys, funding_model, spend_controls, minimum_cardholder_age, kyc_required, status, created_at, \
-    updated_at, merchant_rules, custodian";
+    updated_at, merchant_rules, custodian, risk_alert_threshold";
 
 pub(crate) fn program_from_row(row: &AnyRow) -> Result<Program, StoreError> {
     let bad = |what: &str| StoreError::corrupt(format!("stored program {what}"));
@@ -51,6 +51,7 @@ pub(crate) fn program_from_row(row: &AnyRow) -> Result<Program, StoreError> {
         merchant_rules: rules_from_json(&row.try_get::<String, _>("merchant_rules")?)?,
         custodian: custodian_from_json(row.try_get("custodian")?)?,
         status: ProgramStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        risk_alert_threshold: row.try_get("risk_alert_threshold")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
