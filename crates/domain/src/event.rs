@@ -33,6 +33,11 @@ crate::wire_enum!(EventType {
     WebhookEndpointUpdated => "webhook_endpoint.updated",
     WebhookEndpointDeleted => "webhook_endpoint.deleted",
     WebhookEndpointDisabled => "webhook_endpoint.disabled",
+    AuthorizationRuleCreated => "authorization_rule.created",
+    AuthorizationRuleUpdated => "authorization_rule.updated",
+    AuthorizationRuleBacktestCompleted => "authorization_rule.backtest.completed",
+    AlertCreated => "alert.created",
+    AlertUpdated => "alert.updated",
 });
 
 #[derive(Debug, Clone, PartialEq)]

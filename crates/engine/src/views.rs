@@ -188,3 +188,61 @@ impl From<&cardplane_domain::webhook::WebhookEndpoint> for EndpointView {
         }
     }
 }
+
+/// A fraud alert, as `GET /alerts/{id}` and the `alert.*` events show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AlertView {
+    #[schema(example = "alrt_0193a0c4e8f07c3a9b1d2e4f5a6b7c8d")]
+    pub id: String,
+    pub livemode: bool,
+    /// rule_review, risk_score or card_testing.
+    pub kind: String,
+    /// open, assigned or resolved.
+    pub status: String,
+    pub card_id: String,
+    pub cardholder_id: String,
+    pub program_id: String,
+    pub transaction_id: String,
+    /// The review rule that raised it (rule_review).
+    pub rule_id: Option<String>,
+    pub rule_version: Option<i64>,
+    /// The authorization's risk score, 0-999.
+    pub risk_score: i64,
+    /// What the rule saw, or the score's factors.
+    pub detail: String,
+    pub assignee_id: Option<String>,
+    /// fraud or not_fraud, once resolved.
+    pub resolution: Option<String>,
+    pub resolution_note: Option<String>,
+    /// The resolution froze the card.
+    pub card_frozen: bool,
+    pub resolved_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&cardplane_domain::alert::Alert> for AlertView {
+    fn from(a: &cardplane_domain::alert::Alert) -> Self {
+        AlertView {
+            id: a.id.to_string(),
+            livemode: a.environment.livemode(),
+            kind: a.kind.as_str().into(),
+            status: a.status.as_str().into(),
+            card_id: a.card_id.to_string(),
+            cardholder_id: a.cardholder_id.to_string(),
+            program_id: a.program_id.to_string(),
+            transaction_id: a.transaction_id.to_string(),
+            rule_id: a.rule_id.as_ref().map(ToString::to_string),
+            rule_version: a.rule_version,
+            risk_score: a.risk_score,
+            detail: a.detail.clone(),
+            assignee_id: a.assignee.as_ref().map(ToString::to_string),
+            resolution: a.resolution.map(|r| r.as_str().into()),
+            resolution_note: a.resolution_note.clone(),
+            card_frozen: a.card_frozen,
+            resolved_at: a.resolved_at.map(|t| t.to_rfc3339()),
+            created_at: a.created_at.to_rfc3339(),
+            updated_at: a.updated_at.to_rfc3339(),
+        }
+    }
+}
