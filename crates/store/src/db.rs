@@ -123,6 +123,11 @@ fn migrator(backend: Backend) -> Migrator {
                 include_str!("../migrations/0025_dispute_accounts.postgres.sql"),
             ),
         },
+        migration(
+            26,
+            "authorization rules",
+            include_str!("../migrations/0026_authorization_rules.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(
