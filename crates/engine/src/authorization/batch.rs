@@ -151,7 +151,10 @@ impl Batcher {
         let mut program_rules = HashMap::new();
         for (id, version, rules_version) in cards.program_versions() {
             let known = self.programs.current(batch, &id, version).await?;
-            program_rules.insert(id.clone(), self.rules.current(batch, &known.program, rules_version).await?);
+            program_rules.insert(
+                id.clone(),
+                self.rules.current(batch, &known.program, rules_version).await?,
+            );
             programs.insert(id.clone(), known);
         }
         let card_rules: HashMap<CardId, CardRules> = cards
@@ -175,7 +178,10 @@ impl Batcher {
             .await?;
         let mut accounts: Vec<Account> = cards.accounts();
         accounts.extend(program_accounts);
-        let counters = card_rules.iter().map(|(id, r)| (id.clone(), card_counters(r))).collect();
+        let counters = card_rules
+            .iter()
+            .map(|(id, r)| (id.clone(), card_counters(r)))
+            .collect();
         let books = Books::new(accounts, transactions, controls.usages).with_screening(
             screening.velocity,
             counters,

@@ -103,7 +103,12 @@ impl RuleSets {
         program: &Program,
         stamp: i64,
     ) -> Result<Arc<ProgramRules>, StoreError> {
-        let cached = self.by_program.read().expect("rules cache lock").get(&program.id).cloned();
+        let cached = self
+            .by_program
+            .read()
+            .expect("rules cache lock")
+            .get(&program.id)
+            .cloned();
         if let Some(rules) = cached.filter(|r| r.stamp == stamp) {
             return Ok(rules);
         }
@@ -147,7 +152,11 @@ pub(crate) async fn read_for_screening(
                 ControlScopeKind::Program => card.program.as_str(),
             };
             oldest = oldest.min(first_bucket(&v.window, v.spec.bucket_secs, now));
-            keys.push((v.counter.clone(), scope_id.to_owned(), v.spec.scope != ControlScopeKind::Card));
+            keys.push((
+                v.counter.clone(),
+                scope_id.to_owned(),
+                v.spec.scope != ControlScopeKind::Card,
+            ));
         }
     }
     keys.sort_unstable();

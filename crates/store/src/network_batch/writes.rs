@@ -2,13 +2,13 @@
 
 use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
+use cardplane_domain::alert::Alert;
 use cardplane_domain::authorization::Transaction;
 use cardplane_domain::event::Event;
-use cardplane_domain::alert::Alert;
 use cardplane_domain::ids::{AccountId, CardId};
+use cardplane_domain::network::Posting;
 use cardplane_domain::rules::risk::RiskProfile;
 use cardplane_domain::rules::velocity::CounterRow;
-use cardplane_domain::network::Posting;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::recordset::{Col, RecordSet, V};
