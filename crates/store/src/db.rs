@@ -123,6 +123,11 @@ fn migrator(backend: Backend) -> Migrator {
                 include_str!("../migrations/0025_dispute_accounts.postgres.sql"),
             ),
         },
+        migration(
+            30,
+            "health rollups",
+            include_str!("../migrations/0030_health_rollups.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(
