@@ -4,8 +4,10 @@
 //! the binary. Forms are plain HTML forms, so the CSRF token travels as a hidden field.
 
 mod auth;
+mod cards;
 mod chart;
 mod health;
+mod transactions;
 
 use axum::Router;
 use axum::body::Body;
@@ -32,6 +34,11 @@ const STYLESHEET: &str = include_str!("../../assets/console.css");
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/console", get(health::home))
+        .route("/console/transactions", get(transactions::search))
+        .route("/console/transactions/{transaction_id}", get(transactions::detail))
+        .route("/console/cards", get(cards::search))
+        .route("/console/cards/{card_id}", get(cards::detail))
+        .route("/console/cards/{card_id}/{action}", post(cards::act))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -99,7 +106,15 @@ async fn console_session(State(state): State<AppState>, req: Request, next: Next
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| path.clone());
     let action = format!("{} {template}", parts.method);
-    let object = crate::http::extract::object_in_path(&template, &path);
+    // The object is the last `{…_id}` in the path (`/console/cards/{card_id}/{action}`).
+    let object = template
+        .split('/')
+        .zip(path.split('/'))
+        .filter_map(|(t, p)| {
+            let name = t.strip_prefix('{')?.strip_suffix('}')?.strip_suffix("_id")?;
+            Some((name.to_owned(), p.to_owned()))
+        })
+        .last();
     let (body, presented) = if mutating {
         match axum::body::to_bytes(body, FORM_BYTES_MAX).await {
             Ok(bytes) => {
@@ -183,8 +198,8 @@ impl Chrome {
     pub fn nav(&self) -> Vec<(&'static str, Option<&'static str>, bool)> {
         let sections = [
             ("health", "Health", Some("/console")),
-            ("transactions", "Transactions", None),
-            ("cards", "Cardholders & cards", None),
+            ("transactions", "Transactions", Some("/console/transactions")),
+            ("cards", "Cards", Some("/console/cards")),
             ("cases", "Compliance", None),
             ("disputes", "Disputes", None),
             ("alerts", "Alerts", None),
@@ -284,5 +299,19 @@ pub fn money(minor: i64, currency: &str) -> String {
         abs / unit,
         abs % unit,
         width = usize::try_from(exponent).unwrap_or(2)
+    )
+}
+
+/// A moment for display, UTC to the second.
+pub fn when(t: cardplane_domain::Timestamp) -> String {
+    let d = t.to_offset_date_time();
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
     )
 }
