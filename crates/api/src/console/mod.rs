@@ -4,6 +4,7 @@
 //! the binary. Forms are plain HTML forms, so the CSRF token travels as a hidden field.
 
 mod auth;
+mod cardholders;
 mod cards;
 mod chart;
 mod health;
@@ -36,6 +37,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console", get(health::home))
         .route("/console/transactions", get(transactions::search))
         .route("/console/transactions/{transaction_id}", get(transactions::detail))
+        .route("/console/cardholders", get(cardholders::search))
+        .route("/console/cardholders/{cardholder_id}", get(cardholders::detail))
         .route("/console/cards", get(cards::search))
         .route("/console/cards/{card_id}", get(cards::detail))
         .route("/console/cards/{card_id}/{action}", post(cards::act))
@@ -199,6 +202,7 @@ impl Chrome {
         let sections = [
             ("health", "Health", Some("/console")),
             ("transactions", "Transactions", Some("/console/transactions")),
+            ("cardholders", "Cardholders", Some("/console/cardholders")),
             ("cards", "Cards", Some("/console/cards")),
             ("cases", "Compliance", None),
             ("disputes", "Disputes", None),

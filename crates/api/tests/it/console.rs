@@ -572,7 +572,35 @@ async fn cards_are_found_by_last4(app: TestApp) {
     assert!(!page.html.contains("id=\"do-freeze\""));
 }
 
+async fn cardholders_are_found_and_show_kyc_cards_and_balances(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let card = app.net_card(&net, 2_500).await;
+    let (_, c) = app.get(&net.tenant.sandbox, &format!("/cards/{}", card.id)).await;
+    let holder = c["card"]["cardholder_id"].as_str().unwrap().to_owned();
+    let mut b = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    let found = b.get("/console/cardholders?last_name=wilson").await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.html);
+    assert!(found.html.contains(holder.as_str()));
+    let none = b.get("/console/cardholders?email=nobody@example.com").await;
+    assert!(!none.html.contains(holder.as_str()));
+    let page = b.get(&format!("/console/cardholders/{holder}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains("<td id=\"kyc-status\">PASSED"), "{}", page.html);
+    assert!(page.html.contains(card.id.as_str()));
+    assert!(page.html.contains("USD 25.00"), "the card's balance");
+    let checks = between(&page.html, "<table id=\"kyc-checks\">", "</table>").unwrap();
+    assert!(checks.contains("PASSED"));
+    assert!(page.html.contains("ssn ending 0000"), "the document's last four only");
+    assert!(!page.html.contains("490940000"), "never the full document number");
+    assert!(!page.html.contains(&card.pan));
+    assert_eq!(
+        b.get("/console/cardholders/crdhldr_nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 app_tests!(
+    cardholders_are_found_and_show_kyc_cards_and_balances,
     transactions_are_found_by_last4_and_filters_and_show_their_decision_trace,
     a_card_is_frozen_with_a_reason_and_then_declined_by_the_network,
     a_read_only_operator_sees_no_actions_and_a_forged_post_is_refused,
