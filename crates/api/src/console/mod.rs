@@ -6,6 +6,7 @@
 mod auth;
 mod cardholders;
 mod cards;
+mod cases;
 mod chart;
 mod health;
 mod transactions;
@@ -42,6 +43,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/cards", get(cards::search))
         .route("/console/cards/{card_id}", get(cards::detail))
         .route("/console/cards/{card_id}/{action}", post(cards::act))
+        .route("/console/cases", get(cases::queue))
+        .route("/console/cases/{case_id}", get(cases::detail))
+        .route("/console/cases/{case_id}/{action}", post(cases::act))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -204,7 +208,7 @@ impl Chrome {
             ("transactions", "Transactions", Some("/console/transactions")),
             ("cardholders", "Cardholders", Some("/console/cardholders")),
             ("cards", "Cards", Some("/console/cards")),
-            ("cases", "Compliance", None),
+            ("cases", "Compliance", Some("/console/cases")),
             ("disputes", "Disputes", None),
             ("alerts", "Alerts", None),
             ("rules", "Rules", None),

@@ -599,7 +599,113 @@ async fn cardholders_are_found_and_show_kyc_cards_and_balances(app: TestApp) {
     );
 }
 
+async fn a_watchlist_case_is_worked_through_both_approval_steps_by_two_people(app: TestApp) {
+    let tenant = app.tenant().await;
+    let holder = app
+        .cardholder(&tenant.sandbox, &crate::support::seed_cardholder("123450012", None))
+        .await;
+    let holder_id = holder["id"].as_str().unwrap();
+    let mut officer = console_operator(&app, "co@example.com", OperatorRole::ComplianceOfficer).await;
+    let mut admin = console_operator(&app, "admin@example.com", OperatorRole::Admin).await;
+
+    let queue = officer.get("/console/cases").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.html);
+    let case_id = between(&queue.html, "<a href=\"/console/cases/", "\"").expect("the case is queued");
+    assert!(queue.html.contains("watchlist_match"));
+    let path = format!("/console/cases/{case_id}");
+    let page = officer.get(&path).await;
+    assert!(page.html.contains(holder_id));
+    let chain = between(&page.html, "<ol id=\"approval-chain\">", "</ol>").unwrap();
+    assert!(
+        chain.contains("compliance_officer") && chain.contains("admin"),
+        "{chain}"
+    );
+
+    // Assign, an empty note refused in place, a note, then the first approval.
+    let csrf = page.csrf();
+    let assigned = officer
+        .post(&format!("{path}/assign"), &[("csrf_token", &csrf), ("assignee", "me")])
+        .await;
+    assert_eq!(assigned.status, StatusCode::SEE_OTHER, "{}", assigned.html);
+    let empty = officer
+        .post(&format!("{path}/note"), &[("csrf_token", &csrf), ("body", " ")])
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(empty.html.contains("id=\"case-error\""));
+    let noted = officer
+        .post(
+            &format!("{path}/note"),
+            &[
+                ("csrf_token", &csrf),
+                ("body", "Name matches a list entry; DOB differs"),
+            ],
+        )
+        .await;
+    assert_eq!(noted.status, StatusCode::SEE_OTHER);
+    let first = officer
+        .post(
+            &format!("{path}/decide"),
+            &[
+                ("csrf_token", &csrf),
+                ("decision", "approve"),
+                ("comment", "false positive"),
+            ],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.html);
+    let page = officer.get(&path).await;
+    assert!(
+        page.html.contains("<td id=\"case-status\">pending_approval</td>"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("id=\"not-my-turn\""),
+        "the officer cannot take step 2"
+    );
+    let chain = between(&page.html, "<ol id=\"approval-chain\">", "</ol>").unwrap();
+    assert!(
+        chain.contains("approve by co@example.com (compliance_officer)"),
+        "{chain}"
+    );
+    assert!(
+        chain.contains("not by co@example.com (compliance_officer) (four eyes)"),
+        "{chain}"
+    );
+    // Posting anyway is refused in place with the rule's own message.
+    let again = officer
+        .post(
+            &format!("{path}/decide"),
+            &[("csrf_token", &csrf), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.html);
+
+    // The admin takes step 2: the case closes and KYC passes.
+    let page = admin.get(&path).await;
+    assert!(page.html.contains("id=\"do-decide\""));
+    let second = admin
+        .post(
+            &format!("{path}/decide"),
+            &[("csrf_token", &page.csrf()), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER, "{}", second.html);
+    let page = admin.get(&path).await;
+    assert!(
+        page.html.contains("<td id=\"case-status\">approved</td>"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("<span id=\"holder-kyc\">PASSED</span>"));
+    let notes = between(&page.html, "<table id=\"notes\">", "</table>").unwrap();
+    assert!(notes.contains("Name matches a list entry"));
+    let (_, fetched) = app.get(&tenant.sandbox, &format!("/cardholders/{holder_id}")).await;
+    assert_eq!(fetched["cardholder"]["kyc_status"], "PASSED");
+}
+
 app_tests!(
+    a_watchlist_case_is_worked_through_both_approval_steps_by_two_people,
     cardholders_are_found_and_show_kyc_cards_and_balances,
     transactions_are_found_by_last4_and_filters_and_show_their_decision_trace,
     a_card_is_frozen_with_a_reason_and_then_declined_by_the_network,
