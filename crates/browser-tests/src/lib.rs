@@ -147,6 +147,23 @@ impl Server {
         cardplane_testkit::http::reveal(&self.http, &self.base, &net.key, card["card"]["id"].as_str().unwrap()).await
     }
 
+    /// A cardholder whose sandbox KYC answers UNDER_REVIEW with a watchlist match (SSN ...0012),
+    /// which opens a `watchlist_match` case; returns the cardholder id.
+    pub async fn watchlist_cardholder(&self, net: &Network) -> String {
+        let holder = self
+            .api(
+                &net.key,
+                "/cardholders",
+                &json!({"first_name": "Wanda", "last_name": "Listed", "email": "wanda@example.com",
+                        "phone_number": "+16508881112", "date_of_birth": "1980-01-02",
+                        "address": {"street_one": "1 Main St", "locality": "Austin", "region": "TX",
+                                    "postal_code": "73301", "country": "USA"},
+                        "document": {"type": "ssn", "value": "123450012"}}),
+            )
+            .await;
+        holder["cardholder"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// Sends an authorization as the network; returns its answer.
     pub async fn authorize(&self, net: &Network, card: &RevealedCard, amount: i64) -> Value {
         let msg = cardplane_testkit::net::NetMessage::authorization(card, amount);

@@ -194,3 +194,53 @@ async fn a_read_only_operator_sees_no_actions_and_forged_or_tokenless_posts_are_
     assert!(codes.contains(&"csrf_token_invalid"), "{codes:?}");
     chromium.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watchlist_case_is_approved_by_a_compliance_officer_then_a_different_admin() {
+    let server = Server::start().await;
+    let net = server.network().await;
+    let holder = server.watchlist_cardholder(&net).await;
+    let chromium = Chromium::launch().await;
+    let (officer, _) = signed_in(&server, &chromium, "co@example.com", OperatorRole::ComplianceOfficer).await;
+
+    visit(&officer, &server.url("/console/cases")).await;
+    screenshot(&officer, "09-compliance-queue").await;
+    click_and_wait(&officer, "#cases a[href^='/console/cases/']").await;
+    let case_path = path_of(&officer).await;
+    click_and_wait(&officer, "#do-assign").await;
+    fill(
+        &officer,
+        "#note-body",
+        "Name matches a list entry; date of birth differs",
+    )
+    .await;
+    click_and_wait(&officer, "#do-note").await;
+    fill(&officer, "#comment", "false positive").await;
+    click_and_wait(&officer, "#do-decide").await;
+    assert_eq!(text(&officer, "#case-status").await, "pending_approval");
+    assert!(
+        exists(&officer, "#not-my-turn").await,
+        "four eyes: the officer cannot take step 2"
+    );
+    assert!(
+        text(&officer, "#approval-chain")
+            .await
+            .contains("not by co@example.com")
+    );
+    screenshot(&officer, "10-case-first-approval").await;
+
+    // A second person, an admin, in a second browser profile.
+    let admin_browser = Chromium::launch().await;
+    let (admin, _) = signed_in(&server, &admin_browser, "admin@example.com", OperatorRole::Admin).await;
+    visit(&admin, &server.url(&case_path)).await;
+    click_and_wait(&admin, "#do-decide").await;
+    assert_eq!(text(&admin, "#case-status").await, "approved");
+    assert_eq!(text(&admin, "#holder-kyc").await, "PASSED");
+    screenshot(&admin, "11-case-approved").await;
+
+    let (_, fetched) =
+        cardplane_testkit::http::get(&server.http, &server.base, &net.key, &format!("/cardholders/{holder}")).await;
+    assert_eq!(fetched["cardholder"]["kyc_status"], "PASSED");
+    admin_browser.close().await;
+    chromium.close().await;
+}
