@@ -515,7 +515,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "operator {} <{}> created with role {}; sign in at POST /ops/login and enrol TOTP",
+                    "operator {} <{}> created with role {}; sign in at /console (or POST /ops/login) and enrol TOTP",
                     person.id,
                     person.email,
                     person.role.as_str()

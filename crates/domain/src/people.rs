@@ -68,6 +68,9 @@ crate::wire_enum!(Action {
     ExportAudit => "audit.export",
     ViewDisputes => "disputes.read",
     WorkDisputes => "disputes.write",
+    ViewTransactions => "transactions.read",
+    ViewCards => "cards.read",
+    ManageCards => "cards.write",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -80,7 +83,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         Role::Operator(O::Admin) => true,
         Role::Operator(O::ComplianceOfficer) => matches!(
             action,
-            ViewTenants
+            ViewTransactions
+                | ViewCards
+                | ManageCards
+                | ViewTenants
                 | ViewCases
                 | WorkCases
                 | DecideCases
@@ -93,7 +99,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Operator(O::Operations) => matches!(
             action,
-            ViewTenants
+            ViewTransactions
+                | ViewCards
+                | ManageCards
+                | ViewTenants
                 | ViewTenantUsers
                 | ManageTenantUsers
                 | ViewApiKeys
@@ -106,11 +115,20 @@ pub fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Operator(O::Support) => matches!(
             action,
-            ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains | ViewDisputes
+            ViewTransactions
+                | ViewCards
+                | ViewTenants
+                | ViewTenantUsers
+                | ViewApiKeys
+                | ViewCases
+                | ViewApprovalChains
+                | ViewDisputes
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
-            ViewOperators
+            ViewTransactions
+                | ViewCards
+                | ViewOperators
                 | ViewTenants
                 | ViewTenantUsers
                 | ViewApiKeys
@@ -121,10 +139,23 @@ pub fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
-            ViewTenants | ViewTenantUsers | ManageTenantUsers | ViewApiKeys | ManageApiKeys
+            ViewTransactions
+                | ViewCards
+                | ManageCards
+                | ViewTenants
+                | ViewTenantUsers
+                | ManageTenantUsers
+                | ViewApiKeys
+                | ManageApiKeys
         ),
-        Role::Tenant(T::Developer) => matches!(action, ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys),
-        Role::Tenant(T::Viewer) => matches!(action, ViewTenants | ViewTenantUsers | ViewApiKeys),
+        Role::Tenant(T::Developer) => matches!(
+            action,
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys
+        ),
+        Role::Tenant(T::Viewer) => matches!(
+            action,
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys
+        ),
     }
 }
 
@@ -288,6 +319,9 @@ mod tests {
             (ExportAudit,          [true, true,  false, false, false, false, false, false]),
             (ViewDisputes,         [true, true,  true,  true,  true,  false, false, false]),
             (WorkDisputes,         [true, true,  true,  false, false, false, false, false]),
+            (ViewTransactions,     [true, true,  true,  true,  true,  true,  true,  true ]),
+            (ViewCards,            [true, true,  true,  true,  true,  true,  true,  true ]),
+            (ManageCards,          [true, true,  true,  false, false, true,  false, false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

@@ -128,6 +128,16 @@ fn migrator(backend: Backend) -> Migrator {
             "authorization rules",
             include_str!("../migrations/0026_authorization_rules.sql"),
         ),
+        migration(
+            30,
+            "health rollups",
+            include_str!("../migrations/0030_health_rollups.sql"),
+        ),
+        migration(
+            31,
+            "console lookups",
+            include_str!("../migrations/0031_console_lookups.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(
