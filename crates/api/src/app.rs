@@ -28,9 +28,9 @@ use crate::http::middleware::{
 use crate::http::people::staff_session;
 use crate::http::shutdown::InFlight;
 use crate::routes::{
-    api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, simulate_disputes, transactions,
-    webhooks,
+    api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops,
+    ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate,
+    simulate_disputes, transactions, webhooks,
 };
 use crate::state::AppState;
 use crate::workflows::secrets::{Secrets, card_keys, open_vault};
@@ -186,6 +186,23 @@ fn tenant_api(state: &AppState) -> Router<AppState> {
         .route(
             "/simulate/disputes/{dispute_id}/representment",
             post(simulate_disputes::simulate_representment).layer(DefaultBodyLimit::max(state.document_body_limit())),
+        )
+        .route(
+            "/authorization_rules",
+            get(authorization_rules::list_rules).post(authorization_rules::create_rule),
+        )
+        .route("/authorization_rules/{rule_id}", get(authorization_rules::get_rule))
+        .route(
+            "/authorization_rules/{rule_id}/versions",
+            get(authorization_rules::list_versions).post(authorization_rules::new_version),
+        )
+        .route(
+            "/authorization_rules/{rule_id}/promote",
+            post(authorization_rules::promote_rule),
+        )
+        .route(
+            "/authorization_rules/{rule_id}/disable",
+            post(authorization_rules::disable_rule),
         )
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))

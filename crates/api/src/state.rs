@@ -69,6 +69,8 @@ pub struct Services {
     pub engine: Engine,
     /// Disputes: filing, the network cycle, provisional credit and the Regulation E clock.
     pub disputes: cardplane_engine::disputes::DisputeDesk,
+    /// Authorization rules: versions, shadow drafts, promotion, backtests.
+    pub rules: cardplane_engine::rules::RuleDesk,
     pub limits: Arc<crate::http::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
@@ -176,6 +178,7 @@ impl AppState {
                 store.clone(),
                 store.clone(),
             ),
+            rules: cardplane_engine::rules::RuleDesk::new(store.clone()),
             limits: Arc::new(limits),
             card_keys,
             idempotency: store.clone(),

@@ -123,6 +123,16 @@ fn migrator(backend: Backend) -> Migrator {
                 include_str!("../migrations/0025_dispute_accounts.postgres.sql"),
             ),
         },
+        migration(
+            26,
+            "authorization rules",
+            include_str!("../migrations/0026_authorization_rules.sql"),
+        ),
+        migration(
+            27,
+            "rule scope refs",
+            include_str!("../migrations/0027_rule_scope_refs.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

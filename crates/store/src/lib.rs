@@ -45,6 +45,7 @@ pub mod network;
 pub mod network_batch;
 pub mod people;
 pub mod programs;
+pub mod rules;
 pub mod tenants;
 pub mod transactions;
 pub mod vault;

@@ -1,4 +1,5 @@
 pub mod api_keys;
+pub mod authorization_rules;
 pub mod cardholder_documents;
 pub mod cardholders;
 pub mod cards;
