@@ -28,9 +28,9 @@ use crate::http::middleware::{
 use crate::http::people::staff_session;
 use crate::http::shutdown::InFlight;
 use crate::routes::{
-    api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops,
-    ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate,
-    simulate_disputes, transactions, webhooks,
+    alerts, api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events,
+    network, ops, ops_alerts, ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox,
+    simulate, simulate_disputes, transactions, webhooks,
 };
 use crate::state::AppState;
 use crate::workflows::secrets::{Secrets, card_keys, open_vault};
@@ -204,6 +204,8 @@ fn tenant_api(state: &AppState) -> Router<AppState> {
             "/authorization_rules/{rule_id}/disable",
             post(authorization_rules::disable_rule),
         )
+        .route("/alerts", get(alerts::list_alerts))
+        .route("/alerts/{alert_id}", get(alerts::get_alert))
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
@@ -274,6 +276,9 @@ fn ops_api(state: &AppState) -> Router<AppState> {
         .route("/ops/disputes/{dispute_id}/notes", post(ops_disputes::add_note))
         .route("/ops/disputes/{dispute_id}/actions", post(ops_disputes::act_on_dispute))
         .route("/ops/reports/disputes", get(ops_disputes::dispute_report))
+        .route("/ops/alerts", get(ops_alerts::list_alerts))
+        .route("/ops/alerts/{alert_id}/assign", post(ops_alerts::assign_alert))
+        .route("/ops/alerts/{alert_id}/resolve", post(ops_alerts::resolve_alert))
         .route("/ops/audit", get(ops_audit::list_audit))
         .route("/ops/audit/export", get(ops_audit::export_audit))
         .route_layer(from_fn_with_state(state.clone(), staff_session))

@@ -4,9 +4,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops,
-    ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate,
-    simulate_disputes, transactions, webhooks,
+    alerts, api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events,
+    network, ops, ops_alerts, ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox,
+    simulate, simulate_disputes, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -171,6 +171,11 @@ impl Modify for BasicAuth {
         authorization_rules::new_version,
         authorization_rules::promote_rule,
         authorization_rules::disable_rule,
+        alerts::list_alerts,
+        alerts::get_alert,
+        ops_alerts::list_alerts,
+        ops_alerts::assign_alert,
+        ops_alerts::resolve_alert,
     ),
     modifiers(&BasicAuth),
     tags(

@@ -71,6 +71,8 @@ pub struct Services {
     pub disputes: cardplane_engine::disputes::DisputeDesk,
     /// Authorization rules: versions, shadow drafts, promotion, backtests.
     pub rules: cardplane_engine::rules::RuleDesk,
+    /// Fraud alerts raised by the engine, worked by operators.
+    pub alerts: Arc<dyn cardplane_store::alerts::AlertStore>,
     pub limits: Arc<crate::http::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
@@ -179,6 +181,7 @@ impl AppState {
                 store.clone(),
             ),
             rules: cardplane_engine::rules::RuleDesk::new(store.clone()),
+            alerts: store.clone(),
             limits: Arc::new(limits),
             card_keys,
             idempotency: store.clone(),

@@ -68,6 +68,8 @@ crate::wire_enum!(Action {
     ExportAudit => "audit.export",
     ViewDisputes => "disputes.read",
     WorkDisputes => "disputes.write",
+    ViewAlerts => "alerts.read",
+    WorkAlerts => "alerts.write",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -90,6 +92,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ExportAudit
                 | ViewDisputes
                 | WorkDisputes
+                | ViewAlerts
+                | WorkAlerts
         ),
         Role::Operator(O::Operations) => matches!(
             action,
@@ -103,10 +107,12 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewDisputes
                 | WorkDisputes
+                | ViewAlerts
+                | WorkAlerts
         ),
         Role::Operator(O::Support) => matches!(
             action,
-            ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains | ViewDisputes
+            ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains | ViewDisputes | ViewAlerts
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
@@ -118,6 +124,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewAudit
                 | ViewDisputes
+                | ViewAlerts
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
@@ -288,6 +295,8 @@ mod tests {
             (ExportAudit,          [true, true,  false, false, false, false, false, false]),
             (ViewDisputes,         [true, true,  true,  true,  true,  false, false, false]),
             (WorkDisputes,         [true, true,  true,  false, false, false, false, false]),
+            (ViewAlerts,           [true, true,  true,  true,  true,  false, false, false]),
+            (WorkAlerts,           [true, true,  true,  false, false, false, false, false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

@@ -28,6 +28,7 @@ macro_rules! store_enum {
     };
 }
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 /// Bench provisioning (bulk tenants, cards and balances): compiled only for the CLI's `bench`

@@ -91,6 +91,11 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{rule}");
     let rule_id = rule["authorization_rule"]["id"].as_str().unwrap().to_owned();
+    let scope = cardplane_store::Scope {
+        tenant_id: cardplane_domain::ids::TenantId::parse(&a.id).unwrap(),
+        environment: cardplane_domain::Environment::Sandbox,
+    };
+    let alert_id = crate::rules::raise_alert(&app, &scope, &transaction_id).await;
     let (_, events) = app.get(t, "/events?limit=1").await;
     let event_id = events["events"][0]["event"]["id"].as_str().unwrap().to_owned();
     let ids: HashMap<&str, String> = HashMap::from([
@@ -104,6 +109,7 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         ("endpoint_id", endpoint_id.clone()),
         ("dispute_id", dispute_id.clone()),
         ("rule_id", rule_id.clone()),
+        ("alert_id", alert_id.clone()),
     ]);
 
     let doc: Value = app

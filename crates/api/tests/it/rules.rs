@@ -4,18 +4,23 @@
 
 use std::sync::Arc;
 
-use cardplane_domain::Environment;
+use cardplane_domain::alert::{Alert, AlertKind, AlertStatus};
 use cardplane_domain::authorization::Transaction;
 use cardplane_domain::controls::ControlScopeKind;
+use cardplane_domain::event::{Event, EventType};
+use cardplane_domain::ids::{AlertId, TransactionId};
 use cardplane_domain::page::{Cursor, PageRequest};
+use cardplane_domain::people::Role;
 use cardplane_domain::rules::RuleDefinition;
 use cardplane_domain::rules::velocity::{CounterRow, CounterSpec, VelocityBook};
+use cardplane_domain::{Environment, Timestamp};
 use cardplane_store::Scope;
 use cardplane_store::transactions::TransactionFilter;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::net::{NetCard, NetMessage, Network, merchant, ntid};
+use crate::ops::{admin, staff};
 use crate::support::{Creds, TestApp, assert_error};
 
 async fn create(app: &TestApp, creds: &Creds, body: Value) -> Value {
@@ -460,6 +465,190 @@ async fn velocity_counters_are_seeded_from_history_when_a_rule_starts_using_them
     );
 }
 
+/// An alert on a stored authorization, written as the engine writes one (for the tests of
+/// working alerts that do not depend on which check raised it).
+pub(crate) async fn raise_alert(app: &TestApp, scope: &Scope, transaction_id: &str) -> String {
+    let id = TransactionId::parse(transaction_id).unwrap();
+    let t = app.state.transactions.get_transaction(scope, &id).await.unwrap();
+    let now = Timestamp::now();
+    let alert = Alert {
+        id: AlertId::generate(),
+        tenant_id: t.tenant_id.clone(),
+        environment: t.environment,
+        kind: AlertKind::RiskScore,
+        status: AlertStatus::Open,
+        card_id: t.card_id.clone(),
+        cardholder_id: t.cardholder_id.clone(),
+        program_id: t.program_id.clone(),
+        transaction_id: t.id.clone(),
+        rule_id: None,
+        rule_version: None,
+        risk_score: 850,
+        detail: "850: country_change=1 (+150)".into(),
+        assignee: None,
+        resolution: None,
+        resolution_note: None,
+        card_frozen: false,
+        resolved_by: None,
+        resolved_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let data = serde_json::to_value(cardplane_engine::views::AlertView::from(&alert)).unwrap();
+    let event = Event::new(
+        &t.tenant_id,
+        t.environment,
+        EventType::AlertCreated,
+        alert.id.to_string(),
+        data,
+        now,
+    );
+    app.state.alerts.insert_alert(&alert, &[event]).await.unwrap();
+    alert.id.to_string()
+}
+
+async fn operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines(app: TestApp) {
+    let net = app.network(100_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 10_000).await;
+    let other_card = app.net_card(&net, 10_000).await;
+    let first = buy(&app, &net, &card, 1_000, "5411").await;
+    let scope = sandbox(&net.tenant.id);
+    let id = raise_alert(&app, &scope, first["authorization_id"].as_str().unwrap()).await;
+    let other = buy(&app, &net, &other_card, 1_000, "5411").await;
+    raise_alert(&app, &scope, other["authorization_id"].as_str().unwrap()).await;
+
+    // The custodian sees it, filtered; others do not.
+    let (status, got) = app.get(key, &format!("/alerts/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["alert"]["status"], "open");
+    assert_eq!(got["alert"]["card_id"], card.id.as_str());
+    let (_, list) = app.get(key, &format!("/alerts?card_id={}&status=open", card.id)).await;
+    assert_eq!(list["total"], 1, "{list}");
+    let (_, list) = app.get(key, "/alerts?kind=risk_score").await;
+    assert_eq!(list["total"], 2, "{list}");
+    let (_, list) = app.get(key, "/alerts?kind=rule_review").await;
+    assert_eq!(list["total"], 0, "{list}");
+    let (status, answer) = app.get(key, "/alerts?status=closed").await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "parameter_invalid",
+    );
+    assert_eq!(answer["error"]["param"], "status");
+    let stranger = app.tenant().await;
+    for creds in [&stranger.sandbox, &net.tenant.live] {
+        let (status, answer) = app.get(creds, &format!("/alerts/{id}")).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "resource_missing",
+        );
+    }
+
+    // Support may look at the queue but not work it.
+    let root = admin(&app).await;
+    let support = staff(
+        &app,
+        "support@example.com",
+        Role::Operator(cardplane_domain::people::OperatorRole::Support),
+        None,
+    )
+    .await;
+    let (status, queue) = support
+        .get(&app, &format!("/ops/alerts?tenant_id={}", net.tenant.id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    assert_eq!(queue["data"].as_array().unwrap().len(), 2);
+    let resolve = format!("/ops/alerts/{id}/resolve");
+    let (status, _) = support
+        .post(&app, &resolve, &json!({"resolution": "fraud", "freeze_card": true}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, assigned) = root.post(&app, &format!("/ops/alerts/{id}/assign"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{assigned}");
+    assert_eq!(assigned["alert"]["status"], "assigned");
+    assert_eq!(assigned["alert"]["assignee_id"], root.id.as_str());
+    let (status, answer) = root
+        .post(&app, &resolve, &json!({"resolution": "not_fraud", "freeze_card": true}))
+        .await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::CONFLICT,
+        "conflict_error",
+        "freeze_needs_fraud",
+    );
+    let (status, answer) = root.post(&app, &resolve, &json!({"resolution": "maybe"})).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "parameter_invalid",
+    );
+    assert_eq!(answer["error"]["param"], "resolution");
+
+    let (status, resolved) = root
+        .post(
+            &app,
+            &resolve,
+            &json!({"resolution": "fraud", "note": "cardholder confirmed", "freeze_card": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    let a = &resolved["alert"];
+    assert_eq!(
+        (a["status"].as_str(), a["resolution"].as_str()),
+        (Some("resolved"), Some("fraud"))
+    );
+    assert_eq!(a["card_frozen"], true);
+    assert_eq!(a["resolution_note"], "cardholder confirmed");
+    let (status, answer) = root.post(&app, &resolve, &json!({"resolution": "fraud"})).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::CONFLICT,
+        "conflict_error",
+        "alert_resolved",
+    );
+
+    // The card is frozen through its lifecycle: its event, and the next authorization declines.
+    let (_, c) = app.get(key, &format!("/cards/{}", card.id)).await;
+    assert_eq!(c["card"]["state"], "INACTIVE", "{c}");
+    let next = buy(&app, &net, &card, 500, "5411").await;
+    assert_eq!(decision(&next).0, "declined", "{next}");
+    assert_eq!(decision(&buy(&app, &net, &other_card, 500, "5411").await).0, "approved");
+    let (_, events) = app.get(key, "/events?limit=50").await;
+    let types: Vec<(&str, &str)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"]["type"].as_str().unwrap(),
+                e["event"]["object_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(types.contains(&("card.updated", card.id.as_str())), "{types:?}");
+    assert_eq!(
+        types.iter().filter(|(t, o)| *t == "alert.updated" && *o == id).count(),
+        2,
+        "assigned, resolved: {types:?}"
+    );
+    let (_, audit) = root.get(&app, "/ops/audit?action=alert.resolved").await;
+    assert_eq!(audit["entries"][0]["object_id"], id.as_str(), "{audit}");
+    let (_, queue) = root.get(&app, "/ops/alerts?status=resolved").await;
+    assert_eq!(queue["data"].as_array().unwrap().len(), 1);
+}
+
 // ---- Rules deciding live authorizations (the engine side). ----
 // These need the batch engine to apply rules and keep counters (the lead's work on main); they
 // are registered in `app_tests!` below once that is merged into this branch.
@@ -668,4 +857,5 @@ app_tests!(
     a_rule_moves_through_versions_with_one_active_and_one_draft,
     a_retried_create_answers_the_same_rule_once,
     velocity_counters_are_seeded_from_history_when_a_rule_starts_using_them,
+    operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines,
 );
