@@ -28,9 +28,9 @@ use crate::http::middleware::{
 use crate::http::people::staff_session;
 use crate::http::shutdown::InFlight;
 use crate::routes::{
-    api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, simulate_disputes, transactions,
-    webhooks,
+    alerts, api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events,
+    network, ops, ops_alerts, ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox,
+    simulate, simulate_disputes, transactions, webhooks,
 };
 use crate::state::AppState;
 use crate::workflows::secrets::{Secrets, card_keys, open_vault};
@@ -187,6 +187,25 @@ fn tenant_api(state: &AppState) -> Router<AppState> {
             "/simulate/disputes/{dispute_id}/representment",
             post(simulate_disputes::simulate_representment).layer(DefaultBodyLimit::max(state.document_body_limit())),
         )
+        .route(
+            "/authorization_rules",
+            get(authorization_rules::list_rules).post(authorization_rules::create_rule),
+        )
+        .route("/authorization_rules/{rule_id}", get(authorization_rules::get_rule))
+        .route(
+            "/authorization_rules/{rule_id}/versions",
+            get(authorization_rules::list_versions).post(authorization_rules::new_version),
+        )
+        .route(
+            "/authorization_rules/{rule_id}/promote",
+            post(authorization_rules::promote_rule),
+        )
+        .route(
+            "/authorization_rules/{rule_id}/disable",
+            post(authorization_rules::disable_rule),
+        )
+        .route("/alerts", get(alerts::list_alerts))
+        .route("/alerts/{alert_id}", get(alerts::get_alert))
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), audit_mutation))
@@ -257,6 +276,9 @@ fn ops_api(state: &AppState) -> Router<AppState> {
         .route("/ops/disputes/{dispute_id}/notes", post(ops_disputes::add_note))
         .route("/ops/disputes/{dispute_id}/actions", post(ops_disputes::act_on_dispute))
         .route("/ops/reports/disputes", get(ops_disputes::dispute_report))
+        .route("/ops/alerts", get(ops_alerts::list_alerts))
+        .route("/ops/alerts/{alert_id}/assign", post(ops_alerts::assign_alert))
+        .route("/ops/alerts/{alert_id}/resolve", post(ops_alerts::resolve_alert))
         .route("/ops/audit", get(ops_audit::list_audit))
         .route("/ops/audit/export", get(ops_audit::export_audit))
         .route_layer(from_fn_with_state(state.clone(), staff_session))

@@ -4,9 +4,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, cardholder_documents, cardholders, cards, controls, disputes, events, network, ops, ops_audit, ops_auth,
-    ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox, simulate, simulate_disputes, transactions,
-    webhooks,
+    alerts, api_keys, authorization_rules, cardholder_documents, cardholders, cards, controls, disputes, events,
+    network, ops, ops_alerts, ops_audit, ops_auth, ops_cases, ops_chains, ops_disputes, ops_people, programs, sandbox,
+    simulate, simulate_disputes, transactions, webhooks,
 };
 
 struct BasicAuth;
@@ -164,6 +164,18 @@ impl Modify for BasicAuth {
         ops_disputes::add_note,
         ops_disputes::act_on_dispute,
         ops_disputes::dispute_report,
+        authorization_rules::create_rule,
+        authorization_rules::list_rules,
+        authorization_rules::get_rule,
+        authorization_rules::list_versions,
+        authorization_rules::new_version,
+        authorization_rules::promote_rule,
+        authorization_rules::disable_rule,
+        alerts::list_alerts,
+        alerts::get_alert,
+        ops_alerts::list_alerts,
+        ops_alerts::assign_alert,
+        ops_alerts::resolve_alert,
     ),
     modifiers(&BasicAuth),
     tags(
@@ -178,6 +190,7 @@ impl Modify for BasicAuth {
         (name = "Events", description = "Every state change, in order"),
         (name = "Operations", description = "Health, readiness and metrics"),
         (name = "Disputes", description = "Chargebacks: the cardholder's claim, Regulation E provisional credit and deadlines, evidence, the network cycle (simulated in the sandbox)"),
+        (name = "Authorization rules", description = "Your own decision rules (conditions, velocity limits, merchant locks) with immutable versions, shadow drafts, promotion and backtests; fraud alerts"),
         (name = "Webhooks", description = "Signed event delivery (Standard Webhooks), the delivery log, replay"),
         (name = "Operations console", description = "People (operators and tenant users), sign-in with TOTP, the compliance queue with approval chains and documents, the dispute queue and report, and the audit log. Cookie session + X-CSRF-Token."),
     )

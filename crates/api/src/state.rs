@@ -70,6 +70,10 @@ pub struct Services {
     pub engine: Engine,
     /// Disputes: filing, the network cycle, provisional credit and the Regulation E clock.
     pub disputes: cardplane_engine::disputes::DisputeDesk,
+    /// Authorization rules: versions, shadow drafts, promotion, backtests.
+    pub rules: cardplane_engine::rules::RuleDesk,
+    /// Fraud alerts raised by the engine, worked by operators.
+    pub alerts: Arc<dyn cardplane_store::alerts::AlertStore>,
     pub limits: Arc<crate::http::limits::Limits>,
     pub card_keys: Arc<CardKeys>,
     pub idempotency: Arc<dyn IdempotencyStore>,
@@ -179,6 +183,8 @@ impl AppState {
                 store.clone(),
                 store.clone(),
             ),
+            rules: cardplane_engine::rules::RuleDesk::new(store.clone()),
+            alerts: store.clone(),
             limits: Arc::new(limits),
             card_keys,
             idempotency: store.clone(),

@@ -71,6 +71,8 @@ crate::wire_enum!(Action {
     ViewTransactions => "transactions.read",
     ViewCards => "cards.read",
     ManageCards => "cards.write",
+    ViewAlerts => "alerts.read",
+    WorkAlerts => "alerts.write",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -96,6 +98,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ExportAudit
                 | ViewDisputes
                 | WorkDisputes
+                | ViewAlerts
+                | WorkAlerts
         ),
         Role::Operator(O::Operations) => matches!(
             action,
@@ -112,6 +116,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewDisputes
                 | WorkDisputes
+                | ViewAlerts
+                | WorkAlerts
         ),
         Role::Operator(O::Support) => matches!(
             action,
@@ -123,6 +129,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewCases
                 | ViewApprovalChains
                 | ViewDisputes
+                | ViewAlerts
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
@@ -136,6 +143,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewAudit
                 | ViewDisputes
+                | ViewAlerts
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
@@ -322,6 +330,8 @@ mod tests {
             (ViewTransactions,     [true, true,  true,  true,  true,  true,  true,  true ]),
             (ViewCards,            [true, true,  true,  true,  true,  true,  true,  true ]),
             (ManageCards,          [true, true,  true,  false, false, true,  false, false]),
+            (ViewAlerts,           [true, true,  true,  true,  true,  false, false, false]),
+            (WorkAlerts,           [true, true,  true,  false, false, false, false, false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

@@ -13,4 +13,6 @@ pub mod documents;
 pub mod kyc;
 /// One signed outbound JSON call (custodians, the KYC vendor).
 pub mod outbound;
+/// Authorization rules: versions, shadow drafts, promotion, and backtests.
+pub mod rules;
 pub mod views;

@@ -233,7 +233,11 @@ pub(crate) async fn write_card_issues(
     Ok(())
 }
 
-async fn write_card_change(conn: &mut AnyConnection, scope: &Scope, change: &CardChange) -> Result<(), StoreError> {
+pub(crate) async fn write_card_change(
+    conn: &mut AnyConnection,
+    scope: &Scope,
+    change: &CardChange,
+) -> Result<(), StoreError> {
     let c = &change.card;
     let done = sqlx::query(
         "UPDATE cards SET state = $4, shipping_status = $5, replaced_by = $6, updated_at = $7, version = $8 \

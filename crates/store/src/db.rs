@@ -138,6 +138,11 @@ fn migrator(backend: Backend) -> Migrator {
             "console lookups",
             include_str!("../migrations/0031_console_lookups.sql"),
         ),
+        migration(
+            27,
+            "rule scope refs",
+            include_str!("../migrations/0027_rule_scope_refs.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

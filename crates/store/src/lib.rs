@@ -28,6 +28,7 @@ macro_rules! store_enum {
     };
 }
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 /// Bench provisioning (bulk tenants, cards and balances): compiled only for the CLI's `bench`
@@ -46,6 +47,7 @@ pub mod network;
 pub mod network_batch;
 pub mod people;
 pub mod programs;
+pub mod rules;
 pub mod tenants;
 pub mod transactions;
 pub mod vault;

@@ -1,4 +1,6 @@
+pub mod alerts;
 pub mod api_keys;
+pub mod authorization_rules;
 pub mod cardholder_documents;
 pub mod cardholders;
 pub mod cards;
@@ -7,6 +9,7 @@ pub mod disputes;
 pub mod events;
 pub mod network;
 pub mod ops;
+pub mod ops_alerts;
 pub mod ops_audit;
 pub mod ops_auth;
 pub mod ops_cases;

@@ -10,6 +10,7 @@ mod common;
 mod events;
 mod people;
 mod programs;
+mod rules;
 mod transactions;
 mod webhooks;
 
@@ -21,5 +22,6 @@ pub use common::*;
 pub use events::*;
 pub use people::*;
 pub use programs::*;
+pub use rules::*;
 pub use transactions::*;
 pub use webhooks::*;

@@ -81,6 +81,21 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{dispute}");
     let dispute_id = dispute["dispute"]["id"].as_str().unwrap().to_owned();
+    let (status, rule) = app
+        .post(
+            t,
+            "/authorization_rules",
+            &json!({"scope": {"type": "card", "id": card_id}, "type": "merchant_lock",
+                    "parameters": {"mccs": ["5411"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let rule_id = rule["authorization_rule"]["id"].as_str().unwrap().to_owned();
+    let scope = cardplane_store::Scope {
+        tenant_id: cardplane_domain::ids::TenantId::parse(&a.id).unwrap(),
+        environment: cardplane_domain::Environment::Sandbox,
+    };
+    let alert_id = crate::rules::raise_alert(&app, &scope, &transaction_id).await;
     let (_, events) = app.get(t, "/events?limit=1").await;
     let event_id = events["events"][0]["event"]["id"].as_str().unwrap().to_owned();
     let ids: HashMap<&str, String> = HashMap::from([
@@ -93,6 +108,8 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         ("spend_control_id", control_id.clone()),
         ("endpoint_id", endpoint_id.clone()),
         ("dispute_id", dispute_id.clone()),
+        ("rule_id", rule_id.clone()),
+        ("alert_id", alert_id.clone()),
     ]);
 
     let doc: Value = app
@@ -179,6 +196,10 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         ("/simulate/authorizations", json!({"card_id": card_id, "amount": 1})),
         ("/simulate/clearings", json!({"authorization_id": transaction_id})),
         ("/simulate/refunds", json!({"card_id": card_id, "amount": 1})),
+        (
+            "/authorization_rules",
+            json!({"scope": {"type": "card", "id": card_id}, "type": "merchant_lock", "parameters": {"mccs": ["5411"]}}),
+        ),
     ] {
         let (status, answer) = app.post(&other.sandbox, path, &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");

@@ -27,6 +27,7 @@ mod money_limits;
 mod net;
 mod ops;
 mod pagination;
+mod rules;
 mod secrets_at_scale;
 mod shutdown;
 mod webhooks;

@@ -377,6 +377,7 @@ fn endpoints(tenant: &str) -> Vec<(Method, String, Option<Value>, Action)> {
     let case = "case_0000000000000000000000000000000a";
     let program = "prog_0000000000000000000000000000000a";
     let dispute = "dsp_0000000000000000000000000000000a";
+    let alert = "alrt_0000000000000000000000000000000a";
     vec![
         (Method::GET, "/ops/operators".into(), None, Action::ViewOperators),
         (
@@ -513,6 +514,19 @@ fn endpoints(tenant: &str) -> Vec<(Method, String, Option<Value>, Action)> {
             Action::WorkDisputes,
         ),
         (Method::GET, "/ops/reports/disputes".into(), None, Action::ViewDisputes),
+        (Method::GET, "/ops/alerts".into(), None, Action::ViewAlerts),
+        (
+            Method::POST,
+            format!("/ops/alerts/{alert}/assign"),
+            Some(json!({"assignee_id": null})),
+            Action::WorkAlerts,
+        ),
+        (
+            Method::POST,
+            format!("/ops/alerts/{alert}/resolve"),
+            Some(json!({"resolution": "not_fraud"})),
+            Action::WorkAlerts,
+        ),
     ]
 }
 
