@@ -3,6 +3,7 @@
 //! (compile-checked, auto-escaping) under `templates/console/`; one stylesheet is compiled into
 //! the binary. Forms are plain HTML forms, so the CSRF token travels as a hidden field.
 
+mod audit;
 mod auth;
 mod cardholders;
 mod cards;
@@ -46,6 +47,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/cases", get(cases::queue))
         .route("/console/cases/{case_id}", get(cases::detail))
         .route("/console/cases/{case_id}/{action}", post(cases::act))
+        .route("/console/audit", get(audit::log))
+        .route("/console/audit/verify", get(audit::verify))
+        .route("/console/audit/export", get(audit::export))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -214,7 +218,7 @@ impl Chrome {
             ("rules", "Rules", None),
             ("webhooks", "Webhooks", None),
             ("programs", "Programs", None),
-            ("audit", "Audit log", None),
+            ("audit", "Audit log", Some("/console/audit")),
             ("people", "Operators", None),
             ("account", "Second factor", Some("/console/mfa")),
         ];

@@ -18,7 +18,7 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
     pub(crate) totp: Option<TotpSecret>,
 }
 
@@ -704,7 +704,59 @@ async fn a_watchlist_case_is_worked_through_both_approval_steps_by_two_people(ap
     assert_eq!(fetched["cardholder"]["kyc_status"], "PASSED");
 }
 
+async fn the_audit_log_is_filtered_verified_and_exported(app: TestApp) {
+    let mut admin = console_operator(&app, "admin@example.com", OperatorRole::Admin).await;
+    let mut ro = console_operator(&app, "ro@example.com", OperatorRole::ReadOnly).await;
+
+    let page = admin.get("/console/audit?action=session.*").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let table = between(&page.html, "<table id=\"audit\">", "</table>").unwrap();
+    assert!(table.contains("session.login"));
+    assert!(!table.contains("mfa.enabled"), "the filter narrows");
+    let failures = admin.get("/console/audit?outcome=failure").await;
+    assert!(
+        !between(&failures.html, "<tbody>", "</tbody>")
+            .unwrap()
+            .contains(">success<")
+    );
+    let bad = admin.get("/console/audit?since=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.html.contains("id=\"filter-error\""));
+
+    let verified = admin.get("/console/audit/verify").await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert!(
+        between(&verified.html, "id=\"chain-status\">", "<")
+            .unwrap()
+            .starts_with("The chain is intact")
+    );
+
+    assert!(page.html.contains("id=\"export-csv\""));
+    let r = app
+        .http
+        .get(app.url("/console/audit/export?action=session.*"))
+        .header("cookie", admin.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("seq,id,occurred_at"));
+    assert!(csv.contains("session.login"));
+
+    // Read-only operators may read but not export.
+    let ro_page = ro.get("/console/audit").await;
+    assert_eq!(ro_page.status, StatusCode::OK);
+    assert!(!ro_page.html.contains("id=\"export-csv\""));
+    assert_eq!(ro.get("/console/audit/export").await.status, StatusCode::FORBIDDEN);
+    // Support may not read the log at all.
+    let mut support = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    assert_eq!(support.get("/console/audit").await.status, StatusCode::FORBIDDEN);
+}
+
 app_tests!(
+    the_audit_log_is_filtered_verified_and_exported,
     a_watchlist_case_is_worked_through_both_approval_steps_by_two_people,
     cardholders_are_found_and_show_kyc_cards_and_balances,
     transactions_are_found_by_last4_and_filters_and_show_their_decision_trace,
