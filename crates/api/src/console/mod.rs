@@ -9,6 +9,7 @@ mod cardholders;
 mod cards;
 mod cases;
 mod chart;
+mod disputes;
 mod health;
 mod transactions;
 
@@ -50,6 +51,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/audit", get(audit::log))
         .route("/console/audit/verify", get(audit::verify))
         .route("/console/audit/export", get(audit::export))
+        .route("/console/disputes", get(disputes::list))
+        .route("/console/disputes/{dispute_id}", get(disputes::show))
+        .route("/console/disputes/{dispute_id}/{action}", post(disputes::act))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -213,7 +217,7 @@ impl Chrome {
             ("cardholders", "Cardholders", Some("/console/cardholders")),
             ("cards", "Cards", Some("/console/cards")),
             ("cases", "Compliance", Some("/console/cases")),
-            ("disputes", "Disputes", None),
+            ("disputes", "Disputes", Some("/console/disputes")),
             ("alerts", "Alerts", None),
             ("rules", "Rules", None),
             ("webhooks", "Webhooks", None),

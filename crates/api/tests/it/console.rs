@@ -755,7 +755,87 @@ async fn the_audit_log_is_filtered_verified_and_exported(app: TestApp) {
     assert_eq!(support.get("/console/audit").await.status, StatusCode::FORBIDDEN);
 }
 
+async fn the_dispute_queue_shows_a_dispute_that_is_assigned_noted_and_submitted(app: TestApp) {
+    let t = app.tenant().await;
+    app.program(&t.sandbox, "disputes", "411111", 1_000_000).await;
+    let card = app.card_with_balance(&t.sandbox, "disputes", 10_000).await;
+    let (_, auth) = app
+        .post(
+            &t.sandbox,
+            "/simulate/authorizations",
+            &serde_json::json!({"card_id": card["id"], "amount": 4_000}),
+        )
+        .await;
+    let txn = auth["authorization_id"].as_str().unwrap().to_owned();
+    app.post(
+        &t.sandbox,
+        "/simulate/clearings",
+        &serde_json::json!({"authorization_id": txn}),
+    )
+    .await;
+    let (status, filed) = app
+        .post(
+            &t.sandbox,
+            &format!("/transactions/{txn}/disputes"),
+            &serde_json::json!({"amount": 2_500, "reason": "merchandise_not_received"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    let id = filed["dispute"]["id"].as_str().unwrap().to_owned();
+
+    let mut ops = console_operator(&app, "ops@example.com", OperatorRole::Operations).await;
+    let queue = ops.get("/console/disputes").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.html);
+    assert!(queue.html.contains(id.as_str()) && queue.html.contains("USD 25.00"));
+    let path = format!("/console/disputes/{id}");
+    let page = ops.get(&path).await;
+    assert!(page.html.contains("<td id=\"dispute-status\">new"), "{}", page.html);
+    let csrf = page.csrf();
+    assert_eq!(
+        ops.post(&format!("{path}/assign"), &[("csrf_token", &csrf), ("assignee", "me")])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        ops.post(
+            &format!("{path}/note"),
+            &[("csrf_token", &csrf), ("body", "Called the merchant")]
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    // Denying needs a reason: refused in place.
+    let deny = ops
+        .post(&format!("{path}/action"), &[("csrf_token", &csrf), ("action", "deny")])
+        .await;
+    assert_eq!(deny.status, StatusCode::BAD_REQUEST, "{}", deny.html);
+    assert!(deny.html.contains("id=\"dispute-error\""));
+    let submitted = ops
+        .post(
+            &format!("{path}/action"),
+            &[("csrf_token", &csrf), ("action", "submit")],
+        )
+        .await;
+    assert_eq!(submitted.status, StatusCode::SEE_OTHER, "{}", submitted.html);
+    let page = ops.get(&path).await;
+    assert!(
+        page.html.contains("<td id=\"dispute-status\">submitted"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Called the merchant"));
+
+    // Support sees the case but no forms.
+    let mut support = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    let page = support.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.html.contains("id=\"do-action\""));
+}
+
 app_tests!(
+    the_dispute_queue_shows_a_dispute_that_is_assigned_noted_and_submitted,
     the_audit_log_is_filtered_verified_and_exported,
     a_watchlist_case_is_worked_through_both_approval_steps_by_two_people,
     cardholders_are_found_and_show_kyc_cards_and_balances,
