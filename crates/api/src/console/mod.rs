@@ -12,6 +12,7 @@ mod chart;
 mod disputes;
 mod health;
 mod transactions;
+mod webhooks;
 
 use axum::Router;
 use axum::body::Body;
@@ -54,6 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/disputes", get(disputes::list))
         .route("/console/disputes/{dispute_id}", get(disputes::show))
         .route("/console/disputes/{dispute_id}/{action}", post(disputes::act))
+        .route("/console/webhooks", get(webhooks::health))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -220,7 +222,7 @@ impl Chrome {
             ("disputes", "Disputes", Some("/console/disputes")),
             ("alerts", "Alerts", None),
             ("rules", "Rules", None),
-            ("webhooks", "Webhooks", None),
+            ("webhooks", "Webhooks", Some("/console/webhooks")),
             ("programs", "Programs", None),
             ("audit", "Audit log", Some("/console/audit")),
             ("people", "Operators", None),

@@ -834,7 +834,69 @@ async fn the_dispute_queue_shows_a_dispute_that_is_assigned_noted_and_submitted(
     assert!(!page.html.contains("id=\"do-action\""));
 }
 
+async fn webhook_endpoints_are_listed_without_secrets_or_query_strings(app: TestApp) {
+    let t = app.tenant().await;
+    let (status, created) = app
+        .post(
+            &t.sandbox,
+            "/webhook_endpoints",
+            &serde_json::json!({"url": "http://127.0.0.1:9/hook?token=sekrit", "enabled_events": ["card.updated"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let mut ops = console_operator(&app, "ops@example.com", OperatorRole::Operations).await;
+    let page = ops.get("/console/webhooks").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let endpoints = between(&page.html, "<table id=\"endpoints\">", "</table>").unwrap();
+    assert!(endpoints.contains("http://127.0.0.1:9/hook"), "{endpoints}");
+    assert!(!page.html.contains("sekrit"), "the query string stays hidden");
+    assert!(!page.html.contains("whsec_"), "no signing secret");
+    assert!(endpoints.contains("enabled"));
+    // Compliance officers do not see tenants' configuration.
+    let mut co = console_operator(&app, "co@example.com", OperatorRole::ComplianceOfficer).await;
+    assert_eq!(co.get("/console/webhooks").await.status, StatusCode::FORBIDDEN);
+}
+
+async fn transaction_pages_follow_each_other_without_gaps_or_repeats(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let card = app.net_card(&net, 100_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..55 {
+        let msg = NetMessage::authorization(&card, 100);
+        let (_, answer) = app.post(&net.credential, msg.path(), &msg.into_json()).await;
+        ids.push(answer["authorization_id"].as_str().unwrap().to_owned());
+    }
+    let mut b = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    let last4 = &card.pan[card.pan.len() - 4..];
+    for first in [
+        format!("/console/transactions?card={last4}"),
+        format!("/console/transactions?card={}", card.id),
+        "/console/transactions".to_owned(),
+    ] {
+        let mut seen = Vec::new();
+        let mut next = Some(first.clone());
+        let mut pages = 0;
+        while let Some(path) = next {
+            let page = b.get(&path.replace("&amp;", "&").replace("&#38;", "&")).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+            let table = between(&page.html, "<table id=\"transactions\">", "</table>").unwrap();
+            for chunk in table.split("<a href=\"/console/transactions/").skip(1) {
+                seen.push(chunk.split('"').next().unwrap().to_owned());
+            }
+            next = between(&page.html, "id=\"next-page\" href=\"", "\"");
+            pages += 1;
+            assert!(pages <= 3, "{first}: too many pages: {path} {seen:?}");
+        }
+        assert_eq!(pages, 2, "{first}");
+        let mut expected = ids.clone();
+        expected.reverse();
+        assert_eq!(seen, expected, "{first}: newest first, each once");
+    }
+}
+
 app_tests!(
+    transaction_pages_follow_each_other_without_gaps_or_repeats,
+    webhook_endpoints_are_listed_without_secrets_or_query_strings,
     the_dispute_queue_shows_a_dispute_that_is_assigned_noted_and_submitted,
     the_audit_log_is_filtered_verified_and_exported,
     a_watchlist_case_is_worked_through_both_approval_steps_by_two_people,
