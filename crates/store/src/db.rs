@@ -128,6 +128,16 @@ fn migrator(backend: Backend) -> Migrator {
             "health rollups",
             include_str!("../migrations/0030_health_rollups.sql"),
         ),
+        migration(
+            31,
+            "console lookups",
+            include_str!("../migrations/0031_console_lookups.sql"),
+        ),
+        migration(
+            32,
+            "health rollups hourly",
+            include_str!("../migrations/0032_health_rollups_hourly.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

@@ -248,6 +248,8 @@ pub async fn home(State(state): State<AppState>, staff: Staff, Query(mut query):
         tenant_id: tenant.clone(),
         environment: nonempty(&query.environment).filter(|e| e == "sandbox" || e == "live"),
         program_id: nonempty(&query.program),
+        // A week reads the hourly aggregates (its buckets are whole hours).
+        hourly: width % 60 == 0,
     };
     let totals = state.health.health_totals(&filter).await?;
     let points = state.health.health_series(&filter, width).await?;

@@ -1,5 +1,5 @@
 //! Console page times over a large transaction table: ignored by default (it writes a million
-//! rows); run with `cargo test -p cardplane-api --test it -- --ignored console_scale --nocapture`
+//! rows); run with `cargo test -p cardplane-api --test it -- --ignored console_scale::million --nocapture`
 //! and `CARDPLANE_CONSOLE_SCALE_ROWS` to choose the size. It prints figures for BENCHMARKS.md and
 //! checks only that each page answers 200 (no timing thresholds).
 
@@ -143,7 +143,7 @@ async fn console_pages_over_many_transactions(app: TestApp) {
     }
 }
 
-mod console_scale {
+mod million {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "writes a million transactions; run by hand for BENCHMARKS.md"]
     async fn sqlite() {
