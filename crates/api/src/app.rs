@@ -308,6 +308,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenant_api(&state))
         .merge(network_api(&state))
         .merge(ops_api(&state))
+        .merge(crate::console::router(&state))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))
@@ -406,6 +407,7 @@ impl Application {
         let expiry = tokio::spawn(expire_holds_periodically(state.clone()));
         let checkpoints = tokio::spawn(checkpoint_periodically(state.clone()));
         let dispute_clock = tokio::spawn(run_dispute_deadlines(state.clone()));
+        let rollups = tokio::spawn(roll_up_health(state.clone()));
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
             tokio::spawn(cardplane_engine::delivery::run(state.deliverer(), poll))
@@ -441,6 +443,7 @@ impl Application {
         expiry.abort();
         checkpoints.abort();
         dispute_clock.abort();
+        rollups.abort();
         if let Some(w) = webhooks {
             w.abort();
         }
@@ -461,6 +464,33 @@ async fn run_dispute_deadlines(state: AppState) {
             Ok(run) if run == cardplane_engine::disputes::DeadlineRun::default() => {}
             Ok(run) => tracing::info!(?run, "dispute deadlines"),
             Err(e) => tracing::warn!(error = %e, "dispute deadline run failed"),
+        }
+    }
+}
+
+/// Rows younger than this are left for the next pass: a transaction still committing may hold a
+/// smaller id than one already committed.
+const HEALTH_ROLLUP_LAG: Duration = Duration::from_secs(2);
+const HEALTH_ROLLUP_BATCH_MAX: u32 = 5_000;
+
+/// Keeps the console's program-health aggregates current: each pass drains what is new (in
+/// batches, so a backlog after downtime is caught up without one huge transaction).
+async fn roll_up_health(state: AppState) {
+    let every = Duration::from_millis(state.config.health_rollup_interval_ms.max(10));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        loop {
+            let lag = i64::try_from(HEALTH_ROLLUP_LAG.as_micros()).unwrap_or(i64::MAX);
+            let until = Timestamp::from_micros(Timestamp::now().as_micros() - lag);
+            match state.health.roll_up(until, HEALTH_ROLLUP_BATCH_MAX).await {
+                Ok(run) if run.total() == 0 => break,
+                Ok(run) => tracing::debug!(?run, "health roll-up"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "health roll-up failed");
+                    break;
+                }
+            }
         }
     }
 }

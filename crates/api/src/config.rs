@@ -44,6 +44,9 @@ pub struct Config {
     /// How often the Regulation E clock runs over open disputes (provisional credit due,
     /// resolution deadlines); every process runs it, a case moves once.
     pub dispute_deadlines_interval_ms: u64,
+    /// How often the console's program-health aggregates are rolled up from new transactions,
+    /// ledger entries and webhook attempts.
+    pub health_rollup_interval_ms: u64,
     pub webhooks: WebhooksConfig,
     pub operators: OperatorsConfig,
 }
@@ -139,6 +142,7 @@ impl Default for Config {
             authorization_batch_size_max: 256,
             authorization_writers: 2,
             dispute_deadlines_interval_ms: 60_000,
+            health_rollup_interval_ms: 5_000,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
         }
@@ -162,6 +166,7 @@ impl fmt::Debug for Config {
             .field("authorization_batch_size_max", &self.authorization_batch_size_max)
             .field("authorization_writers", &self.authorization_writers)
             .field("dispute_deadlines_interval_ms", &self.dispute_deadlines_interval_ms)
+            .field("health_rollup_interval_ms", &self.health_rollup_interval_ms)
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
@@ -360,6 +365,9 @@ impl Config {
         }
         if let Some(v) = get("CARDPLANE_DISPUTE_DEADLINES_INTERVAL_MS") {
             self.dispute_deadlines_interval_ms = parsed("CARDPLANE_DISPUTE_DEADLINES_INTERVAL_MS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_HEALTH_ROLLUP_INTERVAL_MS") {
+            self.health_rollup_interval_ms = parsed("CARDPLANE_HEALTH_ROLLUP_INTERVAL_MS", v)?;
         }
         if let Some(v) = get("CARDPLANE_LISTEN") {
             self.listen = parsed("CARDPLANE_LISTEN", v)?;

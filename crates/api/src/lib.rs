@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod openapi;
 pub mod routes;

@@ -29,6 +29,7 @@ use cardplane_domain::ids::{ApiKeyId, NetworkCredentialId};
 use cardplane_domain::webhook::Network;
 use cardplane_store::audit::AuditStore;
 use cardplane_store::compliance::ComplianceStore;
+use cardplane_store::health::HealthStore;
 use cardplane_store::network::NetworkCredential;
 use cardplane_store::people::PeopleStore;
 use cardplane_store::webhooks::WebhookStore;
@@ -88,6 +89,8 @@ pub struct Services {
     pub people: Arc<dyn PeopleStore>,
     pub compliance: Arc<dyn ComplianceStore>,
     pub audit: Arc<dyn AuditStore>,
+    /// Program health aggregates for the console (and the job that rolls them up).
+    pub health: Arc<dyn HealthStore>,
     pub documents: Arc<dyn DocumentStorage>,
     /// Network credentials recently read (see `routes::network`).
     pub credentials: Arc<CredentialCache>,
@@ -197,6 +200,7 @@ impl AppState {
             people: store.clone(),
             compliance: store.clone(),
             audit: store.clone(),
+            health: store.clone(),
             webhooks: store,
         })))
     }

@@ -94,6 +94,10 @@ enum Command {
         /// Skip the HTTP-ceiling and naive-database baselines.
         #[arg(long)]
         no_baselines: bool,
+        /// Active authorization rules on the benchmark program (half conditional, half velocity
+        /// limits with distinct counters; none ever declines the benchmark's traffic).
+        #[arg(long, default_value_t = 0)]
+        rules: usize,
         #[arg(long)]
         json: bool,
     },
@@ -435,6 +439,7 @@ async fn main() -> anyhow::Result<()> {
             rate,
             growth,
             no_baselines,
+            rules,
             json,
         } => {
             let state = open_state(config).await?;
@@ -447,6 +452,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 growth,
                 baselines: !no_baselines,
+                rules,
             };
             let report = bench::run(state.clone(), options).await?;
             state.close_db().await;
@@ -509,7 +515,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "operator {} <{}> created with role {}; sign in at POST /ops/login and enrol TOTP",
+                    "operator {} <{}> created with role {}; sign in at /console (or POST /ops/login) and enrol TOTP",
                     person.id,
                     person.email,
                     person.role.as_str()

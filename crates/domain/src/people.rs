@@ -68,6 +68,9 @@ crate::wire_enum!(Action {
     ExportAudit => "audit.export",
     ViewDisputes => "disputes.read",
     WorkDisputes => "disputes.write",
+    ViewTransactions => "transactions.read",
+    ViewCards => "cards.read",
+    ManageCards => "cards.write",
     ViewAlerts => "alerts.read",
     WorkAlerts => "alerts.write",
 });
@@ -82,7 +85,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         Role::Operator(O::Admin) => true,
         Role::Operator(O::ComplianceOfficer) => matches!(
             action,
-            ViewTenants
+            ViewTransactions
+                | ViewCards
+                | ManageCards
+                | ViewTenants
                 | ViewCases
                 | WorkCases
                 | DecideCases
@@ -97,7 +103,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Operator(O::Operations) => matches!(
             action,
-            ViewTenants
+            ViewTransactions
+                | ViewCards
+                | ManageCards
+                | ViewTenants
                 | ViewTenantUsers
                 | ManageTenantUsers
                 | ViewApiKeys
@@ -112,11 +121,21 @@ pub fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Operator(O::Support) => matches!(
             action,
-            ViewTenants | ViewTenantUsers | ViewApiKeys | ViewCases | ViewApprovalChains | ViewDisputes | ViewAlerts
+            ViewTransactions
+                | ViewCards
+                | ViewTenants
+                | ViewTenantUsers
+                | ViewApiKeys
+                | ViewCases
+                | ViewApprovalChains
+                | ViewDisputes
+                | ViewAlerts
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
-            ViewOperators
+            ViewTransactions
+                | ViewCards
+                | ViewOperators
                 | ViewTenants
                 | ViewTenantUsers
                 | ViewApiKeys
@@ -128,10 +147,23 @@ pub fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
-            ViewTenants | ViewTenantUsers | ManageTenantUsers | ViewApiKeys | ManageApiKeys
+            ViewTransactions
+                | ViewCards
+                | ManageCards
+                | ViewTenants
+                | ViewTenantUsers
+                | ManageTenantUsers
+                | ViewApiKeys
+                | ManageApiKeys
         ),
-        Role::Tenant(T::Developer) => matches!(action, ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys),
-        Role::Tenant(T::Viewer) => matches!(action, ViewTenants | ViewTenantUsers | ViewApiKeys),
+        Role::Tenant(T::Developer) => matches!(
+            action,
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys
+        ),
+        Role::Tenant(T::Viewer) => matches!(
+            action,
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys
+        ),
     }
 }
 
@@ -295,6 +327,9 @@ mod tests {
             (ExportAudit,          [true, true,  false, false, false, false, false, false]),
             (ViewDisputes,         [true, true,  true,  true,  true,  false, false, false]),
             (WorkDisputes,         [true, true,  true,  false, false, false, false, false]),
+            (ViewTransactions,     [true, true,  true,  true,  true,  true,  true,  true ]),
+            (ViewCards,            [true, true,  true,  true,  true,  true,  true,  true ]),
+            (ManageCards,          [true, true,  true,  false, false, true,  false, false]),
             (ViewAlerts,           [true, true,  true,  true,  true,  false, false, false]),
             (WorkAlerts,           [true, true,  true,  false, false, false, false, false]),
         ];

@@ -237,3 +237,49 @@ impl SqlStore {
         Ok((sqlx::Row::try_get(&row, "held")?, sqlx::Row::try_get(&row, "balance")?))
     }
 }
+
+impl SqlStore {
+    /// Installs active authorization rules on a program (definitions as the rules API takes
+    /// them), as the rules API would: versions written, the tenant's rules stamp moved.
+    pub async fn install_bench_rules(
+        &self,
+        scope: &Scope,
+        program: &cardplane_domain::ids::ProgramId,
+        definitions: &[serde_json::Value],
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now().as_micros();
+        let mut tx = self.db.writer().begin().await?;
+        for (i, definition) in definitions.iter().enumerate() {
+            let id = cardplane_domain::ids::AuthorizationRuleId::generate();
+            let kind = definition["type"].as_str().unwrap_or_default().to_owned();
+            sqlx::query(
+                "INSERT INTO authorization_rules (id, tenant_id, environment, scope_kind, scope_id, kind, active_version, \
+                 draft_version, latest_version, created_at, updated_at) VALUES ($1, $2, $3, 'program', $4, $5, 1, NULL, 1, $6, $6)",
+            )
+            .bind(id.as_str())
+            .bind(scope.tenant_id.as_str())
+            .bind(scope.environment.as_str())
+            .bind(program.as_str())
+            .bind(kind)
+            .bind(now + i64::try_from(i).unwrap_or(0))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO authorization_rule_versions (rule_id, version, state, definition, created_by, created_at) \
+                 VALUES ($1, 1, 'active', $2, 'bench', $3)",
+            )
+            .bind(id.as_str())
+            .bind(definition.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE programs SET rules_version = rules_version + 1 WHERE tenant_id = $1 AND environment = $2")
+            .bind(scope.tenant_id.as_str())
+            .bind(scope.environment.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -76,6 +76,25 @@ pub trait CardholderStore: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<KycCheck>, StoreError>;
     async fn list_card_orders(&self, scope: &Scope, id: &CardholderId) -> Result<Vec<CardOrder>, StoreError>;
+    /// Any tenant's cardholder by id (the operations console; callers check who may see it).
+    async fn find_cardholder(&self, id: &CardholderId) -> Result<Cardholder, StoreError>;
+    /// The console's cardholder search across tenants, newest first, `limit` rows after the cursor.
+    async fn search_cardholders(&self, search: &CardholderSearch, limit: u32) -> Result<Vec<Cardholder>, StoreError>;
+}
+
+/// The console's cardholder search: every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct CardholderSearch {
+    pub tenant_id: Option<String>,
+    pub cardholder_id: Option<String>,
+    pub custodian_uid: Option<String>,
+    /// Exact, as stored (emails are stored normalised).
+    pub email: Option<String>,
+    /// The last name, case-insensitively.
+    pub last_name: Option<String>,
+    pub kyc_status: Option<String>,
+    /// Keyset cursor: cardholders older than this id.
+    pub before_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, tenant_id, environment, custodian_uid, first_name, last_name, email, phone_number, \
@@ -355,6 +374,44 @@ impl CardholderStore for SqlStore {
             filter: None,
         };
         list_page(self.db.reader(), spec, scope, page, cardholder_from_row).await
+    }
+
+    async fn find_cardholder(&self, id: &CardholderId) -> Result<Cardholder, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM cardholders WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        cardholder_from_row(&row)
+    }
+
+    async fn search_cardholders(&self, search: &CardholderSearch, limit: u32) -> Result<Vec<Cardholder>, StoreError> {
+        let mut f = crate::sql::Filters::default();
+        for (clause, v) in [
+            ("tenant_id = ?", &search.tenant_id),
+            ("id = ?", &search.cardholder_id),
+            ("custodian_uid = ?", &search.custodian_uid),
+            ("email = ?", &search.email),
+            ("LOWER(last_name) = LOWER(?)", &search.last_name),
+            ("kyc_status = ?", &search.kyc_status),
+            ("id < ?", &search.before_id),
+        ] {
+            if let Some(v) = v {
+                f.add(clause, crate::sql::Bind::Text(v.clone()));
+            }
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM cardholders{} ORDER BY id DESC LIMIT {}",
+            f.sql(),
+            i64::from(limit)
+        );
+        f.fetch_all(self.db.reader(), sql)
+            .await?
+            .iter()
+            .map(cardholder_from_row)
+            .collect()
     }
 
     async fn list_kyc_checks(

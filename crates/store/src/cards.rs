@@ -66,6 +66,10 @@ pub trait CardStore: Send + Sync {
     async fn get_card(&self, scope: &Scope, id: &CardId) -> Result<Card, StoreError>;
     /// Unscoped lookup by the keyed PAN hash (the network sends PANs).
     async fn find_card_by_pan_hash(&self, pan_hash: &str) -> Result<Option<Card>, StoreError>;
+    /// Any tenant's card by id (the operations console; callers check who may see it).
+    async fn find_card(&self, id: &CardId) -> Result<Card, StoreError>;
+    /// The console's card search across tenants, newest first, `limit` rows after the cursor.
+    async fn search_cards(&self, search: &CardSearch, limit: u32) -> Result<Vec<Card>, StoreError>;
     async fn list_cards(
         &self,
         scope: &Scope,
@@ -95,6 +99,20 @@ pub trait CardStore: Send + Sync {
     ) -> Result<Posted, PostError>;
     /// Every card's sealed PAN, for key rotation checks and scans.
     async fn all_sealed_pans(&self) -> Result<Vec<(CardId, String)>, StoreError>;
+}
+
+/// The console's card search: every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct CardSearch {
+    pub tenant_id: Option<String>,
+    pub environment: Option<String>,
+    pub card_id: Option<String>,
+    pub last4: Option<String>,
+    pub cardholder_id: Option<String>,
+    pub program_id: Option<String>,
+    pub state: Option<String>,
+    /// Keyset cursor: cards older than this id.
+    pub before_id: Option<String>,
 }
 
 async fn insert_adjustment(conn: &mut AnyConnection, scope: &Scope, a: &BalanceAdjustment) -> Result<(), StoreError> {
@@ -287,6 +305,43 @@ impl CardStore for SqlStore {
         .fetch_optional(self.db.reader())
         .await?;
         row.as_ref().map(card_from_row).transpose()
+    }
+
+    async fn find_card(&self, id: &CardId) -> Result<Card, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = $1")))
+            .bind(id.as_str())
+            .fetch_optional(self.db.reader())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        card_from_row(&row)
+    }
+
+    async fn search_cards(&self, search: &CardSearch, limit: u32) -> Result<Vec<Card>, StoreError> {
+        let mut f = crate::sql::Filters::default();
+        for (clause, v) in [
+            ("tenant_id = ?", &search.tenant_id),
+            ("environment = ?", &search.environment),
+            ("id = ?", &search.card_id),
+            ("last4 = ?", &search.last4),
+            ("cardholder_id = ?", &search.cardholder_id),
+            ("program_id = ?", &search.program_id),
+            ("state = ?", &search.state),
+            ("id < ?", &search.before_id),
+        ] {
+            if let Some(v) = v {
+                f.add(clause, crate::sql::Bind::Text(v.clone()));
+            }
+        }
+        let sql = format!(
+            "SELECT {CARD_COLUMNS} FROM cards{} ORDER BY id DESC LIMIT {}",
+            f.sql(),
+            i64::from(limit)
+        );
+        f.fetch_all(self.db.reader(), sql)
+            .await?
+            .iter()
+            .map(card_from_row)
+            .collect()
     }
 
     async fn list_cards(

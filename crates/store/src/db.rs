@@ -133,6 +133,16 @@ fn migrator(backend: Backend) -> Migrator {
             "rule scope refs",
             include_str!("../migrations/0027_rule_scope_refs.sql"),
         ),
+        migration(
+            30,
+            "health rollups",
+            include_str!("../migrations/0030_health_rollups.sql"),
+        ),
+        migration(
+            31,
+            "console lookups",
+            include_str!("../migrations/0031_console_lookups.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

@@ -13,6 +13,8 @@ use crate::{Scope, SqlStore, StoreError};
 pub trait EventStore: Send + Sync {
     async fn list_events(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Event>, StoreError>;
     async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Event, StoreError>;
+    /// The events about one object (a transaction, a card), oldest first, at most `limit`.
+    async fn events_for_object(&self, scope: &Scope, object_id: &str, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
 
 const COLUMNS: &str = "id, tenant_id, environment, type, object_id, data, created_at";
@@ -55,5 +57,22 @@ impl EventStore for SqlStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         event_from_row(&row)
+    }
+
+    async fn events_for_object(&self, scope: &Scope, object_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE object_id = $1 AND tenant_id = $2 AND environment = $3 \
+             ORDER BY id LIMIT {}",
+            i64::from(limit)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(object_id)
+            .bind(scope.tenant_id.as_str())
+            .bind(scope.environment.as_str())
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
     }
 }

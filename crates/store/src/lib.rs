@@ -40,6 +40,7 @@ pub mod cards;
 pub mod compliance;
 pub mod disputes;
 pub mod events;
+pub mod health;
 pub mod idempotency;
 pub mod ledger;
 pub mod network;

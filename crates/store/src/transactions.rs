@@ -8,7 +8,7 @@ use cardplane_domain::page::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::transactions::{COLUMNS, transaction_from_row};
-use crate::sql::{ListSpec, list_page};
+use crate::sql::{Bind, Filters, ListSpec, list_page};
 use crate::{Scope, SqlStore, StoreError};
 
 #[async_trait]
@@ -20,6 +20,33 @@ pub trait TransactionStore: Send + Sync {
         filter: TransactionFilter<'_>,
         page: &PageRequest,
     ) -> Result<Page<Transaction>, StoreError>;
+    /// Any tenant's transaction by id (the operations console; callers check who may see it).
+    async fn find_transaction(&self, id: &TransactionId) -> Result<Transaction, StoreError>;
+    /// The console's search across tenants, newest first, `limit` rows after the cursor.
+    async fn search_transactions(&self, search: &TransactionSearch, limit: u32)
+    -> Result<Vec<Transaction>, StoreError>;
+}
+
+/// The console's transaction search: every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionSearch {
+    pub tenant_id: Option<String>,
+    pub environment: Option<String>,
+    pub card_id: Option<String>,
+    /// The card's last four digits (through the cards table; never a full PAN).
+    pub last4: Option<String>,
+    pub cardholder_id: Option<String>,
+    pub program_id: Option<String>,
+    pub state: Option<String>,
+    pub decline_reason: Option<String>,
+    pub mcc: Option<String>,
+    pub amount_min: Option<i64>,
+    pub amount_max: Option<i64>,
+    /// Creation time bounds, epoch microseconds, `since` inclusive, `until` exclusive.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Keyset cursor: transactions older than this id.
+    pub before_id: Option<String>,
 }
 
 /// Which transactions a list holds: the column it filters on is the store's business.
@@ -67,5 +94,63 @@ impl TransactionStore for SqlStore {
             filter: filter.column(),
         };
         list_page(self.db.reader(), spec, scope, page, transaction_from_row).await
+    }
+
+    async fn find_transaction(&self, id: &TransactionId) -> Result<Transaction, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM transactions WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        transaction_from_row(&row)
+    }
+
+    async fn search_transactions(
+        &self,
+        search: &TransactionSearch,
+        limit: u32,
+    ) -> Result<Vec<Transaction>, StoreError> {
+        let mut f = Filters::default();
+        let text = |f: &mut Filters, clause: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                f.add(clause, Bind::Text(v.clone()));
+            }
+        };
+        text(&mut f, "tenant_id = ?", &search.tenant_id);
+        text(&mut f, "environment = ?", &search.environment);
+        text(&mut f, "card_id = ?", &search.card_id);
+        text(
+            &mut f,
+            "card_id IN (SELECT id FROM cards WHERE last4 = ?)",
+            &search.last4,
+        );
+        text(&mut f, "cardholder_id = ?", &search.cardholder_id);
+        text(&mut f, "program_id = ?", &search.program_id);
+        text(&mut f, "state = ?", &search.state);
+        text(&mut f, "decline_reason = ?", &search.decline_reason);
+        text(&mut f, "mcc = ?", &search.mcc);
+        text(&mut f, "id < ?", &search.before_id);
+        for (clause, v) in [
+            ("requested_amount >= ?", search.amount_min),
+            ("requested_amount <= ?", search.amount_max),
+            ("created_at >= ?", search.since),
+            ("created_at < ?", search.until),
+        ] {
+            if let Some(v) = v {
+                f.add(clause, Bind::Int(v));
+            }
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM transactions{} ORDER BY id DESC LIMIT {}",
+            f.sql(),
+            i64::from(limit)
+        );
+        f.fetch_all(self.db.reader(), sql)
+            .await?
+            .iter()
+            .map(transaction_from_row)
+            .collect()
     }
 }

@@ -40,6 +40,20 @@ pub struct WebhookAttempt {
     pub next_attempt_at: Option<Timestamp>,
 }
 
+/// A delivery of an event about some object, as the console lists it.
+#[derive(Debug, Clone)]
+pub struct ObjectDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// pending, delivered or failed.
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// A delivery a worker has claimed, with what it needs to send it.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -157,6 +171,14 @@ pub trait WebhookStore: Send + Sync {
     async fn record_attempt(&self, due: &DueDelivery, record: &AttemptRecord) -> Result<(), StoreError>;
     /// Forgets attempts made before `before` and settled deliveries last touched before it.
     async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// The deliveries of the events about one object (the console's transaction page), oldest
+    /// first, at most `limit`.
+    async fn deliveries_for_object(
+        &self,
+        scope: &Scope,
+        object_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ObjectDelivery>, StoreError>;
 }
 
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, environment, url, description, all_events, enabled, disabled_reason, \
@@ -421,6 +443,40 @@ impl WebhookStore for SqlStore {
         write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn deliveries_for_object(
+        &self,
+        scope: &Scope,
+        object_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ObjectDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT d.id, d.endpoint_id, d.event_id, e.type AS event_type, d.state, d.attempts, d.created_at, \
+             d.updated_at FROM events e JOIN webhook_deliveries d ON d.event_id = e.id \
+             WHERE e.object_id = $1 AND e.tenant_id = $2 AND e.environment = $3 ORDER BY d.id LIMIT {}",
+            i64::from(limit)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(object_id)
+            .bind(scope.tenant_id.as_str())
+            .bind(scope.environment.as_str())
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ObjectDelivery {
+                    id: r.try_get("id")?,
+                    endpoint_id: r.try_get("endpoint_id")?,
+                    event_id: r.try_get("event_id")?,
+                    event_type: r.try_get("event_type")?,
+                    state: r.try_get("state")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: crate::sql::ts(r, "created_at")?,
+                    updated_at: crate::sql::ts(r, "updated_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_attempts(

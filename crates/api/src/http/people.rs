@@ -97,22 +97,32 @@ pub fn csrf_token(pepper: &[u8], session_token: &str) -> String {
 }
 
 pub fn session_cookie(token: &str, secure: bool) -> HeaderValue {
+    session_cookie_at("/ops", token, secure)
+}
+
+/// The same session cookie scoped to another path: the console (`/console`) signs in to the same
+/// sessions as `/ops`, and its cookie is sent only to its own pages.
+pub fn session_cookie_at(path: &'static str, token: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/ops; HttpOnly; SameSite=Strict{secure}"
+        "{SESSION_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict{secure}"
     ))
     .expect("tokens are URL-safe")
 }
 
 pub fn clear_cookie(secure: bool) -> HeaderValue {
+    clear_cookie_at("/ops", secure)
+}
+
+pub fn clear_cookie_at(path: &'static str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; Path=/ops; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
+        "{SESSION_COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
     ))
     .expect("static cookie")
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -258,7 +268,14 @@ pub async fn staff_session(State(state): State<AppState>, req: Request, next: Ne
         .unwrap_or_else(|| parts.uri.path().to_owned());
     let object = crate::http::extract::object_in_path(&template, parts.uri.path());
     let action = format!("{} {template}", parts.method);
-    let staff = match resolve(&state, &parts, &origin).await {
+    let presented_csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    let request = SessionRequest {
+        token: cookie_token(&parts.headers),
+        mutating,
+        presented_csrf,
+        mfa_exempt: allowed_before_mfa(parts.uri.path()),
+    };
+    let staff = match resolve(&state, request, &origin).await {
         Ok(s) => s,
         Err(e) => {
             if mutating {
@@ -283,7 +300,7 @@ pub async fn staff_session(State(state): State<AppState>, req: Request, next: Ne
     response
 }
 
-async fn record_failure(
+pub async fn record_failure(
     state: &AppState,
     origin: &Origin,
     actor: Option<String>,
@@ -310,8 +327,22 @@ async fn record_failure(
     }
 }
 
-async fn resolve(state: &AppState, parts: &Parts, origin: &Origin) -> ApiResult<Staff> {
-    let token = cookie_token(&parts.headers)
+/// What a request presents to be resolved to a signed-in person.
+pub struct SessionRequest<'a> {
+    pub token: Option<String>,
+    /// A state-changing request, which must carry the CSRF token.
+    pub mutating: bool,
+    /// The CSRF token as presented (the `X-CSRF-Token` header, or the console's form field).
+    pub presented_csrf: Option<&'a str>,
+    /// A path a person without a second factor may still use.
+    pub mfa_exempt: bool,
+}
+
+/// The one session check behind `/ops` and `/console`: cookie, idle expiry, disabled account,
+/// CSRF in constant time, second-factor enrolment; touches the session when it passes.
+pub async fn resolve(state: &AppState, req: SessionRequest<'_>, origin: &Origin) -> ApiResult<Staff> {
+    let token = req
+        .token
         .ok_or_else(|| ApiError::unauthenticated("session_required", "Sign in at POST /ops/login first"))?;
     let hash = token_hash(&token);
     let session = state
@@ -338,13 +369,8 @@ async fn resolve(state: &AppState, parts: &Parts, origin: &Origin) -> ApiResult<
             "This account is disabled",
         ));
     }
-    if !safe_method(&parts.method) {
-        let presented = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(token_hash)
-            .unwrap_or_default();
+    if req.mutating {
+        let presented = req.presented_csrf.map(token_hash).unwrap_or_default();
         if !bool::from(presented.as_bytes().ct_eq(session.csrf_hash.as_bytes())) {
             return Err(ApiError::forbidden(
                 "csrf_token_invalid",
@@ -352,7 +378,7 @@ async fn resolve(state: &AppState, parts: &Parts, origin: &Origin) -> ApiResult<
             ));
         }
     }
-    if state.config.operators.require_mfa && !user.person.mfa_enabled && !allowed_before_mfa(parts.uri.path()) {
+    if state.config.operators.require_mfa && !user.person.mfa_enabled && !req.mfa_exempt {
         return Err(ApiError::forbidden(
             "mfa_enrolment_required",
             "Enrol a second factor (POST /ops/mfa/totp) before anything else",

@@ -27,6 +27,7 @@ use crate::views::{
     BalanceAdjustmentEnvelope, BalanceEnvelope, CardEnvelope, CardList, CardSecretsView, LedgerEntryEnvelope,
     LedgerEntryList, page_items,
 };
+use crate::workflows::issuing::change_card_state;
 use crate::workflows::issuing::{
     IssueSpec, PAN_ATTEMPTS_MAX, adjustment_view, balance_view, card_event, insufficient_program_funds, pan_collision,
     prepare_issue,
@@ -200,45 +201,15 @@ pub async fn get_card(State(state): State<AppState>, ctx: Ctx, Path(card_id): Pa
     Reply::ok(&CardEnvelope { card: (&card).into() })
 }
 
-/// Applies a lifecycle event; activating a replacement closes the card it replaces if that one
-/// was kept working (damaged / expiring).
+/// Applies a lifecycle event through the one card workflow (shared with the console).
 async fn transition(state: &AppState, ctx: &Ctx, raw_id: &str, event: CardEvent) -> ApiResult<Reply> {
     let card = load_card(state, ctx, raw_id).await?;
-    let now = Timestamp::now();
-    let next = card
-        .apply(event, now)
-        .map_err(|x| ApiError::conflict(x.code(), x.to_string()))?;
-    let mut changes = vec![CardChange {
-        card: next.clone(),
-        expected_version: card.version,
-    }];
-    let mut events = vec![card_event(ctx, EventType::CardUpdated, &next, now)];
-    if event == CardEvent::Activate
-        && let Some(old_id) = &card.replaces
-    {
-        let old = state.cards.get_card(&ctx.scope, old_id).await?;
-        if let Ok(closed) = old.apply(CardEvent::Close, now) {
-            events.push(card_event(ctx, EventType::CardUpdated, &closed, now));
-            changes.push(CardChange {
-                card: closed,
-                expected_version: old.version,
-            });
-        }
-    }
-    let body = render(&CardEnvelope { card: (&next).into() })?;
-    let response = ctx.records(StatusCode::OK, &body);
-    match state
-        .cards
-        .write_cards(&ctx.scope, &[], &changes, &events, response.as_ref(), now)
-        .await
-    {
-        Ok(()) => Ok(Reply::committed(StatusCode::OK, body)),
-        Err(PostError::Store(StoreError::Conflict { .. })) => Err(ApiError::conflict(
-            "concurrent_update",
-            "The card was changed concurrently; retry",
-        )),
-        Err(e) => Err(post_error(e)),
-    }
+    let (_, body) = change_card_state(state, &ctx.scope, card, event, |next| {
+        let body = render(&CardEnvelope { card: next.into() })?;
+        Ok((ctx.records(StatusCode::OK, &body), body))
+    })
+    .await?;
+    Ok(Reply::committed(StatusCode::OK, body))
 }
 
 macro_rules! lifecycle_endpoint {

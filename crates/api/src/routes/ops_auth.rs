@@ -147,6 +147,16 @@ fn totp_context(user: &UserId) -> String {
     format!("totp:{user}")
 }
 
+/// Opens a sealed TOTP secret of this person (the console shows a pending one again).
+pub fn open_totp(state: &AppState, user: &UserId, sealed: &str) -> ApiResult<TotpSecret> {
+    Ok(TotpSecret::from_bytes(
+        state
+            .vault
+            .open(sealed, &totp_context(user))
+            .map_err(ApiError::internal)?,
+    ))
+}
+
 #[utoipa::path(
     post, path = "/ops/login", tag = "Operations console",
     request_body = LoginRequest,
@@ -164,16 +174,57 @@ pub async fn login(State(state): State<AppState>, origin: Origin, JsonBody(req):
     }
 }
 
-// Long: sign-in is one ordered sequence (lookup, lockout, password, second factor, session,
-// audit), each refusal audited where it happens.
 async fn try_login(state: &AppState, origin: &Origin, req: LoginRequest) -> ApiResult<Response> {
+    let signed_in = match sign_in(state, origin, &req.email, req.password, req.code.as_deref()).await? {
+        SignInOutcome::SignedIn(s) => s,
+        SignInOutcome::AddressBlocked(wait) => {
+            return Ok(crate::http::limits::too_many(
+                "too_many_failed_authentications",
+                "Too many failed sign-ins from this address; retry after the delay in Retry-After",
+                wait,
+            ));
+        }
+    };
+    let view = session_view(state, &signed_in.person, signed_in.csrf).await?;
+    let mut response = Reply::ok(&view)?.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&signed_in.token, state.config.operators.cookie_secure),
+    );
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
+/// A new session: its token (for the cookie), its CSRF token and the person.
+pub struct SignedIn {
+    pub token: String,
+    pub csrf: String,
+    pub person: Person,
+}
+
+pub enum SignInOutcome {
+    SignedIn(SignedIn),
+    /// Too many failures from this address: retry after this delay.
+    AddressBlocked(std::time::Duration),
+}
+
+/// Sign-in for `/ops/login` and the console's form, one ordered sequence (address brake, lookup,
+/// lockout, password, second factor, session, audit), each refusal audited where it happens.
+pub async fn sign_in(
+    state: &AppState,
+    origin: &Origin,
+    email: &str,
+    password: String,
+    code: Option<&str>,
+) -> ApiResult<SignInOutcome> {
     if let Some(wait) = origin.ip.and_then(|ip| state.limits.auth_blocked(ip)) {
-        return Ok(crate::http::limits::too_many(
-            "too_many_failed_authentications",
-            "Too many failed sign-ins from this address; retry after the delay in Retry-After",
-            wait,
-        ));
+        return Ok(SignInOutcome::AddressBlocked(wait));
     }
+    let req = LoginRequest {
+        email: email.to_owned(),
+        password,
+        code: code.map(str::to_owned),
+    };
     let email = normalize_email(&req.email).unwrap_or_default();
     if req.password.chars().count() > cardplane_domain::people::PASSWORD_MAX_CHARS {
         return Err(invalid_credentials());
@@ -250,14 +301,7 @@ async fn try_login(state: &AppState, origin: &Origin, req: LoginRequest) -> ApiR
     let mut person = user.person.clone();
     person.guard = Default::default();
     person.last_login_at = Some(now);
-    let view = session_view(state, &person, csrf).await?;
-    let mut response = Reply::ok(&view)?.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(&token, state.config.operators.cookie_secure),
-    );
-    no_store(response.headers_mut());
-    Ok(response)
+    Ok(SignInOutcome::SignedIn(SignedIn { token, csrf, person }))
 }
 
 fn no_store(headers: &mut HeaderMap) {
@@ -307,6 +351,14 @@ pub struct TotpEnrolment {
     security(("session_cookie" = []))
 )]
 pub async fn begin_totp(State(state): State<AppState>, staff: Staff) -> ApiResult<Response> {
+    let enrolment = start_totp(&state, &staff).await?;
+    let mut r = Reply::ok(&enrolment)?.into_response();
+    no_store(r.headers_mut());
+    Ok(r)
+}
+
+/// Starts TOTP enrolment: a new secret, sealed and kept pending until confirmed with a code.
+pub async fn start_totp(state: &AppState, staff: &Staff) -> ApiResult<TotpEnrolment> {
     if staff.person.mfa_enabled {
         return Err(ApiError::conflict(
             "mfa_already_enabled",
@@ -319,13 +371,10 @@ pub async fn begin_totp(State(state): State<AppState>, staff: Staff) -> ApiResul
         .people
         .set_pending_totp(&staff.person.id, &sealed, Timestamp::now())
         .await?;
-    let mut r = Reply::ok(&TotpEnrolment {
+    Ok(TotpEnrolment {
         secret: secret.base32(),
         otpauth_uri: secret.provisioning_uri("Cardplane", &staff.person.email),
-    })?
-    .into_response();
-    no_store(r.headers_mut());
-    Ok(r)
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -356,6 +405,14 @@ pub async fn confirm_totp(
     staff: Staff,
     JsonBody(req): JsonBody<TotpConfirmation>,
 ) -> ApiResult<Response> {
+    let codes = finish_totp(&state, &staff, &req.code).await?;
+    let mut r = Reply::ok(&RecoveryCodes { recovery_codes: codes })?.into_response();
+    no_store(r.headers_mut());
+    Ok(r)
+}
+
+/// Confirms the pending TOTP secret with a code; returns the recovery codes (shown this once).
+pub async fn finish_totp(state: &AppState, staff: &Staff, code: &str) -> ApiResult<Vec<String>> {
     let user = state.people.get_user(&staff.person.id).await?;
     if user.totp_sealed.is_some() {
         return Err(ApiError::conflict(
@@ -371,7 +428,7 @@ pub async fn confirm_totp(
     };
     let context = totp_context(&staff.person.id);
     let secret = TotpSecret::from_bytes(state.vault.open(&pending, &context).map_err(ApiError::internal)?);
-    let TotpCheck::Valid { step } = secret.verify(&req.code, Timestamp::now().unix_seconds(), None) else {
+    let TotpCheck::Valid { step } = secret.verify(code, Timestamp::now().unix_seconds(), None) else {
         return Err(ApiError::invalid("mfa_code_invalid", "Wrong code; check the device's clock").with_param("code"));
     };
     let codes = generate_recovery_codes();
@@ -381,9 +438,7 @@ pub async fn confirm_totp(
         .people
         .enable_totp(&staff.person.id, &pending, step, &hashes, Timestamp::now(), &audit)
         .await?;
-    let mut r = Reply::ok(&RecoveryCodes { recovery_codes: codes })?.into_response();
-    no_store(r.headers_mut());
-    Ok(r)
+    Ok(codes)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -109,7 +109,7 @@ pub(crate) fn bad(param: &str, message: &str) -> ApiError {
     ApiError::invalid("parameter_invalid", message).with_param(param)
 }
 
-fn case_filter(q: &CaseQuery, staff: &Staff) -> ApiResult<(CaseFilter, u32)> {
+pub fn case_filter(q: &CaseQuery, staff: &Staff) -> ApiResult<(CaseFilter, u32)> {
     let mut f = CaseFilter::default();
     match q.status.as_deref() {
         None => {
@@ -335,15 +335,22 @@ pub async fn assign_case(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<AssignRequest>,
 ) -> ApiResult<Reply> {
-    let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
-    let assignee = load_assignee(&state, req.assignee_id.as_deref(), |p| {
+    let next = assign(&state, &staff, &id, req.assignee_id.as_deref()).await?;
+    Reply::ok(&CaseView::of(&next, next.updated_at))
+}
+
+/// Assigns a case to someone who may work or decide cases (`None`: back to the queue); shared by
+/// `/ops` and the console.
+pub async fn assign(state: &AppState, staff: &Staff, id: &str, assignee_id: Option<&str>) -> ApiResult<Case> {
+    let case = load_case(state, staff, Action::WorkCases, id).await?;
+    let assignee = load_assignee(state, assignee_id, |p| {
         p.can(Action::WorkCases) || p.can(Action::DecideCases)
     })
     .await?;
     let now = Timestamp::now();
     let next = case.assign(assignee.clone(), now).map_err(case_error)?;
     let audit = case_audit(
-        &staff,
+        staff,
         "case.assigned",
         &case,
         serde_json::json!({ "from": case.assignee_id, "to": assignee }),
@@ -353,7 +360,7 @@ pub async fn assign_case(
         .update_case(CaseChange::of(&next, case.version, &audit))
         .await
         .map_err(conflict_on_version)?;
-    Reply::ok(&CaseView::of(&next, now))
+    Ok(next)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -379,8 +386,19 @@ pub async fn add_note(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<NoteRequest>,
 ) -> ApiResult<Reply> {
-    let case = load_case(&state, &staff, Action::WorkCases, &id).await?;
-    let body = note_body(&req.body, "body")?;
+    let note = add_case_note(&state, &staff, &id, &req.body).await?;
+    Reply::created(&NoteView {
+        id: note.id.to_string(),
+        author_id: note.author_id.as_ref().map(ToString::to_string),
+        body: note.body,
+        created_at: note.created_at.to_rfc3339(),
+    })
+}
+
+/// Adds a note to a case (closed ones too); shared by `/ops` and the console.
+pub async fn add_case_note(state: &AppState, staff: &Staff, id: &str, body: &str) -> ApiResult<CaseNote> {
+    let case = load_case(state, staff, Action::WorkCases, id).await?;
+    let body = note_body(body, "body")?;
     let now = Timestamp::now();
     // Notes go on closed cases too (follow-ups); the case's version still moves.
     let next = bumped(&case, now);
@@ -392,7 +410,7 @@ pub async fn add_note(
         created_at: now,
     };
     let audit = case_audit(
-        &staff,
+        staff,
         "case.note_added",
         &case,
         serde_json::json!({ "note_id": note.id }),
@@ -405,12 +423,7 @@ pub async fn add_note(
         })
         .await
         .map_err(conflict_on_version)?;
-    Reply::created(&NoteView {
-        id: note.id.to_string(),
-        author_id: note.author_id.as_ref().map(ToString::to_string),
-        body: note.body,
-        created_at: now.to_rfc3339(),
-    })
+    Ok(note)
 }
 
 #[utoipa::path(
@@ -574,14 +587,28 @@ pub async fn decide_case(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<DecisionRequest>,
 ) -> ApiResult<Reply> {
-    let case = load_case(&state, &staff, Action::DecideCases, &id).await?;
-    let decision = Decision::parse(&req.decision).ok_or_else(|| bad("decision", "approve or reject"))?;
-    let comment = req.comment.as_deref().map(|c| note_body(c, "comment")).transpose()?;
+    let next = decide(&state, &staff, &id, &req.decision, req.comment.as_deref()).await?;
+    Reply::ok(&CaseView::of(&next, next.updated_at))
+}
+
+/// Records this person's decision on the case's next approval step (the role and four-eyes rules
+/// are the case's own); the last approval or any rejection settles the cardholder's KYC. Shared by
+/// `/ops` and the console.
+pub async fn decide(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    decision: &str,
+    comment: Option<&str>,
+) -> ApiResult<Case> {
+    let case = load_case(state, staff, Action::DecideCases, id).await?;
+    let decision = Decision::parse(decision).ok_or_else(|| bad("decision", "approve or reject"))?;
+    let comment = comment.map(|c| note_body(c, "comment")).transpose()?;
     let now = Timestamp::now();
     let next = case.decide(&staff.person, decision, comment, now).map_err(case_error)?;
     let approval = next.approvals.last().expect("a decision records an approval");
     let audit = case_audit(
-        &staff,
+        staff,
         "case.decided",
         &case,
         serde_json::json!({
@@ -598,7 +625,7 @@ pub async fn decide_case(
                 ..CaseChange::of(&next, case.version, &audit)
             };
             let verdict = ReviewVerdict::manual(verdict);
-            apply_review(&state, &case_scope(&case), &case.cardholder_id, verdict, change, now).await?;
+            apply_review(state, &case_scope(&case), &case.cardholder_id, verdict, change, now).await?;
         }
         None => state
             .compliance
@@ -609,5 +636,5 @@ pub async fn decide_case(
             .await
             .map_err(conflict_on_version)?,
     }
-    Reply::ok(&CaseView::of(&next, now))
+    Ok(next)
 }

@@ -211,3 +211,57 @@ pub async fn prepare_issue(
         events,
     ))
 }
+
+/// Applies a lifecycle event to a card, with its `card.updated` event and the caller's effect
+/// records (idempotent reply, audit entry) in the same transaction. Activating a replacement
+/// closes the card it replaces if that one was kept working (damaged / expiring). `records` sees
+/// the card as it will be stored and returns the records plus whatever the caller wants back.
+pub async fn change_card_state<R>(
+    state: &crate::state::AppState,
+    scope: &Scope,
+    card: Card,
+    event: cardplane_domain::card::CardEvent,
+    records: impl FnOnce(&Card) -> crate::http::error::ApiResult<(Option<cardplane_store::EffectRecords>, R)>,
+) -> crate::http::error::ApiResult<(Card, R)> {
+    use cardplane_domain::card::CardEvent;
+    use cardplane_store::StoreError;
+    use cardplane_store::cards::CardChange;
+
+    use crate::http::error::ApiError;
+
+    let now = Timestamp::now();
+    let next = card
+        .apply(event, now)
+        .map_err(|x| ApiError::conflict(x.code(), x.to_string()))?;
+    let mut changes = vec![CardChange {
+        card: next.clone(),
+        expected_version: card.version,
+    }];
+    let mut events = vec![card_event_in(scope, EventType::CardUpdated, &next, now)];
+    if event == CardEvent::Activate
+        && let Some(old_id) = &card.replaces
+    {
+        let old = state.cards.get_card(scope, old_id).await?;
+        if let Ok(closed) = old.apply(CardEvent::Close, now) {
+            events.push(card_event_in(scope, EventType::CardUpdated, &closed, now));
+            changes.push(CardChange {
+                card: closed,
+                expected_version: old.version,
+            });
+        }
+    }
+    let (effects, out) = records(&next)?;
+    match state
+        .cards
+        .write_cards(scope, &[], &changes, &events, effects.as_ref(), now)
+        .await
+    {
+        Ok(()) => Ok((next, out)),
+        Err(PostError::Store(StoreError::Conflict { .. })) => Err(ApiError::conflict(
+            "concurrent_update",
+            "The card was changed concurrently; retry",
+        )),
+        Err(PostError::InsufficientFunds(_)) => Err(insufficient_program_funds()),
+        Err(PostError::Store(e)) => Err(e.into()),
+    }
+}

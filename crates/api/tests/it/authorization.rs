@@ -81,7 +81,8 @@ async fn a_hold_is_cleared_reversed_and_refunded_through_the_ledger(app: TestApp
             "program",
             "spend_controls",
             "merchant_rules",
-            "funds"
+            "funds",
+            "risk_score"
         ]
     );
     assert!(t["timestamps"]["received_at"].is_string() && t["timestamps"]["answered_at"].is_string());

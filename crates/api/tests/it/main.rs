@@ -9,6 +9,7 @@ mod bank;
 mod batch_model;
 mod cardholders;
 mod cards;
+mod console;
 mod contract;
 mod conventions;
 mod custodian;

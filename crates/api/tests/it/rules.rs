@@ -650,10 +650,7 @@ async fn operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines(app: T
 }
 
 // ---- Rules deciding live authorizations (the engine side). ----
-// These need the batch engine to apply rules and keep counters (the lead's work on main); they
-// are registered in `app_tests!` below once that is merged into this branch.
 
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn each_kind_of_rule_declines_a_network_authorization(app: TestApp) {
     let net = app.network(1_000_000).await;
     let key = &net.tenant.sandbox;
@@ -713,7 +710,6 @@ async fn each_kind_of_rule_declines_a_network_authorization(app: TestApp) {
     );
 }
 
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn a_shadow_draft_never_changes_the_answer_and_promotion_applies_it(app: TestApp) {
     let net = app.network(1_000_000).await;
     let key = &net.tenant.sandbox;
@@ -760,7 +756,6 @@ async fn a_shadow_draft_never_changes_the_answer_and_promotion_applies_it(app: T
 
 /// A velocity limit of 3 a day created after two approvals declines the second authorization
 /// after it, not the fourth.
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn a_velocity_rule_created_after_approvals_counts_them(app: TestApp) {
     let net = app.network(1_000_000).await;
     let key = &net.tenant.sandbox;
@@ -781,7 +776,6 @@ async fn a_velocity_rule_created_after_approvals_counts_them(app: TestApp) {
 
 /// After a random workload (approvals, declines, partial and full reversals, rule changes in
 /// between), the stored counters are exactly what the history says.
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn velocity_counters_equal_a_recomputation_after_a_random_workload(app: TestApp) {
     let net = app.network(10_000_000).await;
     let key = &net.tenant.sandbox;
@@ -858,4 +852,8 @@ app_tests!(
     a_retried_create_answers_the_same_rule_once,
     velocity_counters_are_seeded_from_history_when_a_rule_starts_using_them,
     operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines,
+    each_kind_of_rule_declines_a_network_authorization,
+    a_shadow_draft_never_changes_the_answer_and_promotion_applies_it,
+    a_velocity_rule_created_after_approvals_counts_them,
+    velocity_counters_equal_a_recomputation_after_a_random_workload,
 );

@@ -374,7 +374,7 @@ impl TestApp {
                 }),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "{program}");
+        assert_eq!(status, StatusCode::OK, "{program} {}", logged_errors());
         if funding > 0 {
             let (status, funded) = self
                 .post(

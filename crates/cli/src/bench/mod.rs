@@ -29,11 +29,15 @@ pub struct Options {
     pub rate: Option<u64>,
     pub growth: Vec<usize>,
     pub baselines: bool,
+    /// Active authorization rules on the benchmark program.
+    pub rules: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub workload: Workload,
+    /// Active authorization rules on the program.
+    pub rules: usize,
     pub backend: String,
     pub cards: usize,
     pub connections: usize,
@@ -79,6 +83,12 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
     )
     .await?;
     let books = books(&state).await?;
+    if o.rules > 0 {
+        state
+            .sql_store()
+            .install_bench_rules(&books.scope, &books.program.id, &provisioning::bench_rules(o.rules))
+            .await?;
+    }
     let (sizes, connections) = match o.workload {
         Workload::Hot => (vec![10], o.connections.max(64)),
         Workload::Growth => (
@@ -156,6 +166,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
         let rss = peak.load(Ordering::Relaxed) as f64 / 1024.0;
         runs.push(RunResult {
             workload: o.workload,
+            rules: o.rules,
             backend: backend.clone(),
             cards: all_cards.len(),
             connections,
@@ -212,9 +223,10 @@ pub fn print(report: &Report) {
     println!("machine: {}  date: {}", report.machine, report.date);
     for r in &report.runs {
         println!(
-            "{:?} on {} | {} cards, {} connections{} | {:.0} approved/s, {:.0} declined/s, {} follow-ups, {} errors over {:.1} s (after a {:.0} s warm-up)",
+            "{:?} on {} | {} rules, {} cards, {} connections{} | {:.0} approved/s, {:.0} declined/s, {} follow-ups, {} errors over {:.1} s (after a {:.0} s warm-up)",
             r.workload,
             r.backend,
+            r.rules,
             r.cards,
             r.connections,
             r.rate_target.map(|x| format!(", open loop {x}/s")).unwrap_or_default(),

@@ -291,3 +291,33 @@ pub(super) fn numbered_pan(bin: &str, n: u64) -> Pan {
     let check = cardplane_domain::pan::luhn_check_digit(&payload);
     Pan::parse(&format!("{payload}{check}")).expect("a numbered PAN is valid")
 }
+
+/// `n` rules for the benchmark program, none of which ever declines its traffic (a store in
+/// Austin, 5411, amounts far below the limits) but all of which do their full work: half are
+/// conditional actions over several attributes, half velocity limits, each with its own counter
+/// (distinct windows and filters), so every authorization reads and moves that many counters.
+pub(super) fn bench_rules(n: usize) -> Vec<serde_json::Value> {
+    let windows = [60, 600, 3_600, 21_600, 86_400, 172_800, 604_800, 1_209_600, 2_678_400];
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                serde_json::json!({"name": format!("bench conditional {i}"), "priority": i, "type": "conditional_action",
+                    "parameters": {"match": "all", "conditions": [
+                        {"attribute": "amount", "operation": "greater_than", "value": 1_000_000_000 + i},
+                        {"attribute": "merchant_country", "operation": "is_not_one_of", "value": ["USA", "CAN"]},
+                        {"attribute": "merchant_name", "operation": "matches", "value": "^(casino|crypto)"},
+                        {"attribute": "risk_score", "operation": "greater_than", "value": 900}]}})
+            } else {
+                let k = i / 2;
+                let window = windows[k % windows.len()];
+                let mut filters = serde_json::json!({});
+                if k >= windows.len() {
+                    filters = serde_json::json!({"mccs": ["5411", "5812", format!("{:04}", 7000 + k)]});
+                }
+                serde_json::json!({"name": format!("bench velocity {i}"), "priority": i, "type": "velocity_limit",
+                    "parameters": {"scope": "card", "window": "trailing", "window_secs": window,
+                        "limit_count": 1_000_000_000, "limit_amount": 1_000_000_000_000i64, "filters": filters}})
+            }
+        })
+        .collect()
+}

@@ -156,38 +156,36 @@ pub fn evaluate(
     ordered.sort_by(|a, b| (a.definition.priority, &a.rule_id).cmp(&(b.definition.priority, &b.rule_id)));
     let mut verdict = Verdict::default();
     let mut approved_by: Option<&AuthorizationRuleId> = None;
+    let check = if shadow { "shadow_rule" } else { "authorization_rule" };
+    let mut unmatched: Vec<String> = Vec::new();
     for rule in ordered {
         let (matched, why) = test(rule, facts, ids, counters);
-        let outcome = rule.definition.body.outcome();
-        let label = format!(
-            "{} v{} {}",
-            rule.rule_id,
-            rule.version,
-            rule.definition.body.kind().as_str()
-        );
-        let result = match (matched, outcome.action) {
-            (false, _) => "pass",
-            (true, RuleAction::Decline) if shadow => "shadow",
-            (true, RuleAction::Decline) => "fail",
-            (true, RuleAction::Review) => "review",
-            (true, RuleAction::Approve) => "approve",
-        };
-        let effect = match (matched, outcome.action) {
-            (false, _) => "no match".to_owned(),
-            (true, RuleAction::Decline) => format!("match: decline {}", outcome.response_code.as_str()),
-            (true, RuleAction::Review) if approved_by.is_some() => {
-                "match: review (suppressed by an earlier approve)".into()
-            }
-            (true, action) => format!("match: {}", action.as_str()),
-        };
-        verdict.steps.push(TraceStep {
-            check: if shadow { "shadow_rule" } else { "authorization_rule" },
-            result,
-            detail: format!("{label}: {effect}; {why}"),
-        });
         if !matched {
+            unmatched.push(format!("{} v{}", rule.rule_id, rule.version));
             continue;
         }
+        let outcome = rule.definition.body.outcome();
+        let result = match outcome.action {
+            RuleAction::Decline if shadow => "shadow",
+            RuleAction::Decline => "fail",
+            RuleAction::Review => "review",
+            RuleAction::Approve => "approve",
+        };
+        let effect = match outcome.action {
+            RuleAction::Decline => format!("decline {}", outcome.response_code.as_str()),
+            RuleAction::Review if approved_by.is_some() => "review (suppressed by an earlier approve)".into(),
+            action => action.as_str().to_owned(),
+        };
+        verdict.steps.push(TraceStep {
+            check,
+            result,
+            detail: format!(
+                "{} v{} {}: match, {effect}; {why}",
+                rule.rule_id,
+                rule.version,
+                rule.definition.body.kind().as_str()
+            ),
+        });
         let hit = RuleHit {
             rule_id: rule.rule_id.clone(),
             version: rule.version,
@@ -202,6 +200,14 @@ pub fn evaluate(
             RuleAction::Review => {}
             RuleAction::Approve => approved_by = approved_by.or(Some(&rule.rule_id)),
         }
+    }
+    // Rules that did not match share one step, to keep a stored trace short.
+    if !unmatched.is_empty() {
+        verdict.steps.push(TraceStep {
+            check,
+            result: "pass",
+            detail: format!("no match: {}", unmatched.join(", ")),
+        });
     }
     verdict
 }

@@ -215,8 +215,18 @@ fn declines_win_and_approve_only_suppresses_later_reviews() {
     );
     assert_eq!(v.decline.as_ref().map(|h| &h.rule_id), Some(&decline.rule_id));
     assert!(v.reviews.is_empty(), "the earlier approve suppresses the review");
-    assert_eq!(v.steps.len(), 3);
+    assert_eq!(v.steps.len(), 3, "one step per matching rule");
     assert_eq!(v.steps[0].result, "approve");
+    let none = rule(9, ControlScopeKind::Program, condition("amount", "less_than", json!(1)));
+    let v = evaluate(
+        &[none.clone(), review.clone()],
+        &f,
+        &IDS,
+        &VelocityBook::default(),
+        false,
+    );
+    assert_eq!(v.steps.len(), 2);
+    assert_eq!(v.steps[1].detail, format!("no match: {} v1", none.rule_id));
 
     let v = evaluate(&[review.clone()], &f, &IDS, &VelocityBook::default(), false);
     assert_eq!(v.reviews.len(), 1);

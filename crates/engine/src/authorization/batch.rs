@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use cardplane_domain::alert::Alert;
 use cardplane_domain::card::Card;
 use cardplane_domain::card_controls::{AppliedControl, TrackedUsage, applicable};
 use cardplane_domain::controls::ControlScope;
@@ -19,14 +20,15 @@ use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::{AccountId, CardId, TransactionId};
 use cardplane_domain::ledger::Account;
 use cardplane_domain::network::{
-    self, Booked, Books, CardContext, CustodianOutcome, MessageKind, NetworkAnswer, NetworkMessage,
+    self, Booked, Books, CardContext, CardRules, CustodianOutcome, MessageKind, NetworkAnswer, NetworkMessage,
 };
 use cardplane_domain::{Environment, Timestamp};
 use cardplane_store::StoreError;
 use cardplane_store::network_batch::{BatchWrites, LockedCard, NetworkBatch, NetworkBatchStore, RecordedMessage};
 
 use super::programs::{KnownProgram, Programs};
-use crate::views::{NetworkAnswerView, TransactionView};
+use super::rules::{RuleSets, card_counters, read_for_screening};
+use crate::views::{AlertView, NetworkAnswerView, TransactionView};
 
 /// One thing a batch does.
 #[derive(Debug, Clone)]
@@ -102,6 +104,7 @@ enum Attempt {
 pub(crate) struct Batcher {
     pub store: Arc<dyn NetworkBatchStore>,
     pub programs: Arc<Programs>,
+    pub rules: Arc<RuleSets>,
 }
 
 /// Redo limit when other processes keep answering the same messages first (each redo finds
@@ -145,26 +148,50 @@ impl Batcher {
             .collect();
         let cards = Cards::new(locked);
         let mut programs = HashMap::new();
-        for (id, version) in cards.program_versions() {
-            programs.insert(id.clone(), self.programs.current(batch, &id, version).await?);
+        let mut program_rules = HashMap::new();
+        for (id, version, rules_version) in cards.program_versions() {
+            let known = self.programs.current(batch, &id, version).await?;
+            program_rules.insert(
+                id.clone(),
+                self.rules.current(batch, &known.program, rules_version).await?,
+            );
+            programs.insert(id.clone(), known);
         }
+        let card_rules: HashMap<CardId, CardRules> = cards
+            .locked
+            .iter()
+            .filter_map(|l| Some((l.card.id.clone(), program_rules.get(&l.card.program)?.for_card(&l.card))))
+            .collect();
         let transactions = batch
             .transactions(&plan.original_keys(), &Plan::strs(&plan.expiring))
             .await?;
         let now = Timestamp::now();
-        let controls = self
-            .controls(batch, items, &plan, &replays, &cards, &programs, now)
-            .await?;
+        let authorizing = plan.authorizing(items, &replays, &cards);
+        let controls = self.controls(batch, &authorizing, &programs, now).await?;
+        let screened: Vec<(&Card, &CardRules)> = authorizing
+            .iter()
+            .filter_map(|c| Some((*c, card_rules.get(&c.id)?)))
+            .collect();
+        let screening = read_for_screening(batch, &screened, now).await?;
         let program_accounts = self
             .lock_program_accounts(batch, items, &replays, &cards, &programs, &transactions)
             .await?;
         let mut accounts: Vec<Account> = cards.accounts();
         accounts.extend(program_accounts);
-        let books = Books::new(accounts, transactions, controls.usages);
+        let counters = card_rules
+            .iter()
+            .map(|(id, r)| (id.clone(), card_counters(r)))
+            .collect();
+        let books = Books::new(accounts, transactions, controls.usages).with_screening(
+            screening.velocity,
+            counters,
+            screening.profiles,
+        );
         let context = Context {
             cards: &cards,
             programs: &programs,
             controls: &controls.per_card,
+            rules: &card_rules,
             now,
         };
         let booked = std::panic::catch_unwind(AssertUnwindSafe(|| book_all(items, &plan, &replays, &context, books)))
@@ -176,6 +203,10 @@ impl Batcher {
             accounts: booked.books.account_changes(),
             postings: booked.books.postings(),
             events: &booked.events,
+            counters: booked.books.velocity().deltas(),
+            risk_profiles: booked.books.risk_changes(),
+            alerts: &booked.alerts,
+            now: Some(now),
         };
         if !batch.write(&writes).await?.is_empty() {
             return Ok(Attempt::Raced);
@@ -188,33 +219,15 @@ impl Batcher {
 
     /// Every control that applies to the batch's authorizations, with its usage read under the
     /// locks of shared scopes.
-    #[allow(clippy::too_many_arguments, reason = "the batch's reads so far, each needed")]
     async fn controls(
         &self,
         batch: &mut NetworkBatch,
-        items: &[Item],
-        plan: &Plan,
-        replays: &HashMap<(Environment, String), String>,
-        cards: &Cards,
+        authorizing: &[&Card],
         programs: &HashMap<cardplane_domain::ids::ProgramId, Arc<KnownProgram>>,
         now: Timestamp,
     ) -> Result<Controls, StoreError> {
-        let authorizing: Vec<&Card> = items
-            .iter()
-            .enumerate()
-            .filter(|(i, item)| plan.is_fresh(*i, item, replays))
-            .filter_map(|(_, item)| match item {
-                Item::Message {
-                    environment,
-                    message: NetworkMessage::Authorization(_),
-                    pan_hash: Some(hash),
-                    ..
-                } => cards.by_pan(*environment, hash),
-                _ => None,
-            })
-            .collect();
         let mut scope_ids: Vec<&str> = Vec::new();
-        for card in &authorizing {
+        for card in authorizing {
             scope_ids.extend([card.id.as_str(), card.cardholder_id.as_str(), card.program.as_str()]);
         }
         scope_ids.sort_unstable();
@@ -222,7 +235,7 @@ impl Batcher {
         let tenant_controls = batch.spend_controls(&scope_ids).await?;
         let mut per_card: HashMap<CardId, Vec<AppliedControl>> = HashMap::new();
         let mut usages: Vec<TrackedUsage> = Vec::new();
-        for card in authorizing {
+        for card in authorizing.iter().copied() {
             let Some(known) = programs.get(&card.program) else {
                 continue;
             };
@@ -362,6 +375,29 @@ impl Plan {
         self.originals.iter().map(|(e, n)| (*e, n.as_str())).collect()
     }
 
+    /// The cards of the batch's fresh authorizations (what controls and screening read for).
+    fn authorizing<'c>(
+        &self,
+        items: &[Item],
+        replays: &HashMap<(Environment, String), String>,
+        cards: &'c Cards,
+    ) -> Vec<&'c Card> {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(i, item)| self.is_fresh(*i, item, replays))
+            .filter_map(|(_, item)| match item {
+                Item::Message {
+                    environment,
+                    message: NetworkMessage::Authorization(_),
+                    pan_hash: Some(hash),
+                    ..
+                } => cards.by_pan(*environment, hash),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether an item is the first of its message and not answered before.
     fn is_fresh(&self, index: usize, item: &Item, replays: &HashMap<(Environment, String), String>) -> bool {
         match item.message_key() {
@@ -404,13 +440,18 @@ impl Cards {
         self.by_id.get(id).map(|i| &self.locked[*i].card)
     }
 
-    fn program_versions(&self) -> Vec<(cardplane_domain::ids::ProgramId, Timestamp)> {
+    /// Each program once, with its version stamp and its rules stamp.
+    fn program_versions(&self) -> Vec<(cardplane_domain::ids::ProgramId, Timestamp, i64)> {
         let mut seen = HashSet::new();
         self.locked
             .iter()
             .filter(|l| seen.insert(l.card.program.clone()))
-            .map(|l| (l.card.program.clone(), l.program_version))
+            .map(|l| (l.card.program.clone(), l.program_version, l.rules_version))
             .collect()
+    }
+
+    fn kyc_status(&self, id: &CardId) -> &str {
+        self.by_id.get(id).map_or("", |i| self.locked[*i].kyc_status.as_str())
     }
 
     /// Each locked account once (a replacement card shares its predecessor's).
@@ -433,6 +474,7 @@ struct Context<'a> {
     cards: &'a Cards,
     programs: &'a HashMap<cardplane_domain::ids::ProgramId, Arc<KnownProgram>>,
     controls: &'a HashMap<CardId, Vec<AppliedControl>>,
+    rules: &'a HashMap<CardId, CardRules>,
     now: Timestamp,
 }
 
@@ -448,8 +490,8 @@ impl Context<'_> {
             program: &known.program,
             accounts: &known.accounts,
             controls: self.controls.get(&card.id).map_or(NO_CONTROLS, Vec::as_slice),
-            rules: &NO_RULES,
-            kyc_status: "",
+            rules: self.rules.get(&card.id).unwrap_or(&NO_RULES),
+            kyc_status: self.cards.kyc_status(&card.id),
         })
     }
 
@@ -473,6 +515,7 @@ struct BookedBatch {
     books: Books,
     outcomes: Vec<Outcome>,
     events: Vec<Event>,
+    alerts: Vec<Alert>,
     /// For each item that was booked fresh: its answer body and the transaction it names.
     fresh: Vec<Option<(String, Option<TransactionId>)>>,
     now: Timestamp,
@@ -525,6 +568,7 @@ fn book_all(
     let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
     let mut fresh = vec![None; items.len()];
     let mut events = Vec::new();
+    let mut alerts = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let booked = match item {
             Item::Expire { transaction, at, .. } => {
@@ -561,6 +605,18 @@ fn book_all(
         if let Some(t) = &booked.updated {
             events.push(transaction_event(t, EventType::TransactionUpdated, ctx.now));
         }
+        for alert in &booked.alerts {
+            let data = serde_json::to_value(AlertView::from(alert)).unwrap_or_default();
+            events.push(Event::new(
+                &alert.tenant_id,
+                alert.environment,
+                EventType::AlertCreated,
+                alert.id.as_str(),
+                data,
+                ctx.now,
+            ));
+        }
+        alerts.extend(booked.alerts);
         let body = answer_body(&booked.answer);
         outcomes[i] = Some(Outcome::Answer {
             body: body.clone(),
@@ -593,6 +649,7 @@ fn book_all(
             .map(|o| o.expect("every item of a batch has an outcome"))
             .collect(),
         events,
+        alerts,
         fresh,
         now: ctx.now,
     }

@@ -16,6 +16,7 @@
 mod batch;
 pub mod custodian;
 mod programs;
+mod rules;
 mod writer;
 
 use std::sync::Arc;
@@ -134,6 +135,7 @@ impl Engine {
         let batcher = Arc::new(Batcher {
             store: deps.batches.clone(),
             programs: Arc::new(Programs::default()),
+            rules: Arc::new(rules::RuleSets::default()),
         });
         let queues = (0..config.writers.max(1))
             .map(|_| {

@@ -7,9 +7,11 @@
 //!    network transaction id names, with their accounts locked in account-id order;
 //! 2. `stored_answers`: messages already answered (retries, or a duplicate committed while we
 //!    waited for a lock);
-//! 3. `transactions`, `spend_controls`, `usage`: what the decisions read;
-//! 4. `lock_control_scopes` (cardholder- and program-wide controls, in key order), then
-//!    `lock_accounts` (program accounts a posting credits or debits, in id order);
+//! 3. `transactions`, `spend_controls`, `usage`, `program_rules` (when a program's rules stamp
+//!    moved), `risk_profiles`: what the decisions read;
+//! 4. `lock_control_scopes` (cardholder- and program-wide controls and velocity counters, in key
+//!    order), then `velocity_counters`, then `lock_accounts` (program accounts a posting credits
+//!    or debits, in id order);
 //! 5. `write`: every answer, transaction, balance, journal, event and webhook delivery;
 //! 6. `commit`.
 //!
@@ -17,9 +19,11 @@
 
 mod reads;
 mod recordset;
+mod screening;
 mod writes;
 
 pub use reads::{LockedCard, UsageRow};
+pub use screening::StoredRuleVersion;
 pub(crate) use writes::write_events;
 pub use writes::{BatchWrites, RecordedMessage};
 

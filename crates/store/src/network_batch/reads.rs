@@ -28,6 +28,10 @@ pub struct LockedCard {
     pub card: Card,
     pub account: Account,
     pub program_version: Timestamp,
+    /// The stamp of the program's authorization rules (moved by every rule change).
+    pub rules_version: i64,
+    /// The cardholder's KYC status, for rules.
+    pub kyc_status: String,
 }
 
 /// What one usage has used in its window: by the index of the usage asked about.
@@ -117,16 +121,19 @@ impl NetworkBatch {
         let row = format!(
             "{cards}, a.balance AS a_balance, a.held AS a_held, a.floor AS a_floor, a.kind AS a_kind, \
              a.currency AS a_currency, a.program_id AS a_program_id, a.created_at AS a_created_at, \
-             p.updated_at AS program_version \
-             FROM cards c JOIN accounts a ON a.id = c.account_id JOIN programs p ON p.id = c.program_id",
+             p.updated_at AS program_version, p.rules_version AS rules_version, h.kyc_status AS kyc_status \
+             FROM cards c JOIN accounts a ON a.id = c.account_id JOIN programs p ON p.id = c.program_id \
+             JOIN cardholders h ON h.id = c.cardholder_id",
             cards = prefixed(CARD_COLUMNS, "c"),
         );
         let sql = match backend {
-            // Locks are taken one card at a time, in account-id order.
+            // Locks are taken one card at a time, in account-id order. The program row's key-share
+            // lock makes a rule change (which locks programs FOR UPDATE) wait for this batch, and
+            // a batch after it read the new rules stamp.
             Backend::Postgres => format!(
                 "WITH k AS MATERIALIZED ({named}), \
                  targets AS MATERIALIZED (SELECT c.id, c.account_id FROM {} ORDER BY c.account_id) \
-                 SELECT r.* FROM targets CROSS JOIN LATERAL (SELECT {row} WHERE c.id = targets.id OFFSET 0 FOR UPDATE OF a) r",
+                 SELECT r.* FROM targets CROSS JOIN LATERAL (SELECT {row} WHERE c.id = targets.id OFFSET 0 FOR UPDATE OF a FOR KEY SHARE OF p) r",
                 each(backend, "k", "cards", "c", "c.id = k.id", "c.id, c.account_id"),
             ),
             Backend::Sqlite => format!("SELECT {row} WHERE c.id IN ({named}) ORDER BY a.id"),
@@ -156,6 +163,8 @@ impl NetworkBatch {
                     card,
                     account,
                     program_version: ts(row, "program_version")?,
+                    rules_version: row.try_get("rules_version")?,
+                    kyc_status: row.try_get("kyc_status")?,
                 })
             })
             .collect()

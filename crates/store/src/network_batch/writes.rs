@@ -2,13 +2,17 @@
 
 use cardplane_domain::Environment;
 use cardplane_domain::Timestamp;
+use cardplane_domain::alert::Alert;
 use cardplane_domain::authorization::Transaction;
 use cardplane_domain::event::Event;
-use cardplane_domain::ids::AccountId;
+use cardplane_domain::ids::{AccountId, CardId};
 use cardplane_domain::network::Posting;
+use cardplane_domain::rules::risk::RiskProfile;
+use cardplane_domain::rules::velocity::CounterRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::recordset::{Col, RecordSet, V};
+use super::screening::{alerts_part, counters_part, profiles_part};
 use super::{Exec, NetworkBatch};
 use crate::{Backend, StoreError};
 
@@ -33,6 +37,11 @@ pub struct BatchWrites<'a> {
     pub accounts: Vec<(AccountId, i64, i64)>,
     pub postings: &'a [Posting],
     pub events: &'a [Event],
+    /// Velocity counter changes, per bucket.
+    pub counters: Vec<CounterRow>,
+    pub risk_profiles: Vec<(&'a CardId, &'a RiskProfile)>,
+    pub alerts: &'a [Alert],
+    pub now: Option<Timestamp>,
 }
 
 impl NetworkBatch {
@@ -74,6 +83,21 @@ fn parts(backend: Backend, w: &BatchWrites<'_>) -> Vec<Part> {
     .into_iter()
     .flatten()
     .chain(postings_parts(backend, w.postings))
+    .chain(
+        [
+            counters_part(backend, &w.counters),
+            profiles_part(backend, &w.risk_profiles, w.now.unwrap_or_else(Timestamp::now)),
+            alerts_part(backend, w.alerts),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| Part {
+            name: p.name,
+            sql: p.sql,
+            param: p.param,
+            expect: None,
+        }),
+    )
     .collect()
 }
 
