@@ -846,6 +846,239 @@ async fn velocity_counters_equal_a_recomputation_after_a_random_workload(app: Te
     assert!(!stored.is_empty());
 }
 
+fn no_backtest_job(c: &mut cardplane_api::Config) {
+    // The test drives the job itself, so it knows when the run happened.
+    c.backtest_poll_interval_ms = 3_600_000;
+    c.webhooks.worker = false;
+}
+
+async fn spawn_quiet(b: cardplane_testkit::Backend) -> Option<TestApp> {
+    TestApp::spawn_with(b, no_backtest_job).await
+}
+
+/// Ten authorizations with a review rule active; a draft that declines amounts over 5,000
+/// changes exactly the four approvals over it (a review among them: declines win), and the
+/// decline for funds stays a decline.
+async fn a_backtest_over_a_known_history_gives_exact_counts(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 100_000).await;
+    let start = Timestamp::now().plus_secs(-1);
+    create(
+        &app,
+        key,
+        json!({"scope": {"type": "program", "id": "GPR"}, "type": "conditional_action", "mode": "active",
+               "parameters": {"action": "review",
+                              "conditions": [{"attribute": "mcc", "operation": "equals", "value": "5812"}]}}),
+    )
+    .await;
+    let history = [
+        (1_000, "5411", "approved"),
+        (6_000, "5411", "approved"),
+        (2_000, "5812", "approved"),
+        (7_000, "5812", "approved"),
+        (3_000, "5411", "approved"),
+        (8_000, "5411", "approved"),
+        (500, "5411", "approved"),
+        (9_000, "5411", "approved"),
+        (4_000, "5411", "approved"),
+        (200_000, "5411", "declined"),
+    ];
+    for (amount, mcc, expected) in history {
+        let answer = buy(&app, &net, &card, amount, mcc).await;
+        assert_eq!(decision(&answer).0, expected, "{answer}");
+    }
+    let end = Timestamp::now().plus_secs(1);
+    let rule = create(
+        &app,
+        key,
+        json!({"scope": card_scope(&card), "type": "conditional_action",
+               "parameters": {"conditions": [{"attribute": "amount", "operation": "greater_than", "value": 5000}]}}),
+    )
+    .await;
+    let id = rule["id"].as_str().unwrap();
+    let path = format!("/authorization_rules/{id}/backtests");
+
+    // The window is checked, and only a rule with a draft can be backtested.
+    let at = |t: Timestamp| t.to_rfc3339();
+    for (body, code, param) in [
+        (json!({"end": at(end)}), "parameter_missing", "start"),
+        (
+            json!({"start": "yesterday", "end": at(end)}),
+            "parameter_invalid",
+            "start",
+        ),
+        (json!({"start": at(end), "end": at(start)}), "parameter_invalid", "end"),
+        (
+            json!({"start": at(start.plus_secs(-94 * 86_400)), "end": at(start)}),
+            "parameter_invalid",
+            "end",
+        ),
+    ] {
+        let (status, answer) = app.post(key, &path, &body).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request_error", code);
+        assert_eq!(answer["error"]["param"], param, "{body}: {answer}");
+    }
+    let window = json!({"start": at(start), "end": at(end)});
+    let stranger = app.tenant().await;
+    let (status, answer) = app.post(&stranger.sandbox, &path, &window).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        "resource_missing",
+    );
+
+    let (status, queued) = app.post(key, &path, &window).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let backtest = queued["backtest"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(queued["backtest"]["status"], "queued");
+    assert_eq!(queued["backtest"]["draft_version"], 1);
+    assert!(queued["backtest"]["active_version"].is_null());
+
+    let ran = app.state.backtest_runner().run_once(Timestamp::now()).await.unwrap();
+    assert_eq!(ran.map(|b| b.to_string()), Some(backtest.clone()));
+    assert_eq!(
+        app.state.backtest_runner().run_once(Timestamp::now()).await.unwrap(),
+        None
+    );
+
+    let (status, done) = app.get(key, &format!("{path}/{backtest}")).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let b = &done["backtest"];
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["progress"], json!({"processed": 10, "total": 10}));
+    let r = &b["result"];
+    assert_eq!(r["authorizations"], 10);
+    let tally = |count: i64, amount: i64| json!({"count": count, "amount": amount});
+    assert_eq!(
+        r["active"],
+        json!({"approved": tally(7, 31_500), "reviewed": tally(2, 9_000), "declined": tally(1, 200_000)}),
+        "{r}"
+    );
+    assert_eq!(
+        r["draft"],
+        json!({"approved": tally(4, 8_500), "reviewed": tally(1, 2_000), "declined": tally(5, 230_000)}),
+        "{r}"
+    );
+    assert_eq!(r["changed"], 4);
+    let examples = r["examples"].as_array().unwrap();
+    let amounts: Vec<i64> = examples.iter().map(|e| e["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts, [6_000, 7_000, 8_000, 9_000]);
+    assert_eq!(examples[1]["before"], "reviewed");
+    for e in examples {
+        assert_eq!(e["after"], "declined");
+        assert_eq!(e["rule_id"], id);
+        assert_eq!(e["response_code"], "59");
+    }
+
+    // Completion is an event; other tenants and live mode see no backtest.
+    let (_, events) = app.get(key, "/events?limit=50").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["type"] == "authorization_rule.backtest.completed"
+                && e["event"]["object_id"] == backtest.as_str()),
+        "{events}"
+    );
+    for creds in [&stranger.sandbox, &net.tenant.live] {
+        let (status, answer) = app.get(creds, &format!("{path}/{backtest}")).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "resource_missing",
+        );
+    }
+    // Without a draft there is nothing to test.
+    app.post(key, &format!("/authorization_rules/{id}/promote"), &json!({}))
+        .await;
+    let (status, answer) = app.post(key, &path, &window).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::CONFLICT,
+        "conflict_error",
+        "rule_has_no_draft",
+    );
+}
+
+/// A local webhook receiver: every body it got.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+    let log = got.clone();
+    let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::body::Bytes| {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or_default());
+            axum::http::StatusCode::NO_CONTENT
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, got)
+}
+
+async fn a_review_rule_raises_an_alert_delivered_as_a_webhook(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 100_000).await;
+    let (url, got) = receiver().await;
+    let (status, endpoint) = app
+        .post(
+            key,
+            "/webhook_endpoints",
+            &json!({"url": url, "enabled_events": ["alert.created"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{endpoint}");
+    let rule = create(
+        &app,
+        key,
+        json!({"scope": card_scope(&card), "type": "conditional_action", "mode": "active",
+               "parameters": {"action": "review",
+                              "conditions": [{"attribute": "merchant_country", "operation": "is_not_one_of", "value": ["USA"]}]}}),
+    )
+    .await;
+    let abroad = authorize(
+        &app,
+        &net,
+        NetMessage::authorization(&card, 1_500).merchant(json!({"id": "m_paris", "name": "Café", "mcc": "5812",
+                                                                   "country": "FRA", "city": "Paris"})),
+    )
+    .await;
+    assert_eq!(decision(&abroad), ("approved", "00"), "a review approves: {abroad}");
+    assert_eq!(decision(&buy(&app, &net, &card, 1_500, "5411").await).0, "approved");
+
+    let (_, alerts) = app.get(key, "/alerts?kind=rule_review").await;
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    let alert = &alerts["alerts"][0]["alert"];
+    assert_eq!(alert["rule_id"], rule["id"]);
+    assert_eq!(alert["rule_version"], 1);
+    assert_eq!(alert["transaction_id"], abroad["authorization_id"]);
+    assert_eq!(alert["status"], "open");
+
+    app.state.deliverer().deliver_due(Timestamp::now()).await.unwrap();
+    let bodies = got.lock().unwrap().clone();
+    let created: Vec<&Value> = bodies.iter().filter(|b| b["type"] == "alert.created").collect();
+    assert_eq!(created.len(), 1, "{bodies:?}");
+    assert_eq!(created[0]["data"]["id"], alert["id"], "{bodies:?}");
+}
+
+app_tests!(spawn = super::spawn_quiet;
+    a_backtest_over_a_known_history_gives_exact_counts,
+    a_review_rule_raises_an_alert_delivered_as_a_webhook,
+);
+
 app_tests!(
     rule_definitions_are_checked_and_errors_name_the_field,
     a_rule_moves_through_versions_with_one_active_and_one_draft,
