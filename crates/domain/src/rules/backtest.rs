@@ -127,6 +127,8 @@ pub struct Replay {
     draft: Vec<Arc<CompiledRule>>,
     specs: Vec<(String, Arc<CounterSpec>)>,
     book: VelocityBook,
+    /// The rules of each set that apply to a card, by card (worked out once per card).
+    applying: HashMap<String, (Vec<Arc<CompiledRule>>, Vec<Arc<CompiledRule>>)>,
     window_start: Timestamp,
     window_end: Timestamp,
     report: Report,
@@ -165,6 +167,7 @@ impl Replay {
             draft,
             specs,
             book: VelocityBook::default(),
+            applying: HashMap::new(),
             window_start,
             window_end,
             report: Report::default(),
@@ -198,12 +201,16 @@ impl Replay {
             utc_offset_minutes: 0,
             risk_score: stored_risk_score(&t.decision_trace),
         };
-        let applying = |rules: &[Arc<CompiledRule>]| -> Vec<Arc<CompiledRule>> {
-            rules.iter().filter(|r| r.applies_to(&ids)).cloned().collect()
-        };
+        let (active, draft) = (&self.active, &self.draft);
+        let (active, draft) = self.applying.entry(t.card_id.to_string()).or_insert_with(|| {
+            let applying = |rules: &[Arc<CompiledRule>]| -> Vec<Arc<CompiledRule>> {
+                rules.iter().filter(|r| r.applies_to(&ids)).cloned().collect()
+            };
+            (applying(active), applying(draft))
+        });
         let base = base_approved(&t.decision_trace);
-        let before_verdict = evaluate(&applying(&self.active), &facts, &ids, &self.book, false);
-        let after_verdict = evaluate(&applying(&self.draft), &facts, &ids, &self.book, false);
+        let before_verdict = evaluate(active, &facts, &ids, &self.book, false);
+        let after_verdict = evaluate(draft, &facts, &ids, &self.book, false);
         let (before, before_hit) = decide(base, &before_verdict);
         let (after, after_hit) = decide(base, &after_verdict);
         let r = &mut self.report;
@@ -275,7 +282,113 @@ pub fn swap_in_draft(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authorization::{Merchant, ResponseCode, TransactionKind, TransactionState};
+    use crate::controls::ControlScopeKind;
+    use crate::ids::{AccountId, CardId, CardholderId, ProgramId, TenantId, TransactionId};
+    use crate::rules::RuleDefinition;
     use serde_json::json;
+
+    const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    const CARD: &str = "card_00000000000000000000000000000001";
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_micros((T0 + secs) * 1_000_000)
+    }
+
+    fn auth(n: u32, secs: i64, amount: i64, trace: serde_json::Value) -> Transaction {
+        let ts = at(secs);
+        Transaction {
+            id: TransactionId::parse(&format!("txn_{n:032}")).unwrap(),
+            tenant_id: TenantId::generate(),
+            environment: crate::Environment::Sandbox,
+            card_id: CardId::parse(CARD).unwrap(),
+            cardholder_id: CardholderId::parse(&format!("crdhldr_{:032}", 1)).unwrap(),
+            program_id: ProgramId::parse(&format!("prog_{:032}", 1)).unwrap(),
+            account_id: AccountId::parse(&format!("acct_{:032}", 1)).unwrap(),
+            kind: TransactionKind::Authorization,
+            state: TransactionState::Pending,
+            network_transaction_id: format!("n{n}"),
+            currency: crate::money::Currency::parse("USD").unwrap(),
+            requested_amount: amount,
+            authorized_amount: amount,
+            held_amount: amount,
+            cleared_amount: 0,
+            reversed_amount: 0,
+            response_code: ResponseCode::Approved,
+            decline_reason: None,
+            authorization_code: None,
+            merchant: Merchant {
+                id: "m_1".into(),
+                name: "Shop".into(),
+                mcc: "5411".into(),
+                country: "USA".into(),
+                city: "Austin".into(),
+            },
+            entry_mode: "chip".into(),
+            stand_in: false,
+            decision_trace: trace,
+            received_at: ts,
+            custodian_sent_at: None,
+            custodian_answered_at: None,
+            answered_at: ts,
+            expires_at: None,
+            created_at: ts,
+            updated_at: ts,
+        }
+    }
+
+    fn velocity_draft() -> Arc<CompiledRule> {
+        let raw = json!({"type": "velocity_limit", "parameters": {"window": "day", "limit_count": 3}});
+        Arc::new(CompiledRule {
+            rule_id: AuthorizationRuleId::parse(&format!("arule_{:032}", 1)).unwrap(),
+            version: 2,
+            scope: ControlScopeKind::Card,
+            scope_id: CARD.into(),
+            definition: RuleDefinition::parse(&raw, ControlScopeKind::Card, CARD).unwrap(),
+        })
+    }
+
+    /// Two approvals before the window warm the counter up: a draft allowing 3 a day lets the
+    /// first one in the window through and declines the next two; a base decline stays one.
+    #[test]
+    fn a_velocity_draft_counts_the_warm_up_and_declines_past_its_limit() {
+        let ok = json!([{"check": "funds", "result": "pass", "detail": ""}]);
+        let failed = json!([{"check": "funds", "result": "fail", "detail": ""}]);
+        let history = [
+            auth(1, 60, 100, ok.clone()),
+            auth(2, 120, 200, ok.clone()),
+            auth(3, 3_600, 300, ok.clone()),
+            auth(4, 3_660, 400, ok.clone()),
+            auth(5, 3_720, 900, failed),
+            auth(6, 3_780, 500, ok),
+        ];
+        let mut replay = Replay::new(Vec::new(), vec![velocity_draft()], at(3_000), at(7_200));
+        for t in &history {
+            replay.observe(t, &HashMap::new());
+        }
+        let r = replay.into_report();
+        assert_eq!(r.authorizations, 4);
+        assert_eq!(
+            r.active.approved,
+            Tally {
+                count: 3,
+                amount: 1_200
+            }
+        );
+        assert_eq!(r.active.declined, Tally { count: 1, amount: 900 });
+        assert_eq!(r.draft.approved, Tally { count: 1, amount: 300 });
+        assert_eq!(
+            r.draft.declined,
+            Tally {
+                count: 3,
+                amount: 1_800
+            }
+        );
+        assert_eq!(r.changed, 2);
+        let changed: Vec<&str> = r.examples.iter().map(|e| e.transaction_id.as_str()).collect();
+        assert_eq!(changed, [format!("txn_{:032}", 4), format!("txn_{:032}", 6)]);
+        assert_eq!(r.examples[0].response_code.as_deref(), Some("65"));
+    }
 
     #[test]
     fn the_stored_risk_score_is_read_from_its_trace_step() {

@@ -318,7 +318,9 @@ impl BacktestStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<Transaction>, StoreError> {
         let keyset = if after.is_some() {
-            " AND (created_at > $4 OR (created_at = $4 AND id > $5))"
+            // The plain lower bound keeps the index range starting at the cursor (an OR alone
+            // would scan every earlier row again for each page).
+            " AND created_at >= $4 AND (created_at > $4 OR id > $5)"
         } else {
             ""
         };
