@@ -565,5 +565,11 @@ async fn purge_idempotency_keys(state: AppState) {
             Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
             Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
         }
+        let counters: &dyn cardplane_store::network_batch::NetworkBatchStore = &state.sql_store();
+        match counters.prune_velocity_counters(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "velocity counter buckets past every window removed"),
+            Err(e) => tracing::warn!(error = %e, "velocity counter pruning failed"),
+        }
     }
 }

@@ -283,3 +283,65 @@ impl SqlStore {
         Ok(())
     }
 }
+
+impl SqlStore {
+    /// Writes `n` stored authorizations of `program`'s cards, spread evenly over
+    /// [`from`, `from + span_secs`), as the engine would have stored them (merchants, entry
+    /// modes and amounts varied; every 20th declined for funds; a risk-score step in every trace),
+    /// in one set-based statement: history for backtests to replay. Returns how many were written.
+    pub async fn insert_bench_history(
+        &self,
+        scope: &Scope,
+        program: &cardplane_domain::ids::ProgramId,
+        n: i64,
+        from: Timestamp,
+        span_secs: i64,
+    ) -> Result<u64, StoreError> {
+        let offset = i64::from(uuid::Uuid::new_v4().as_fields().0) << 24;
+        let step = (span_secs * 1_000_000 / n.max(1)).max(1);
+        let series = match self.db.backend() {
+            Backend::Postgres => "SELECT generate_series(0, $3 - 1) AS x",
+            Backend::Sqlite => {
+                "WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < $3) SELECT x FROM s"
+            }
+        };
+        let hex = match self.db.backend() {
+            Backend::Postgres => "lpad(to_hex(g.x + $4), 32, '0')",
+            Backend::Sqlite => "printf('%032x', g.x + $4)",
+        };
+        let sql = format!(
+            "WITH g AS ({series}), \
+             c AS (SELECT id, cardholder_id, account_id, ROW_NUMBER() OVER (ORDER BY id) - 1 AS k FROM cards WHERE program_id = $1), \
+             n AS (SELECT COUNT(*) AS total FROM c) \
+             INSERT INTO transactions (id, tenant_id, environment, card_id, cardholder_id, program_id, account_id, kind, state, \
+             network_transaction_id, currency, requested_amount, authorized_amount, held_amount, cleared_amount, reversed_amount, \
+             response_code, decline_reason, authorization_code, merchant_id, merchant_name, mcc, merchant_country, merchant_city, \
+             entry_mode, stand_in, decision_trace, received_at, custodian_sent_at, custodian_answered_at, answered_at, expires_at, \
+             created_at, updated_at) \
+             SELECT 'txn_' || {hex}, $2, $5, c.id, c.cardholder_id, $1, c.account_id, 'authorization', \
+             CASE WHEN g.x % 20 = 19 THEN 'DECLINED' ELSE 'COMPLETE' END, 'hist_' || {hex}, 'USD', \
+             100 + (g.x * 7919) % 50000, CASE WHEN g.x % 20 = 19 THEN 0 ELSE 100 + (g.x * 7919) % 50000 END, 0, \
+             CASE WHEN g.x % 20 = 19 THEN 0 ELSE 100 + (g.x * 7919) % 50000 END, 0, \
+             CASE WHEN g.x % 20 = 19 THEN '51' ELSE '00' END, CASE WHEN g.x % 20 = 19 THEN 'insufficient_funds' ELSE NULL END, \
+             NULL, 'm_' || (g.x % 500), 'Merchant ' || (g.x % 500), \
+             CASE g.x % 5 WHEN 0 THEN '5411' WHEN 1 THEN '5812' WHEN 2 THEN '5999' WHEN 3 THEN '7995' ELSE '4829' END, \
+             CASE WHEN g.x % 10 = 3 THEN 'FRA' ELSE 'USA' END, 'Austin', \
+             CASE WHEN g.x % 3 = 0 THEN 'ecommerce' ELSE 'chip' END, 0, \
+             '[{{\"check\":\"funds\",\"result\":\"' || CASE WHEN g.x % 20 = 19 THEN 'fail' ELSE 'pass' END || \
+             '\",\"detail\":\"\"}},{{\"check\":\"risk_score\",\"result\":\"pass\",\"detail\":\"' || ((g.x * 37) % 1000) || ': bench\"}}]', \
+             $6 + g.x * $7, NULL, NULL, $6 + g.x * $7, NULL, $6 + g.x * $7, $6 + g.x * $7 \
+             FROM g JOIN c ON c.k = g.x % (SELECT total FROM n)",
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(program.as_str())
+            .bind(scope.tenant_id.as_str())
+            .bind(n)
+            .bind(offset)
+            .bind(scope.environment.as_str())
+            .bind(from.as_micros())
+            .bind(step)
+            .execute(self.db.writer())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -129,11 +129,6 @@ fn migrator(backend: Backend) -> Migrator {
             include_str!("../migrations/0026_authorization_rules.sql"),
         ),
         migration(
-            27,
-            "rule scope refs",
-            include_str!("../migrations/0027_rule_scope_refs.sql"),
-        ),
-        migration(
             30,
             "health rollups",
             include_str!("../migrations/0030_health_rollups.sql"),
@@ -142,6 +137,11 @@ fn migrator(backend: Backend) -> Migrator {
             31,
             "console lookups",
             include_str!("../migrations/0031_console_lookups.sql"),
+        ),
+        migration(
+            27,
+            "rule scope refs",
+            include_str!("../migrations/0027_rule_scope_refs.sql"),
         ),
     ];
     if backend == Backend::Postgres {

@@ -151,14 +151,20 @@ fn parse_expiration(raw: Option<&str>) -> Result<(u16, u8), FieldError> {
     Ok((year, month))
 }
 
-pub fn parse_authorization(req: &NetworkAuthorizationRequest) -> Result<AuthorizationMessage, FieldError> {
-    let entry_mode = match req.entry_mode.as_deref() {
-        None => "unknown".to_owned(),
+/// How the card was read (chip, contactless, ecommerce, recurring, ...): up to 32 letters, digits
+/// or `_`; `default` when absent.
+pub fn parse_entry_mode(raw: Option<&str>, default: &str) -> Result<String, FieldError> {
+    match raw {
+        None => Ok(default.to_owned()),
         Some(m) if !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
-            m.to_owned()
+            Ok(m.to_owned())
         }
-        Some(_) => return Err(FieldError::invalid("entry_mode", "up to 32 letters, digits or _")),
-    };
+        Some(_) => Err(FieldError::invalid("entry_mode", "up to 32 letters, digits or _")),
+    }
+}
+
+pub fn parse_authorization(req: &NetworkAuthorizationRequest) -> Result<AuthorizationMessage, FieldError> {
+    let entry_mode = parse_entry_mode(req.entry_mode.as_deref(), "unknown")?;
     Ok(AuthorizationMessage {
         network_transaction_id: parse_ntid("network_transaction_id", req.network_transaction_id.as_deref())?,
         pan: parse_pan(req.pan.as_deref())?,

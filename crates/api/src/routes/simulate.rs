@@ -31,6 +31,9 @@ pub struct SimulateAuthorizationRequest {
     pub partial_approval_supported: Option<bool>,
     /// Raise this pending authorization (incremental authorization).
     pub incremental_of: Option<String>,
+    /// How the card was read: chip, contactless, ecommerce, recurring, ... Default `simulated`.
+    #[schema(example = "ecommerce")]
+    pub entry_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -128,7 +131,7 @@ pub async fn simulate_authorization(
             None => default_merchant(),
             Some(m) => parse_merchant(Some(m))?,
         },
-        entry_mode: "simulated".into(),
+        entry_mode: crate::routes::network::parse_entry_mode(req.entry_mode.as_deref(), "simulated")?,
         partial_approval_supported: req.partial_approval_supported.unwrap_or(false),
         original,
         stand_in_advice: false,

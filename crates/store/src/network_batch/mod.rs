@@ -109,6 +109,8 @@ pub trait NetworkBatchStore: Send + Sync {
     async fn read_usage(&self, usages: &mut [TrackedUsage]) -> Result<Vec<Option<Timestamp>>, StoreError>;
     /// Pending authorizations whose hold expired at `now`, oldest first, at most `limit`.
     async fn due_holds(&self, now: Timestamp, limit: i64) -> Result<Vec<(TransactionId, CardId)>, StoreError>;
+    /// Deletes velocity counter buckets no window reaches any more (`rules::velocity::RETENTION_SECS`).
+    async fn prune_velocity_counters(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -177,6 +179,15 @@ impl NetworkBatchStore for SqlStore {
             ))
         })
         .collect()
+    }
+
+    async fn prune_velocity_counters(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let before = now.unix_seconds() - cardplane_domain::rules::velocity::RETENTION_SECS;
+        let done = sqlx::query("DELETE FROM velocity_counters WHERE bucket < $1")
+            .bind(before)
+            .execute(self.db.writer())
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 
