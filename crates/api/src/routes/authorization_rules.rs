@@ -39,6 +39,28 @@ pub fn rule_error(e: RuleError) -> ApiError {
     }
 }
 
+/// A JSON body the caller may leave out altogether (no body and no Content-Type): then
+/// `T::default()`. A body that is there is read like any other (`JsonBody`).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers();
+        let absent = headers.get(axum::http::header::CONTENT_TYPE).is_none()
+            && headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|l| l.as_bytes() == b"0")
+            && headers.get(axum::http::header::TRANSFER_ENCODING).is_none();
+        if absent {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let JsonBody(body) = JsonBody::<T>::from_request(req, state).await?;
+        Ok(OptionalJsonBody(body))
+    }
+}
+
 pub fn parse_rule_id(raw: &str) -> ApiResult<AuthorizationRuleId> {
     AuthorizationRuleId::parse(raw).map_err(|_| ApiError::not_found("authorization_rule"))
 }
@@ -89,6 +111,7 @@ pub struct NewVersionRequest {
     pub parameters: Option<Value>,
 }
 
+/// May be left out (no body): promote whatever is the draft.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
@@ -328,7 +351,7 @@ pub async fn promote_rule(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(rule_id): Path<String>,
-    JsonBody(req): JsonBody<PromoteRequest>,
+    OptionalJsonBody(req): OptionalJsonBody<PromoteRequest>,
 ) -> ApiResult<Reply> {
     change(&state, &ctx, &rule_id, Change::Promote(req.version)).await
 }
