@@ -121,6 +121,9 @@ pub fn stored_risk_score(trace: &serde_json::Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// The active and the draft set's rules that apply to one card.
+type RuleSets = (Vec<Arc<CompiledRule>>, Vec<Arc<CompiledRule>>);
+
 /// A replay in progress: feed it the history in time order.
 pub struct Replay {
     active: Vec<Arc<CompiledRule>>,
@@ -128,7 +131,7 @@ pub struct Replay {
     specs: Vec<(String, Arc<CounterSpec>)>,
     book: VelocityBook,
     /// The rules of each set that apply to a card, by card (worked out once per card).
-    applying: HashMap<String, (Vec<Arc<CompiledRule>>, Vec<Arc<CompiledRule>>)>,
+    applying: HashMap<String, RuleSets>,
     window_start: Timestamp,
     window_end: Timestamp,
     report: Report,
