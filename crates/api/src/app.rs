@@ -204,6 +204,14 @@ fn tenant_api(state: &AppState) -> Router<AppState> {
             "/authorization_rules/{rule_id}/disable",
             post(authorization_rules::disable_rule),
         )
+        .route(
+            "/authorization_rules/{rule_id}/backtests",
+            post(authorization_rules::start_backtest),
+        )
+        .route(
+            "/authorization_rules/{rule_id}/backtests/{backtest_id}",
+            get(authorization_rules::get_backtest),
+        )
         .route("/alerts", get(alerts::list_alerts))
         .route("/alerts/{alert_id}", get(alerts::get_alert))
         // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
@@ -407,6 +415,7 @@ impl Application {
         let expiry = tokio::spawn(expire_holds_periodically(state.clone()));
         let checkpoints = tokio::spawn(checkpoint_periodically(state.clone()));
         let dispute_clock = tokio::spawn(run_dispute_deadlines(state.clone()));
+        let backtests = tokio::spawn(run_backtests(state.clone()));
         let rollups = tokio::spawn(roll_up_health(state.clone()));
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
@@ -443,6 +452,7 @@ impl Application {
         expiry.abort();
         checkpoints.abort();
         dispute_clock.abort();
+        backtests.abort();
         rollups.abort();
         if let Some(w) = webhooks {
             w.abort();
@@ -464,6 +474,27 @@ async fn run_dispute_deadlines(state: AppState) {
             Ok(run) if run == cardplane_engine::disputes::DeadlineRun::default() => {}
             Ok(run) => tracing::info!(?run, "dispute deadlines"),
             Err(e) => tracing::warn!(error = %e, "dispute deadline run failed"),
+        }
+    }
+}
+
+/// Runs queued rule backtests one at a time; a process that dies mid-run loses its lease and
+/// another (or it, restarted) runs the backtest again.
+async fn run_backtests(state: AppState) {
+    let every = Duration::from_millis(state.config.backtest_poll_interval_ms.max(10));
+    let runner = state.backtest_runner();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        loop {
+            match runner.run_once(Timestamp::now()).await {
+                Ok(Some(id)) => tracing::info!(backtest.id = %id, "backtest finished"),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "backtest run failed");
+                    break;
+                }
+            }
         }
     }
 }

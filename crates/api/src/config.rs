@@ -44,6 +44,8 @@ pub struct Config {
     /// How often the Regulation E clock runs over open disputes (provisional credit due,
     /// resolution deadlines); every process runs it, a case moves once.
     pub dispute_deadlines_interval_ms: u64,
+    /// How often each process looks for a queued rule backtest to run (one at a time).
+    pub backtest_poll_interval_ms: u64,
     /// How often the console's program-health aggregates are rolled up from new transactions,
     /// ledger entries and webhook attempts.
     pub health_rollup_interval_ms: u64,
@@ -142,6 +144,7 @@ impl Default for Config {
             authorization_batch_size_max: 256,
             authorization_writers: 2,
             dispute_deadlines_interval_ms: 60_000,
+            backtest_poll_interval_ms: 1_000,
             health_rollup_interval_ms: 5_000,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
@@ -166,6 +169,7 @@ impl fmt::Debug for Config {
             .field("authorization_batch_size_max", &self.authorization_batch_size_max)
             .field("authorization_writers", &self.authorization_writers)
             .field("dispute_deadlines_interval_ms", &self.dispute_deadlines_interval_ms)
+            .field("backtest_poll_interval_ms", &self.backtest_poll_interval_ms)
             .field("health_rollup_interval_ms", &self.health_rollup_interval_ms)
             .field("kyc.sandbox_provider", &self.kyc.sandbox_provider)
             .field("kyc.live_provider", &self.kyc.live_provider)
@@ -365,6 +369,9 @@ impl Config {
         }
         if let Some(v) = get("CARDPLANE_DISPUTE_DEADLINES_INTERVAL_MS") {
             self.dispute_deadlines_interval_ms = parsed("CARDPLANE_DISPUTE_DEADLINES_INTERVAL_MS", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_BACKTEST_POLL_INTERVAL_MS") {
+            self.backtest_poll_interval_ms = parsed("CARDPLANE_BACKTEST_POLL_INTERVAL_MS", v)?;
         }
         if let Some(v) = get("CARDPLANE_HEALTH_ROLLUP_INTERVAL_MS") {
             self.health_rollup_interval_ms = parsed("CARDPLANE_HEALTH_ROLLUP_INTERVAL_MS", v)?;

@@ -171,6 +171,8 @@ impl Modify for BasicAuth {
         authorization_rules::new_version,
         authorization_rules::promote_rule,
         authorization_rules::disable_rule,
+        authorization_rules::start_backtest,
+        authorization_rules::get_backtest,
         alerts::list_alerts,
         alerts::get_alert,
         ops_alerts::list_alerts,

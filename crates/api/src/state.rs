@@ -183,7 +183,7 @@ impl AppState {
                 store.clone(),
                 store.clone(),
             ),
-            rules: cardplane_engine::rules::RuleDesk::new(store.clone()),
+            rules: cardplane_engine::rules::RuleDesk::new(store.clone(), store.clone()),
             alerts: store.clone(),
             limits: Arc::new(limits),
             card_keys,
@@ -215,6 +215,11 @@ impl AppState {
     /// A multipart body carrying one document: the document's limit plus room for the form around it.
     pub fn document_body_limit(&self) -> usize {
         self.config.operators.document_max_bytes + 64 * 1024
+    }
+
+    /// The rule backtest job over this state's store.
+    pub fn backtest_runner(&self) -> cardplane_engine::rules::backtests::BacktestRunner {
+        cardplane_engine::rules::backtests::BacktestRunner::new(std::sync::Arc::new(SqlStore::new(self.db.clone())))
     }
 
     /// The webhook delivery worker over this state's store, vault and settings.

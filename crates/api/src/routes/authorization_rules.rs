@@ -6,9 +6,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cardplane_domain::FieldError;
+use cardplane_domain::Timestamp;
 use cardplane_domain::controls::ControlScopeKind;
+use cardplane_domain::ids::BacktestId;
 use cardplane_domain::ids::{AuthorizationRuleId, CardholderId};
-use cardplane_engine::rules::view::{RuleEnvelope, RuleList, RuleVersionList, RuleVersionView, RuleView};
+use cardplane_engine::rules::view::{
+    BacktestEnvelope, BacktestView, RuleEnvelope, RuleList, RuleVersionList, RuleVersionView, RuleView,
+};
 use cardplane_engine::rules::{Change, Mode, NewRule, RuleError, RuleScope, Submitted};
 use cardplane_store::rules::RuleFilter;
 use serde::Deserialize;
@@ -30,7 +34,30 @@ pub fn rule_error(e: RuleError) -> ApiError {
         RuleError::NoDraft | RuleError::NotTheDraft(_) | RuleError::AlreadyDisabled | RuleError::Busy => {
             ApiError::conflict(e.code(), e.to_string())
         }
+        RuleError::BadWindow => ApiError::invalid(e.code(), e.to_string()).with_param("end"),
         RuleError::Store(s) => s.into(),
+    }
+}
+
+/// A JSON body the caller may leave out altogether (no body and no Content-Type): then
+/// `T::default()`. A body that is there is read like any other (`JsonBody`).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers();
+        let absent = headers.get(axum::http::header::CONTENT_TYPE).is_none()
+            && headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|l| l.as_bytes() == b"0")
+            && headers.get(axum::http::header::TRANSFER_ENCODING).is_none();
+        if absent {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let JsonBody(body) = JsonBody::<T>::from_request(req, state).await?;
+        Ok(OptionalJsonBody(body))
     }
 }
 
@@ -84,6 +111,7 @@ pub struct NewVersionRequest {
     pub parameters: Option<Value>,
 }
 
+/// May be left out (no body): promote whatever is the draft.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
@@ -323,7 +351,7 @@ pub async fn promote_rule(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(rule_id): Path<String>,
-    JsonBody(req): JsonBody<PromoteRequest>,
+    OptionalJsonBody(req): OptionalJsonBody<PromoteRequest>,
 ) -> ApiResult<Reply> {
     change(&state, &ctx, &rule_id, Change::Promote(req.version)).await
 }
@@ -340,4 +368,90 @@ pub async fn promote_rule(
 )]
 pub async fn disable_rule(State(state): State<AppState>, ctx: Ctx, Path(rule_id): Path<String>) -> ApiResult<Reply> {
     change(&state, &ctx, &rule_id, Change::Disable).await
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestRequest {
+    /// RFC 3339; the window's first instant.
+    #[schema(example = "2026-11-01T00:00:00Z")]
+    pub start: Option<String>,
+    /// RFC 3339; after `start`, at most 93 days later (exclusive).
+    #[schema(example = "2026-12-01T00:00:00Z")]
+    pub end: Option<String>,
+}
+
+fn instant(raw: Option<&str>, field: &str) -> ApiResult<Timestamp> {
+    let raw = raw.ok_or_else(|| FieldError::missing(field))?;
+    Timestamp::parse_rfc3339(raw).ok_or_else(|| bad(field, "an RFC 3339 instant, e.g. 2026-12-01T10:00:00Z"))
+}
+
+#[utoipa::path(
+    post, path = "/authorization_rules/{rule_id}/backtests", tag = "Authorization rules",
+    params(("rule_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = BacktestRequest,
+    responses(
+        (status = 202, description = "Queued: replayed in the background; poll it", body = BacktestEnvelope),
+        (status = 400, description = "parameter_missing or parameter_invalid (`start`, `end`: end after start, at most 93 days)", body = crate::http::error::ErrorEnvelope),
+        (status = 404, body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "rule_has_no_draft", body = crate::http::error::ErrorEnvelope),
+    ),
+    security(("basic_auth" = []))
+)]
+pub async fn start_backtest(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(rule_id): Path<String>,
+    JsonBody(req): JsonBody<BacktestRequest>,
+) -> ApiResult<Reply> {
+    let id = parse_rule_id(&rule_id)?;
+    let window = match (
+        instant(req.start.as_deref(), "start"),
+        instant(req.end.as_deref(), "end"),
+    ) {
+        (Ok(start), Ok(end)) => (start, end),
+        (Err(e), _) | (_, Err(e)) => {
+            // Someone else's rule is a 404 whatever the body says.
+            state
+                .rules
+                .store()
+                .get_rule(&ctx.scope, &id)
+                .await
+                .map_err(|e| rule_error(e.into()))?;
+            return Err(e);
+        }
+    };
+    let (_, body) = state
+        .rules
+        .start_backtest(&ctx.scope, &id, window, &recorder(&ctx), ctx.now())
+        .await
+        .map_err(rule_error)?;
+    Ok(Reply::committed(StatusCode::ACCEPTED, body))
+}
+
+#[utoipa::path(
+    get, path = "/authorization_rules/{rule_id}/backtests/{backtest_id}", tag = "Authorization rules",
+    params(("rule_id" = String, Path), ("backtest_id" = String, Path)),
+    responses((status = 200, body = BacktestEnvelope), (status = 404, body = crate::http::error::ErrorEnvelope)),
+    security(("basic_auth" = []))
+)]
+pub async fn get_backtest(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((rule_id, backtest_id)): Path<(String, String)>,
+) -> ApiResult<Reply> {
+    let id = parse_rule_id(&rule_id)?;
+    let backtest = BacktestId::parse(&backtest_id).map_err(|_| ApiError::not_found("backtest"))?;
+    let b = state
+        .rules
+        .backtests()
+        .get_backtest(&ctx.scope, &id, &backtest)
+        .await
+        .map_err(|e| match e {
+            cardplane_store::StoreError::NotFound => ApiError::not_found("backtest"),
+            e => e.into(),
+        })?;
+    Reply::ok(&BacktestEnvelope {
+        backtest: BacktestView::from(&b),
+    })
 }

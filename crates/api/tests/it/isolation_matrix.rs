@@ -25,7 +25,13 @@ fn strip_volatile(mut v: Value) -> Value {
 
 async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
     // No delivery worker: its attempts would change A's delivery log while we compare.
-    let Some(app) = TestApp::spawn_with(b, |c| c.webhooks.worker = false).await else {
+    // Nor the backtest job: a backtest finishing would change what A sees.
+    let Some(app) = TestApp::spawn_with(b, |c| {
+        c.webhooks.worker = false;
+        c.backtest_poll_interval_ms = 3_600_000;
+    })
+    .await
+    else {
         return;
     };
     let a = app.tenant_with(&[Permission::Reveal]).await;
@@ -96,6 +102,16 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         environment: cardplane_domain::Environment::Sandbox,
     };
     let alert_id = crate::rules::raise_alert(&app, &scope, &transaction_id).await;
+    let now = cardplane_domain::Timestamp::now();
+    let (status, backtest) = app
+        .post(
+            t,
+            &format!("/authorization_rules/{rule_id}/backtests"),
+            &json!({"start": now.plus_secs(-3600).to_rfc3339(), "end": now.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{backtest}");
+    let backtest_id = backtest["backtest"]["id"].as_str().unwrap().to_owned();
     let (_, events) = app.get(t, "/events?limit=1").await;
     let event_id = events["events"][0]["event"]["id"].as_str().unwrap().to_owned();
     let ids: HashMap<&str, String> = HashMap::from([
@@ -110,6 +126,7 @@ async fn every_endpoint_hides_other_tenants_and_environments(b: Backend) {
         ("dispute_id", dispute_id.clone()),
         ("rule_id", rule_id.clone()),
         ("alert_id", alert_id.clone()),
+        ("backtest_id", backtest_id.clone()),
     ]);
 
     let doc: Value = app

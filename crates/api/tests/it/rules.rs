@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::net::{NetCard, NetMessage, Network, merchant, ntid};
 use crate::ops::{admin, staff};
-use crate::support::{Creds, TestApp, assert_error};
+use crate::support::{Creds, TestApp, assert_error, send};
 
 async fn create(app: &TestApp, creds: &Creds, body: Value) -> Value {
     let (status, rule) = app.post(creds, "/authorization_rules", &body).await;
@@ -291,8 +291,10 @@ async fn a_rule_moves_through_versions_with_one_active_and_one_draft(app: TestAp
     assert_eq!(third["authorization_rule"]["status"], "active");
     assert_eq!(third["authorization_rule"]["active"]["version"], 2);
     assert_eq!(third["authorization_rule"]["draft"]["version"], 3);
-    let (status, _) = app.post(key, &promote, &json!({})).await;
-    assert_eq!(status, StatusCode::OK);
+    // The body may be left out altogether.
+    let (status, promoted) = send(app.request(reqwest::Method::POST, &promote, key)).await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["authorization_rule"]["active"]["version"], 3);
 
     let (status, disabled) = app
         .post(key, &format!("/authorization_rules/{id}/disable"), &json!({}))
@@ -465,8 +467,8 @@ async fn velocity_counters_are_seeded_from_history_when_a_rule_starts_using_them
     );
 }
 
-/// An alert on a stored authorization, written as the engine writes one (for the tests of
-/// working alerts that do not depend on which check raised it).
+/// An alert on a stored authorization, written as the engine writes one, for tests that need an
+/// alert object whatever check raises it (the isolation matrix).
 pub(crate) async fn raise_alert(app: &TestApp, scope: &Scope, transaction_id: &str) -> String {
     let id = TransactionId::parse(transaction_id).unwrap();
     let t = app.state.transactions.get_transaction(scope, &id).await.unwrap();
@@ -513,11 +515,20 @@ async fn operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines(app: T
     let key = &net.tenant.sandbox;
     let card = app.net_card(&net, 10_000).await;
     let other_card = app.net_card(&net, 10_000).await;
-    let first = buy(&app, &net, &card, 1_000, "5411").await;
-    let scope = sandbox(&net.tenant.id);
-    let id = raise_alert(&app, &scope, first["authorization_id"].as_str().unwrap()).await;
-    let other = buy(&app, &net, &other_card, 1_000, "5411").await;
-    raise_alert(&app, &scope, other["authorization_id"].as_str().unwrap()).await;
+    create(
+        &app,
+        key,
+        json!({"scope": {"type": "program", "id": "GPR"}, "type": "conditional_action", "mode": "active",
+               "parameters": {"action": "review",
+                              "conditions": [{"attribute": "mcc", "operation": "equals", "value": "5812"}]}}),
+    )
+    .await;
+    let first = buy(&app, &net, &card, 1_000, "5812").await;
+    assert_eq!(decision(&first).0, "approved");
+    buy(&app, &net, &other_card, 1_000, "5812").await;
+    let (_, mine) = app.get(key, &format!("/alerts?card_id={}", card.id)).await;
+    let id = mine["alerts"][0]["alert"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(mine["alerts"][0]["alert"]["transaction_id"], first["authorization_id"]);
 
     // The custodian sees it, filtered; others do not.
     let (status, got) = app.get(key, &format!("/alerts/{id}")).await;
@@ -526,9 +537,9 @@ async fn operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines(app: T
     assert_eq!(got["alert"]["card_id"], card.id.as_str());
     let (_, list) = app.get(key, &format!("/alerts?card_id={}&status=open", card.id)).await;
     assert_eq!(list["total"], 1, "{list}");
-    let (_, list) = app.get(key, "/alerts?kind=risk_score").await;
-    assert_eq!(list["total"], 2, "{list}");
     let (_, list) = app.get(key, "/alerts?kind=rule_review").await;
+    assert_eq!(list["total"], 2, "{list}");
+    let (_, list) = app.get(key, "/alerts?kind=card_testing").await;
     assert_eq!(list["total"], 0, "{list}");
     let (status, answer) = app.get(key, "/alerts?status=closed").await;
     assert_error(
@@ -650,10 +661,7 @@ async fn operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines(app: T
 }
 
 // ---- Rules deciding live authorizations (the engine side). ----
-// These need the batch engine to apply rules and keep counters (the lead's work on main); they
-// are registered in `app_tests!` below once that is merged into this branch.
 
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn each_kind_of_rule_declines_a_network_authorization(app: TestApp) {
     let net = app.network(1_000_000).await;
     let key = &net.tenant.sandbox;
@@ -713,7 +721,6 @@ async fn each_kind_of_rule_declines_a_network_authorization(app: TestApp) {
     );
 }
 
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn a_shadow_draft_never_changes_the_answer_and_promotion_applies_it(app: TestApp) {
     let net = app.network(1_000_000).await;
     let key = &net.tenant.sandbox;
@@ -760,7 +767,6 @@ async fn a_shadow_draft_never_changes_the_answer_and_promotion_applies_it(app: T
 
 /// A velocity limit of 3 a day created after two approvals declines the second authorization
 /// after it, not the fourth.
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn a_velocity_rule_created_after_approvals_counts_them(app: TestApp) {
     let net = app.network(1_000_000).await;
     let key = &net.tenant.sandbox;
@@ -781,7 +787,6 @@ async fn a_velocity_rule_created_after_approvals_counts_them(app: TestApp) {
 
 /// After a random workload (approvals, declines, partial and full reversals, rule changes in
 /// between), the stored counters are exactly what the history says.
-#[allow(dead_code)] // PENDING the engine's rule evaluation (main)
 async fn velocity_counters_equal_a_recomputation_after_a_random_workload(app: TestApp) {
     let net = app.network(10_000_000).await;
     let key = &net.tenant.sandbox;
@@ -852,10 +857,247 @@ async fn velocity_counters_equal_a_recomputation_after_a_random_workload(app: Te
     assert!(!stored.is_empty());
 }
 
+fn no_backtest_job(c: &mut cardplane_api::Config) {
+    // The test drives the job itself, so it knows when the run happened.
+    c.backtest_poll_interval_ms = 3_600_000;
+    c.webhooks.worker = false;
+}
+
+async fn spawn_quiet(b: cardplane_testkit::Backend) -> Option<TestApp> {
+    TestApp::spawn_with(b, no_backtest_job).await
+}
+
+/// Ten authorizations with a review rule active; a draft that declines amounts over 5,000
+/// changes exactly the four approvals over it (a review among them: declines win), and the
+/// decline for funds stays a decline.
+async fn a_backtest_over_a_known_history_gives_exact_counts(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 100_000).await;
+    let start = Timestamp::now().plus_secs(-1);
+    create(
+        &app,
+        key,
+        json!({"scope": {"type": "program", "id": "GPR"}, "type": "conditional_action", "mode": "active",
+               "parameters": {"action": "review",
+                              "conditions": [{"attribute": "mcc", "operation": "equals", "value": "5812"}]}}),
+    )
+    .await;
+    let history = [
+        (1_000, "5411", "approved"),
+        (6_000, "5411", "approved"),
+        (2_000, "5812", "approved"),
+        (7_000, "5812", "approved"),
+        (3_000, "5411", "approved"),
+        (8_000, "5411", "approved"),
+        (500, "5411", "approved"),
+        (9_000, "5411", "approved"),
+        (4_000, "5411", "approved"),
+        (200_000, "5411", "declined"),
+    ];
+    for (amount, mcc, expected) in history {
+        let answer = buy(&app, &net, &card, amount, mcc).await;
+        assert_eq!(decision(&answer).0, expected, "{answer}");
+    }
+    let end = Timestamp::now().plus_secs(1);
+    let rule = create(
+        &app,
+        key,
+        json!({"scope": card_scope(&card), "type": "conditional_action",
+               "parameters": {"conditions": [{"attribute": "amount", "operation": "greater_than", "value": 5000}]}}),
+    )
+    .await;
+    let id = rule["id"].as_str().unwrap();
+    let path = format!("/authorization_rules/{id}/backtests");
+
+    // The window is checked, and only a rule with a draft can be backtested.
+    let at = |t: Timestamp| t.to_rfc3339();
+    for (body, code, param) in [
+        (json!({"end": at(end)}), "parameter_missing", "start"),
+        (
+            json!({"start": "yesterday", "end": at(end)}),
+            "parameter_invalid",
+            "start",
+        ),
+        (json!({"start": at(end), "end": at(start)}), "parameter_invalid", "end"),
+        (
+            json!({"start": at(start.plus_secs(-94 * 86_400)), "end": at(start)}),
+            "parameter_invalid",
+            "end",
+        ),
+    ] {
+        let (status, answer) = app.post(key, &path, &body).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request_error", code);
+        assert_eq!(answer["error"]["param"], param, "{body}: {answer}");
+    }
+    let window = json!({"start": at(start), "end": at(end)});
+    let stranger = app.tenant().await;
+    let (status, answer) = app.post(&stranger.sandbox, &path, &window).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        "resource_missing",
+    );
+
+    let (status, queued) = app.post(key, &path, &window).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let backtest = queued["backtest"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(queued["backtest"]["status"], "queued");
+    assert_eq!(queued["backtest"]["draft_version"], 1);
+    assert!(queued["backtest"]["active_version"].is_null());
+
+    let ran = app.state.backtest_runner().run_once(Timestamp::now()).await.unwrap();
+    assert_eq!(ran.map(|b| b.to_string()), Some(backtest.clone()));
+    assert_eq!(
+        app.state.backtest_runner().run_once(Timestamp::now()).await.unwrap(),
+        None
+    );
+
+    let (status, done) = app.get(key, &format!("{path}/{backtest}")).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let b = &done["backtest"];
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["progress"], json!({"processed": 10, "total": 10}));
+    let r = &b["result"];
+    assert_eq!(r["authorizations"], 10);
+    let tally = |count: i64, amount: i64| json!({"count": count, "amount": amount});
+    assert_eq!(
+        r["active"],
+        json!({"approved": tally(7, 31_500), "reviewed": tally(2, 9_000), "declined": tally(1, 200_000)}),
+        "{r}"
+    );
+    assert_eq!(
+        r["draft"],
+        json!({"approved": tally(4, 8_500), "reviewed": tally(1, 2_000), "declined": tally(5, 230_000)}),
+        "{r}"
+    );
+    assert_eq!(r["changed"], 4);
+    let examples = r["examples"].as_array().unwrap();
+    let amounts: Vec<i64> = examples.iter().map(|e| e["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts, [6_000, 7_000, 8_000, 9_000]);
+    assert_eq!(examples[1]["before"], "reviewed");
+    for e in examples {
+        assert_eq!(e["after"], "declined");
+        assert_eq!(e["rule_id"], id);
+        assert_eq!(e["response_code"], "59");
+    }
+
+    // Completion is an event; other tenants and live mode see no backtest.
+    let (_, events) = app.get(key, "/events?limit=50").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["type"] == "authorization_rule.backtest.completed"
+                && e["event"]["object_id"] == backtest.as_str()),
+        "{events}"
+    );
+    for creds in [&stranger.sandbox, &net.tenant.live] {
+        let (status, answer) = app.get(creds, &format!("{path}/{backtest}")).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "resource_missing",
+        );
+    }
+    // Without a draft there is nothing to test.
+    app.post(key, &format!("/authorization_rules/{id}/promote"), &json!({}))
+        .await;
+    let (status, answer) = app.post(key, &path, &window).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::CONFLICT,
+        "conflict_error",
+        "rule_has_no_draft",
+    );
+}
+
+/// A local webhook receiver: every body it got.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+    let log = got.clone();
+    let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::body::Bytes| {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or_default());
+            axum::http::StatusCode::NO_CONTENT
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, got)
+}
+
+async fn a_review_rule_raises_an_alert_delivered_as_a_webhook(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 100_000).await;
+    let (url, got) = receiver().await;
+    let (status, endpoint) = app
+        .post(
+            key,
+            "/webhook_endpoints",
+            &json!({"url": url, "enabled_events": ["alert.created"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{endpoint}");
+    let rule = create(
+        &app,
+        key,
+        json!({"scope": card_scope(&card), "type": "conditional_action", "mode": "active",
+               "parameters": {"action": "review",
+                              "conditions": [{"attribute": "merchant_country", "operation": "is_not_one_of", "value": ["USA"]}]}}),
+    )
+    .await;
+    let abroad = authorize(
+        &app,
+        &net,
+        NetMessage::authorization(&card, 1_500).merchant(json!({"id": "m_paris", "name": "Café", "mcc": "5812",
+                                                                   "country": "FRA", "city": "Paris"})),
+    )
+    .await;
+    assert_eq!(decision(&abroad), ("approved", "00"), "a review approves: {abroad}");
+    assert_eq!(decision(&buy(&app, &net, &card, 1_500, "5411").await).0, "approved");
+
+    let (_, alerts) = app.get(key, "/alerts?kind=rule_review").await;
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    let alert = &alerts["alerts"][0]["alert"];
+    assert_eq!(alert["rule_id"], rule["id"]);
+    assert_eq!(alert["rule_version"], 1);
+    assert_eq!(alert["transaction_id"], abroad["authorization_id"]);
+    assert_eq!(alert["status"], "open");
+
+    app.state.deliverer().deliver_due(Timestamp::now()).await.unwrap();
+    let bodies = got.lock().unwrap().clone();
+    let created: Vec<&Value> = bodies.iter().filter(|b| b["type"] == "alert.created").collect();
+    assert_eq!(created.len(), 1, "{bodies:?}");
+    assert_eq!(created[0]["data"]["id"], alert["id"], "{bodies:?}");
+}
+
+app_tests!(spawn = super::spawn_quiet;
+    a_backtest_over_a_known_history_gives_exact_counts,
+    a_review_rule_raises_an_alert_delivered_as_a_webhook,
+);
+
 app_tests!(
     rule_definitions_are_checked_and_errors_name_the_field,
     a_rule_moves_through_versions_with_one_active_and_one_draft,
     a_retried_create_answers_the_same_rule_once,
     velocity_counters_are_seeded_from_history_when_a_rule_starts_using_them,
     operators_resolve_an_alert_as_fraud_and_the_frozen_card_declines,
+    each_kind_of_rule_declines_a_network_authorization,
+    a_shadow_draft_never_changes_the_answer_and_promotion_applies_it,
+    a_velocity_rule_created_after_approvals_counts_them,
+    velocity_counters_equal_a_recomputation_after_a_random_workload,
 );

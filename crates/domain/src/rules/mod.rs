@@ -13,6 +13,7 @@
 //! overrides a decline; it only suppresses the `review` of rules after it. A matching `review`
 //! rule approves and opens an alert.
 
+pub mod backtest;
 mod condition;
 mod evaluate;
 mod facts;

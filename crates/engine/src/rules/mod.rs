@@ -4,6 +4,7 @@
 //! write it in one transaction with its event and the idempotent answer / audit entry,
 //! retrying from a fresh read when a concurrent change to the rule won.
 
+pub mod backtests;
 pub mod view;
 
 use std::sync::Arc;
@@ -13,8 +14,13 @@ use cardplane_domain::controls::ControlScopeKind;
 use cardplane_domain::error::FieldError;
 use cardplane_domain::event::{Event, EventType};
 use cardplane_domain::ids::AuthorizationRuleId;
+use cardplane_domain::ids::BacktestId;
+use cardplane_domain::rules::backtest::WINDOW_MAX_SECS;
 use cardplane_domain::rules::{RuleDefinition, RuleKind, VersionState};
-use cardplane_store::rules::{RuleRecord, RuleStore, RuleVersionRecord, RuleWithVersions, RuleWrite};
+use cardplane_store::rules::{
+    BacktestRecord, BacktestStatus, BacktestStore, RuleRecord, RuleStore, RuleVersionRecord, RuleWithVersions,
+    RuleWrite,
+};
 use cardplane_store::{EffectRecords, Scope, StoreError};
 use serde_json::{Value, json};
 
@@ -39,6 +45,8 @@ pub enum RuleError {
     NotTheDraft(i64),
     #[error("the rule is already disabled")]
     AlreadyDisabled,
+    #[error("the backtest window must end after it starts and span at most 93 days")]
+    BadWindow,
     #[error("the rule kept changing concurrently; retry")]
     Busy,
     #[error(transparent)]
@@ -53,6 +61,7 @@ impl RuleError {
             RuleError::NoDraft => "rule_has_no_draft",
             RuleError::NotTheDraft(_) => "version_not_draft",
             RuleError::AlreadyDisabled => "rule_disabled",
+            RuleError::BadWindow => "parameter_invalid",
             RuleError::Busy => "concurrent_update",
             RuleError::Store(_) => "internal_error",
         }
@@ -250,15 +259,61 @@ fn plan(current: &RuleWithVersions, change: &Change, by: &str, now: Timestamp) -
 #[derive(Clone)]
 pub struct RuleDesk {
     rules: Arc<dyn RuleStore>,
+    backtests: Arc<dyn BacktestStore>,
 }
 
 impl RuleDesk {
-    pub fn new(rules: Arc<dyn RuleStore>) -> Self {
-        RuleDesk { rules }
+    pub fn new(rules: Arc<dyn RuleStore>, backtests: Arc<dyn BacktestStore>) -> Self {
+        RuleDesk { rules, backtests }
     }
 
     pub fn store(&self) -> &dyn RuleStore {
         self.rules.as_ref()
+    }
+
+    pub fn backtests(&self) -> &dyn BacktestStore {
+        self.backtests.as_ref()
+    }
+
+    /// Queues a backtest of the rule's draft over [start, end) (202 answer).
+    pub async fn start_backtest(
+        &self,
+        scope: &Scope,
+        id: &AuthorizationRuleId,
+        window: (Timestamp, Timestamp),
+        records: Recorder<'_>,
+        now: Timestamp,
+    ) -> Result<(BacktestRecord, String), RuleError> {
+        let (start, end) = window;
+        let rule = self.rules.get_rule(scope, id).await?;
+        if end <= start || end.as_micros() - start.as_micros() > WINDOW_MAX_SECS * 1_000_000 {
+            return Err(RuleError::BadWindow);
+        }
+        let draft = rule.draft.as_ref().ok_or(RuleError::NoDraft)?;
+        let b = BacktestRecord {
+            id: BacktestId::generate(),
+            tenant_id: scope.tenant_id.clone(),
+            environment: scope.environment,
+            rule_id: rule.rule.id.clone(),
+            draft_version: Some(draft.version),
+            active_version: rule.active.as_ref().map(|a| a.version),
+            window_start: start,
+            window_end: end,
+            status: BacktestStatus::Queued,
+            processed: 0,
+            total: 0,
+            result: None,
+            error: None,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+        };
+        let body = serde_json::to_string(&view::BacktestEnvelope {
+            backtest: view::BacktestView::from(&b),
+        })
+        .unwrap_or_default();
+        self.backtests.insert_backtest(&b, records(202, &body).as_ref()).await?;
+        Ok((b, body))
     }
 
     /// Creates a rule with its first version, active or in shadow (201 answer).

@@ -112,3 +112,73 @@ pub struct RuleList {
 pub struct RuleVersionList {
     pub versions: Vec<RuleVersionView>,
 }
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacktestWindowView {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacktestProgressView {
+    /// Authorizations of the window replayed so far.
+    pub processed: i64,
+    /// Authorizations in the window.
+    pub total: i64,
+}
+
+/// A backtest, as `GET /authorization_rules/{id}/backtests/{backtest_id}` and the
+/// `authorization_rule.backtest.completed` event show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacktestView {
+    #[schema(example = "abt_0193a0c4e8f07c3a9b1d2e4f5a6b7c8d")]
+    pub id: String,
+    pub livemode: bool,
+    pub rule_id: String,
+    /// The draft tested, and the active version it is compared with (null: none).
+    pub draft_version: Option<i64>,
+    pub active_version: Option<i64>,
+    pub window: BacktestWindowView,
+    /// queued, running, completed or failed.
+    pub status: String,
+    pub progress: BacktestProgressView,
+    /// Once completed: `authorizations`, `active` and `draft` (each `approved`, `reviewed`,
+    /// `declined` with `count` and `amount`), `changed`, and up to 20 `examples`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+impl From<&cardplane_store::rules::BacktestRecord> for BacktestView {
+    fn from(b: &cardplane_store::rules::BacktestRecord) -> Self {
+        BacktestView {
+            id: b.id.to_string(),
+            livemode: b.environment.livemode(),
+            rule_id: b.rule_id.to_string(),
+            draft_version: b.draft_version,
+            active_version: b.active_version,
+            window: BacktestWindowView {
+                start: b.window_start.to_rfc3339(),
+                end: b.window_end.to_rfc3339(),
+            },
+            status: b.status.as_str().to_owned(),
+            progress: BacktestProgressView {
+                processed: b.processed,
+                total: b.total,
+            },
+            result: b.result.clone(),
+            error: b.error.clone(),
+            created_at: b.created_at.to_rfc3339(),
+            started_at: b.started_at.map(|t| t.to_rfc3339()),
+            completed_at: b.completed_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacktestEnvelope {
+    pub backtest: BacktestView,
+}

@@ -3,6 +3,7 @@
 //! tenant's programs and starts or stops the counters it brings into or out of use
 //! (`counters`); it is optimistic on the rule's versions.
 
+mod backtests;
 mod counters;
 mod records;
 mod rows;
@@ -14,6 +15,7 @@ use cardplane_domain::page::{Page, PageRequest};
 use cardplane_domain::rules::velocity::CounterRow;
 use sqlx::{AssertSqlSafe, Row};
 
+pub use backtests::{BacktestStore, HistoryCursor, RuleSetRow};
 pub use records::{
     BacktestRecord, BacktestStatus, RuleFilter, RuleRecord, RuleStamp, RuleVersionRecord, RuleWithVersions, RuleWrite,
 };
