@@ -98,6 +98,9 @@ enum Command {
         /// limits with distinct counters; none ever declines the benchmark's traffic).
         #[arg(long, default_value_t = 0)]
         rules: usize,
+        /// Stored authorizations for the backtest workload.
+        #[arg(long, default_value_t = 1_000_000)]
+        history: i64,
         #[arg(long)]
         json: bool,
     },
@@ -440,9 +443,15 @@ async fn main() -> anyhow::Result<()> {
             growth,
             no_baselines,
             rules,
+            history,
             json,
         } => {
             let state = open_state(config).await?;
+            if workload == bench::Workload::Backtest {
+                let outcome = bench::backtest::run(state.clone(), history, rules).await;
+                state.close_db().await;
+                return outcome;
+            }
             let options = bench::Options {
                 workload,
                 cards: cards.max(1),

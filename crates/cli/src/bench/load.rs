@@ -27,6 +27,8 @@ pub enum Workload {
     Hot,
     /// `authorize` at growing card counts (`--growth`).
     Growth,
+    /// A backtest over `--history` stored authorizations against `--rules` rules.
+    Backtest,
 }
 
 #[derive(Debug, Clone, Serialize)]
