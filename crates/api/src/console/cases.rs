@@ -148,7 +148,6 @@ pub async fn queue(State(state): State<AppState>, staff: Staff, Query(q): Query<
 
 /// One step of the approval chain as the page shows it.
 pub struct StepLine {
-    pub number: usize,
     pub role: &'static str,
     /// "approve"/"reject" with who and when, or empty while waiting.
     pub decided: String,
@@ -214,7 +213,6 @@ async fn case_page(
         .map(|(i, role)| {
             let approval = case.approvals.iter().find(|a| a.step == i);
             StepLine {
-                number: i + 1,
                 role: role.as_str(),
                 decided: approval
                     .map(|a| {
