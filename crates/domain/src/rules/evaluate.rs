@@ -69,51 +69,75 @@ pub struct Verdict {
     pub steps: Vec<TraceStep>,
 }
 
-/// Whether the rule matches, and why (the trace's detail).
-fn test(rule: &CompiledRule, facts: &Facts<'_>, ids: &ScopeIds<'_>, counters: &dyn Counters) -> (bool, String) {
+fn counter_scope<'a>(scope: ControlScopeKind, ids: &ScopeIds<'a>) -> &'a str {
+    match scope {
+        ControlScopeKind::Card => ids.card,
+        ControlScopeKind::Cardholder => ids.cardholder,
+        ControlScopeKind::Program => ids.program,
+    }
+}
+
+/// Whether the rule matches. Runs for every rule of every authorization, so it allocates
+/// nothing; `explain` says why, for the rules that matched.
+fn matches(rule: &CompiledRule, facts: &Facts<'_>, ids: &ScopeIds<'_>, counters: &dyn Counters) -> bool {
     match &rule.definition.body {
         RuleBody::Conditional(c) => {
             let facts = Facts {
                 utc_offset_minutes: c.utc_offset_minutes,
                 ..*facts
             };
-            let held: Vec<bool> = c.conditions.iter().map(|cond| cond.holds(&facts)).collect();
-            let matched = if c.all {
-                held.iter().all(|h| *h)
+            if c.all {
+                c.conditions.iter().all(|cond| cond.holds(&facts))
             } else {
-                held.iter().any(|h| *h)
-            };
-            let parts: Vec<String> = c
-                .conditions
-                .iter()
-                .zip(&held)
-                .map(|(cond, h)| format!("{}: {}", cond.describe(&facts), if *h { "yes" } else { "no" }))
-                .collect();
-            (
-                matched,
-                format!("{} of [{}]", if c.all { "all" } else { "any" }, parts.join("; ")),
-            )
+                c.conditions.iter().any(|cond| cond.holds(&facts))
+            }
         }
         RuleBody::Velocity(v) => {
             let m = facts.merchant;
             if !v.spec.matches(&m.mcc, &m.country, facts.entry_mode) {
-                return (false, "filters do not match".into());
+                return false;
             }
-            let scope_id = match v.spec.scope {
-                ControlScopeKind::Card => ids.card,
-                ControlScopeKind::Cardholder => ids.cardholder,
-                ControlScopeKind::Program => ids.program,
-            };
             let used = counters.used(
                 &v.counter,
-                scope_id,
+                counter_scope(v.spec.scope, ids),
                 first_bucket(&v.window, v.spec.bucket_secs, facts.at),
             );
-            let over_count = v.count_limit.is_some_and(|l| used.count + 1 > l);
-            let over_amount = v
-                .amount_limit
-                .is_some_and(|l| used.amount.saturating_add(facts.amount) > l);
-            let detail = format!(
+            v.count_limit.is_some_and(|l| used.count + 1 > l)
+                || v.amount_limit
+                    .is_some_and(|l| used.amount.saturating_add(facts.amount) > l)
+        }
+        RuleBody::MerchantLock(l) => {
+            let m = facts.merchant;
+            !(l.merchant_ids.iter().any(|id| *id == m.id) || l.mccs.iter().any(|c| *c == m.mcc))
+        }
+    }
+}
+
+/// What a matching rule saw (the trace's detail).
+fn explain(rule: &CompiledRule, facts: &Facts<'_>, ids: &ScopeIds<'_>, counters: &dyn Counters) -> String {
+    match &rule.definition.body {
+        RuleBody::Conditional(c) => {
+            let facts = Facts {
+                utc_offset_minutes: c.utc_offset_minutes,
+                ..*facts
+            };
+            let parts: Vec<String> = c
+                .conditions
+                .iter()
+                .map(|cond| {
+                    let held = if cond.holds(&facts) { "yes" } else { "no" };
+                    format!("{}: {held}", cond.describe(&facts))
+                })
+                .collect();
+            format!("{} of [{}]", if c.all { "all" } else { "any" }, parts.join("; "))
+        }
+        RuleBody::Velocity(v) => {
+            let used = counters.used(
+                &v.counter,
+                counter_scope(v.spec.scope, ids),
+                first_bucket(&v.window, v.spec.bucket_secs, facts.at),
+            );
+            format!(
                 "{} per {}: used {} for {} (limits: count {}, amount {})",
                 v.spec.scope.as_str(),
                 match v.window.trailing_secs() {
@@ -124,21 +148,11 @@ fn test(rule: &CompiledRule, facts: &Facts<'_>, ids: &ScopeIds<'_>, counters: &d
                 used.amount,
                 v.count_limit.map_or("-".into(), |l| l.to_string()),
                 v.amount_limit.map_or("-".into(), |l| l.to_string()),
-            );
-            (over_count || over_amount, detail)
-        }
-        RuleBody::MerchantLock(l) => {
-            let m = facts.merchant;
-            let listed = l.merchant_ids.iter().any(|id| *id == m.id) || l.mccs.iter().any(|c| *c == m.mcc);
-            (
-                !listed,
-                format!(
-                    "merchant {} (MCC {}) {}listed",
-                    m.id,
-                    m.mcc,
-                    if listed { "" } else { "not " }
-                ),
             )
+        }
+        RuleBody::MerchantLock(_) => {
+            let m = facts.merchant;
+            format!("merchant {} (MCC {}) not listed", m.id, m.mcc)
         }
     }
 }
@@ -159,11 +173,11 @@ pub fn evaluate(
     let check = if shadow { "shadow_rule" } else { "authorization_rule" };
     let mut unmatched: Vec<String> = Vec::new();
     for rule in ordered {
-        let (matched, why) = test(rule, facts, ids, counters);
-        if !matched {
+        if !matches(rule, facts, ids, counters) {
             unmatched.push(format!("{} v{}", rule.rule_id, rule.version));
             continue;
         }
+        let why = explain(rule, facts, ids, counters);
         let outcome = rule.definition.body.outcome();
         let result = match outcome.action {
             RuleAction::Decline if shadow => "shadow",

@@ -122,7 +122,8 @@ pub struct Used {
 /// the changes to write back.
 #[derive(Debug, Default)]
 pub struct VelocityBook {
-    series: HashMap<(String, String), BTreeMap<i64, Used>>,
+    /// counter → scope id → buckets (nested so a lookup by `&str` allocates nothing).
+    series: HashMap<String, HashMap<String, BTreeMap<i64, Used>>>,
     deltas: BTreeMap<(String, String, i64), Used>,
 }
 
@@ -130,7 +131,12 @@ impl VelocityBook {
     pub fn new(loaded: impl IntoIterator<Item = CounterRow>) -> VelocityBook {
         let mut book = VelocityBook::default();
         for row in loaded {
-            let bucket = book.series.entry((row.counter, row.scope_id)).or_default();
+            let bucket = book
+                .series
+                .entry(row.counter)
+                .or_default()
+                .entry(row.scope_id)
+                .or_default();
             let used = bucket.entry(row.bucket).or_default();
             used.amount += row.amount;
             used.count += row.count;
@@ -154,7 +160,9 @@ impl VelocityBook {
             let scope = spec.scope_id(after).to_owned();
             for used in [
                 self.series
-                    .entry((key.clone(), scope.clone()))
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(scope.clone())
                     .or_default()
                     .entry(bucket)
                     .or_default(),
@@ -169,7 +177,8 @@ impl VelocityBook {
     /// What the counter `key` holds for `scope_id` from `first_bucket` on.
     pub fn used(&self, key: &str, scope_id: &str, first_bucket: i64) -> Used {
         self.series
-            .get(&(key.to_owned(), scope_id.to_owned()))
+            .get(key)
+            .and_then(|scopes| scopes.get(scope_id))
             .map(|buckets| {
                 buckets.range(first_bucket..).fold(Used::default(), |acc, (_, u)| Used {
                     amount: acc.amount.saturating_add(u.amount),
@@ -199,7 +208,12 @@ impl VelocityBook {
         let mut rows: Vec<CounterRow> = self
             .series
             .iter()
-            .flat_map(|((counter, scope_id), buckets)| {
+            .flat_map(|(counter, scopes)| {
+                scopes
+                    .iter()
+                    .map(move |(scope_id, buckets)| (counter, scope_id, buckets))
+            })
+            .flat_map(|(counter, scope_id, buckets)| {
                 buckets
                     .iter()
                     .filter(|(_, u)| u.amount != 0 || u.count != 0)
