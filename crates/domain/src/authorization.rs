@@ -483,6 +483,7 @@ mod tests {
             ("original_not_found", "25"),
             ("original_not_pending", "12"),
             ("balance_limit_exceeded", "13"),
+            ("authorization_rule", "59"),
         ];
         for reason in DeclineReason::ALL {
             let code = expected

@@ -143,6 +143,11 @@ fn migrator(backend: Backend) -> Migrator {
             "rule scope refs",
             include_str!("../migrations/0027_rule_scope_refs.sql"),
         ),
+        migration(
+            32,
+            "health rollups hourly",
+            include_str!("../migrations/0032_health_rollups_hourly.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

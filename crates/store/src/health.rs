@@ -46,6 +46,19 @@ pub struct HealthFilter {
     pub tenant_id: Option<String>,
     pub environment: Option<String>,
     pub program_id: Option<String>,
+    /// Read the hourly aggregates (windows of days): `since_minute` and series buckets are then
+    /// whole hours.
+    pub hourly: bool,
+}
+
+impl HealthFilter {
+    fn table(&self) -> &'static str {
+        if self.hourly {
+            "health_rollups_hourly"
+        } else {
+            "health_rollups"
+        }
+    }
 }
 
 /// One aggregate summed over the filter's window.
@@ -166,13 +179,56 @@ async fn write_batch(conn: &mut AnyConnection, source: &str, rows: &[AnyRow], ba
     let Some(last) = rows.last() else {
         return Ok(());
     };
+    let mut hourly: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
     for ((tenant, env, program, minute, metric, dim), (n, amount)) in batch.sums {
-        sqlx::query(
-            "INSERT INTO health_rollups (tenant_id, environment, program_id, minute, metric, dim, n, amount) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (tenant_id, environment, program_id, minute, metric, dim) \
-             DO UPDATE SET n = health_rollups.n + excluded.n, amount = health_rollups.amount + excluded.amount",
+        let hour = (
+            tenant.clone(),
+            env.clone(),
+            program.clone(),
+            minute - minute.rem_euclid(60),
+            metric,
+            dim.clone(),
+        );
+        let slot = hourly.entry(hour).or_default();
+        slot.0 += n;
+        slot.1 = slot
+            .1
+            .checked_add(amount)
+            .ok_or_else(|| StoreError::corrupt("health roll-up amount overflows"))?;
+        upsert(
+            conn,
+            "health_rollups",
+            (tenant, env, program, minute, metric, dim),
+            (n, amount),
         )
+        .await?;
+    }
+    for (key, sums) in hourly {
+        upsert(conn, "health_rollups_hourly", key, sums).await?;
+    }
+    let last_id: String = last.try_get("id")?;
+    sqlx::query("UPDATE rollup_watermarks SET last_id = $1 WHERE source = $2")
+        .bind(last_id)
+        .bind(source)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn upsert(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    key: Key,
+    (n, amount): (i64, i64),
+) -> Result<(), StoreError> {
+    let (tenant, env, program, minute, metric, dim) = key;
+    let sql = format!(
+        "INSERT INTO {table} (tenant_id, environment, program_id, minute, metric, dim, n, amount) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (tenant_id, environment, program_id, minute, metric, dim) \
+         DO UPDATE SET n = {table}.n + excluded.n, amount = {table}.amount + excluded.amount"
+    );
+    sqlx::query(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(env)
         .bind(program)
@@ -181,13 +237,6 @@ async fn write_batch(conn: &mut AnyConnection, source: &str, rows: &[AnyRow], ba
         .bind(dim)
         .bind(n)
         .bind(amount)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let last_id: String = last.try_get("id")?;
-    sqlx::query("UPDATE rollup_watermarks SET last_id = $1 WHERE source = $2")
-        .bind(last_id)
-        .bind(source)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -327,9 +376,10 @@ impl HealthStore for SqlStore {
         let f = filters(filter);
         let sql = format!(
             "SELECT tenant_id, environment, program_id, metric, dim, CAST(SUM(n) AS BIGINT) AS n, \
-             CAST(SUM(amount) AS BIGINT) AS amount FROM health_rollups{} \
+             CAST(SUM(amount) AS BIGINT) AS amount FROM {}{} \
              GROUP BY tenant_id, environment, program_id, metric, dim \
              ORDER BY tenant_id, environment, program_id, metric, dim",
+            filter.table(),
             f.sql()
         );
         f.fetch_all(self.db.reader(), sql)
@@ -357,7 +407,8 @@ impl HealthStore for SqlStore {
             "SELECT (minute / {width}) * {width} AS bucket, \
              CAST(SUM(CASE WHEN dim = 'approved' THEN n ELSE 0 END) AS BIGINT) AS approved, \
              CAST(SUM(CASE WHEN dim = 'declined' THEN n ELSE 0 END) AS BIGINT) AS declined \
-             FROM health_rollups{} GROUP BY (minute / {width}) * {width} ORDER BY bucket",
+             FROM {}{} GROUP BY (minute / {width}) * {width} ORDER BY bucket",
+            filter.table(),
             f.sql()
         );
         f.fetch_all(self.db.reader(), sql)

@@ -40,6 +40,22 @@ pub struct WebhookAttempt {
     pub next_attempt_at: Option<Timestamp>,
 }
 
+/// An endpoint as the console's webhook page shows it.
+#[derive(Debug, Clone)]
+pub struct EndpointHealth {
+    pub id: String,
+    pub tenant_id: String,
+    pub environment: String,
+    pub url: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<Timestamp>,
+    /// Deliveries waiting for a (next) attempt.
+    pub pending: i64,
+    /// Deliveries given up on.
+    pub failed: i64,
+}
+
 /// A delivery of an event about some object, as the console lists it.
 #[derive(Debug, Clone)]
 pub struct ObjectDelivery {
@@ -171,6 +187,9 @@ pub trait WebhookStore: Send + Sync {
     async fn record_attempt(&self, due: &DueDelivery, record: &AttemptRecord) -> Result<(), StoreError>;
     /// Forgets attempts made before `before` and settled deliveries last touched before it.
     async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Every tenant's endpoints (or one tenant's) with their delivery state, for the console: no
+    /// secret is read.
+    async fn endpoint_health(&self, tenant_id: Option<&str>, limit: u32) -> Result<Vec<EndpointHealth>, StoreError>;
     /// The deliveries of the events about one object (the console's transaction page), oldest
     /// first, at most `limit`.
     async fn deliveries_for_object(
@@ -443,6 +462,42 @@ impl WebhookStore for SqlStore {
         write_effect_records(&mut tx, scope, response, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn endpoint_health(&self, tenant_id: Option<&str>, limit: u32) -> Result<Vec<EndpointHealth>, StoreError> {
+        let tenant = if tenant_id.is_some() {
+            "WHERE e.tenant_id = $1 "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT e.id, e.tenant_id, e.environment, e.url, e.enabled, e.disabled_reason, e.failing_since, \
+             (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'pending') AS pending, \
+             (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'failed') AS failed \
+             FROM webhook_endpoints e {tenant}ORDER BY e.id DESC LIMIT {}",
+            i64::from(limit)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(t) = tenant_id {
+            q = q.bind(t);
+        }
+        q.fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EndpointHealth {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    environment: r.try_get("environment")?,
+                    url: r.try_get("url")?,
+                    enabled: r.try_get::<i16, _>("enabled")? == 1,
+                    disabled_reason: r.try_get("disabled_reason")?,
+                    failing_since: crate::sql::opt_ts(r, "failing_since")?,
+                    pending: r.try_get("pending")?,
+                    failed: r.try_get("failed")?,
+                })
+            })
+            .collect()
     }
 
     async fn deliveries_for_object(

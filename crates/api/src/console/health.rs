@@ -14,8 +14,9 @@ use super::{Chrome, PageResult, page};
 use crate::http::people::Staff;
 use crate::state::AppState;
 
-/// The windows the page offers: (name, minutes, chart bucket minutes).
-const WINDOWS: [(&str, i64, i64); 3] = [("1h", 60, 1), ("24h", 1_440, 15), ("7d", 10_080, 120)];
+/// The windows the page offers: (name, minutes, chart bucket minutes). Buckets of whole hours
+/// read the hourly aggregates: a day is 24 rows per series, a week 168.
+const WINDOWS: [(&str, i64, i64); 3] = [("1h", 60, 1), ("24h", 1_440, 60), ("7d", 10_080, 120)];
 
 #[derive(Debug, Deserialize, Default)]
 pub struct HealthQuery {
@@ -248,6 +249,8 @@ pub async fn home(State(state): State<AppState>, staff: Staff, Query(mut query):
         tenant_id: tenant.clone(),
         environment: nonempty(&query.environment).filter(|e| e == "sandbox" || e == "live"),
         program_id: nonempty(&query.program),
+        // A week reads the hourly aggregates (its buckets are whole hours).
+        hourly: width % 60 == 0,
     };
     let totals = state.health.health_totals(&filter).await?;
     let points = state.health.health_series(&filter, width).await?;

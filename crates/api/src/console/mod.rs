@@ -3,13 +3,16 @@
 //! (compile-checked, auto-escaping) under `templates/console/`; one stylesheet is compiled into
 //! the binary. Forms are plain HTML forms, so the CSRF token travels as a hidden field.
 
+mod audit;
 mod auth;
 mod cardholders;
 mod cards;
 mod cases;
 mod chart;
+mod disputes;
 mod health;
 mod transactions;
+mod webhooks;
 
 use axum::Router;
 use axum::body::Body;
@@ -46,6 +49,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/cases", get(cases::queue))
         .route("/console/cases/{case_id}", get(cases::detail))
         .route("/console/cases/{case_id}/{action}", post(cases::act))
+        .route("/console/audit", get(audit::log))
+        .route("/console/audit/verify", get(audit::verify))
+        .route("/console/audit/export", get(audit::export))
+        .route("/console/disputes", get(disputes::list))
+        .route("/console/disputes/{dispute_id}", get(disputes::show))
+        .route("/console/disputes/{dispute_id}/{action}", post(disputes::act))
+        .route("/console/webhooks", get(webhooks::health))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -209,12 +219,12 @@ impl Chrome {
             ("cardholders", "Cardholders", Some("/console/cardholders")),
             ("cards", "Cards", Some("/console/cards")),
             ("cases", "Compliance", Some("/console/cases")),
-            ("disputes", "Disputes", None),
+            ("disputes", "Disputes", Some("/console/disputes")),
             ("alerts", "Alerts", None),
             ("rules", "Rules", None),
-            ("webhooks", "Webhooks", None),
+            ("webhooks", "Webhooks", Some("/console/webhooks")),
             ("programs", "Programs", None),
-            ("audit", "Audit log", None),
+            ("audit", "Audit log", Some("/console/audit")),
             ("people", "Operators", None),
             ("account", "Second factor", Some("/console/mfa")),
         ];

@@ -107,7 +107,8 @@ fn time(param: &str, raw: &Option<String>) -> ApiResult<Option<Timestamp>> {
         .transpose()
 }
 
-fn filter(q: &AuditQuery) -> ApiResult<AuditFilter> {
+/// The query as a store filter, each bad field named; shared by `/ops/audit` and the console.
+pub fn filter(q: &AuditQuery) -> ApiResult<AuditFilter> {
     let bounded = |param: &str, v: &Option<String>| -> ApiResult<Option<String>> {
         match v {
             Some(s) if s.is_empty() || s.len() > 200 => Err(bad(param, "between 1 and 200 characters")),
@@ -183,7 +184,14 @@ pub async fn export_audit(
 ) -> ApiResult<Response> {
     staff.require(Action::ExportAudit)?;
     let f = filter(&q)?;
-    let entries = state.audit.list_audit(&f, EXPORT_MAX_ROWS).await?;
+    export_csv(&state, &staff, &f).await
+}
+
+/// The filtered log as CSV (newest first, at most `EXPORT_MAX_ROWS`), the export itself audited;
+/// shared by `/ops/audit/export` and the console.
+pub async fn export_csv(state: &AppState, staff: &Staff, f: &AuditFilter) -> ApiResult<Response> {
+    staff.require(Action::ExportAudit)?;
+    let entries = state.audit.list_audit(f, EXPORT_MAX_ROWS).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
     let header = [
         "seq",

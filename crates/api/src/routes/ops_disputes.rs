@@ -36,7 +36,7 @@ fn scope_of(r: &DisputeRecord) -> Scope {
     }
 }
 
-async fn load(state: &AppState, staff: &Staff, action: Action, raw: &str) -> ApiResult<DisputeRecord> {
+pub async fn load(state: &AppState, staff: &Staff, action: Action, raw: &str) -> ApiResult<DisputeRecord> {
     staff.require(action)?;
     let id = parse_dispute_id(raw)?;
     let record = state
@@ -49,7 +49,7 @@ async fn load(state: &AppState, staff: &Staff, action: Action, raw: &str) -> Api
     Ok(record)
 }
 
-async fn detail(state: &AppState, record: &DisputeRecord) -> ApiResult<OpsDisputeView> {
+pub async fn detail(state: &AppState, record: &DisputeRecord) -> ApiResult<OpsDisputeView> {
     let id = &record.dispute.id;
     let evidence = state.disputes.store().list_evidence(id).await?;
     let notes = state.disputes.store().list_dispute_notes(id).await?;
@@ -62,7 +62,7 @@ async fn detail(state: &AppState, record: &DisputeRecord) -> ApiResult<OpsDisput
     })
 }
 
-/// Does a step as this operator, audited in the same transaction, and answers the case.
+/// Does a step as this operator, audited in the same transaction; the case as committed.
 async fn act(
     state: &AppState,
     staff: &Staff,
@@ -70,7 +70,7 @@ async fn act(
     step: Step,
     action: &str,
     details: serde_json::Value,
-) -> ApiResult<Reply> {
+) -> ApiResult<DisputeRecord> {
     let mut audit: AuditRecord = staff.audit(action, "dispute", record.dispute.id.as_str());
     audit.tenant_id = Some(record.dispute.tenant_id.to_string());
     audit.environment = Some(record.dispute.environment.as_str().to_owned());
@@ -90,7 +90,7 @@ async fn act(
         )
         .await
         .map_err(dispute_error)?;
-    Reply::ok(&detail(state, &committed.record).await?)
+    Ok(committed.record)
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -125,6 +125,16 @@ pub async fn list_disputes(
     staff: Staff,
     StrictQuery(q): StrictQuery<DisputeQueueQuery>,
 ) -> ApiResult<Reply> {
+    let rows = queue(&state, &staff, &q).await?;
+    let now = Timestamp::now();
+    Reply::ok(&OpsDisputeList {
+        data: rows.iter().map(|r| OpsDisputeRow::of(r, now)).collect(),
+    })
+}
+
+/// The queue as a person may see it (tenant users: their tenant), open cases first, nearest
+/// deadline first; shared with the console.
+pub async fn queue(state: &AppState, staff: &Staff, q: &DisputeQueueQuery) -> ApiResult<Vec<DisputeRecord>> {
     staff.require(Action::ViewDisputes)?;
     let mut filter = dispute_filter(None, q.status.as_deref(), None, None, q.program_id.as_deref())?;
     let tenant = match (&q.tenant_id, &staff.person.tenant_id) {
@@ -156,10 +166,7 @@ pub async fn list_disputes(
         rows.retain(|r| &r.dispute.tenant_id == t);
     }
     rows.truncate(limit as usize);
-    let now = Timestamp::now();
-    Reply::ok(&OpsDisputeList {
-        data: rows.iter().map(|r| OpsDisputeRow::of(r, now)).collect(),
-    })
+    Ok(rows)
 }
 
 #[utoipa::path(
@@ -198,12 +205,18 @@ pub async fn assign_dispute(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<DisputeAssignRequest>,
 ) -> ApiResult<Reply> {
-    let record = load(&state, &staff, Action::WorkDisputes, &id).await?;
-    let assignee = load_assignee(&state, req.assignee_id.as_deref(), |p| p.can(Action::WorkDisputes)).await?;
+    let record = assign(&state, &staff, &id, req.assignee_id.as_deref()).await?;
+    Reply::ok(&detail(&state, &record).await?)
+}
+
+/// Assigns a dispute to someone who may work disputes (`None` unassigns); shared with the console.
+pub async fn assign(state: &AppState, staff: &Staff, id: &str, assignee_id: Option<&str>) -> ApiResult<DisputeRecord> {
+    let record = load(state, staff, Action::WorkDisputes, id).await?;
+    let assignee = load_assignee(state, assignee_id, |p| p.can(Action::WorkDisputes)).await?;
     let details = serde_json::json!({ "from": record.assignee_id, "to": assignee });
     act(
-        &state,
-        &staff,
+        state,
+        staff,
         &record,
         Step::Assign(assignee),
         "dispute.assigned",
@@ -234,21 +247,19 @@ pub async fn add_note(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<DisputeNoteRequest>,
 ) -> ApiResult<Reply> {
-    let record = load(&state, &staff, Action::WorkDisputes, &id).await?;
-    let body = req.body.trim().to_owned();
+    let record = add_dispute_note(&state, &staff, &id, &req.body).await?;
+    Reply::ok(&detail(&state, &record).await?)
+}
+
+/// Adds a note to a dispute; shared with the console.
+pub async fn add_dispute_note(state: &AppState, staff: &Staff, id: &str, body: &str) -> ApiResult<DisputeRecord> {
+    let record = load(state, staff, Action::WorkDisputes, id).await?;
+    let body = body.trim().to_owned();
     if body.is_empty() || body.chars().count() > 5_000 {
         return Err(bad("body", "1 to 5,000 characters"));
     }
     let step = Step::Note(staff.person.id.clone(), body);
-    act(
-        &state,
-        &staff,
-        &record,
-        step,
-        "dispute.note_added",
-        serde_json::json!({}),
-    )
-    .await
+    act(state, staff, &record, step, "dispute.note_added", serde_json::json!({})).await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -285,7 +296,19 @@ pub async fn act_on_dispute(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<DisputeActionRequest>,
 ) -> ApiResult<Reply> {
-    let record = load(&state, &staff, Action::WorkDisputes, &id).await?;
+    let record = take_action(&state, &staff, &id, &req).await?;
+    Reply::ok(&detail(&state, &record).await?)
+}
+
+/// One of the issuer's steps, a network answer or provisional credit by hand (the reason rules
+/// live here); shared with the console.
+pub async fn take_action(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    req: &DisputeActionRequest,
+) -> ApiResult<DisputeRecord> {
+    let record = load(state, staff, Action::WorkDisputes, id).await?;
     let action = req
         .action
         .clone()
@@ -327,7 +350,7 @@ pub async fn act_on_dispute(
         "recovered_amount": req.recovered_amount,
         "from_status": record.dispute.state.status.as_str(),
     });
-    act(&state, &staff, &record, step, &format!("dispute.{action}"), details).await
+    act(state, staff, &record, step, &format!("dispute.{action}"), details).await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -18,7 +18,7 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
     pub(crate) totp: Option<TotpSecret>,
 }
 
@@ -704,7 +704,201 @@ async fn a_watchlist_case_is_worked_through_both_approval_steps_by_two_people(ap
     assert_eq!(fetched["cardholder"]["kyc_status"], "PASSED");
 }
 
+async fn the_audit_log_is_filtered_verified_and_exported(app: TestApp) {
+    let mut admin = console_operator(&app, "admin@example.com", OperatorRole::Admin).await;
+    let mut ro = console_operator(&app, "ro@example.com", OperatorRole::ReadOnly).await;
+
+    let page = admin.get("/console/audit?action=session.*").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let table = between(&page.html, "<table id=\"audit\">", "</table>").unwrap();
+    assert!(table.contains("session.login"));
+    assert!(!table.contains("mfa.enabled"), "the filter narrows");
+    let failures = admin.get("/console/audit?outcome=failure").await;
+    assert!(
+        !between(&failures.html, "<tbody>", "</tbody>")
+            .unwrap()
+            .contains(">success<")
+    );
+    let bad = admin.get("/console/audit?since=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.html.contains("id=\"filter-error\""));
+
+    let verified = admin.get("/console/audit/verify").await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert!(
+        between(&verified.html, "id=\"chain-status\">", "<")
+            .unwrap()
+            .starts_with("The chain is intact")
+    );
+
+    assert!(page.html.contains("id=\"export-csv\""));
+    let r = app
+        .http
+        .get(app.url("/console/audit/export?action=session.*"))
+        .header("cookie", admin.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("seq,id,occurred_at"));
+    assert!(csv.contains("session.login"));
+
+    // Read-only operators may read but not export.
+    let ro_page = ro.get("/console/audit").await;
+    assert_eq!(ro_page.status, StatusCode::OK);
+    assert!(!ro_page.html.contains("id=\"export-csv\""));
+    assert_eq!(ro.get("/console/audit/export").await.status, StatusCode::FORBIDDEN);
+    // Support may not read the log at all.
+    let mut support = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    assert_eq!(support.get("/console/audit").await.status, StatusCode::FORBIDDEN);
+}
+
+async fn the_dispute_queue_shows_a_dispute_that_is_assigned_noted_and_submitted(app: TestApp) {
+    let t = app.tenant().await;
+    app.program(&t.sandbox, "disputes", "411111", 1_000_000).await;
+    let card = app.card_with_balance(&t.sandbox, "disputes", 10_000).await;
+    let (_, auth) = app
+        .post(
+            &t.sandbox,
+            "/simulate/authorizations",
+            &serde_json::json!({"card_id": card["id"], "amount": 4_000}),
+        )
+        .await;
+    let txn = auth["authorization_id"].as_str().unwrap().to_owned();
+    app.post(
+        &t.sandbox,
+        "/simulate/clearings",
+        &serde_json::json!({"authorization_id": txn}),
+    )
+    .await;
+    let (status, filed) = app
+        .post(
+            &t.sandbox,
+            &format!("/transactions/{txn}/disputes"),
+            &serde_json::json!({"amount": 2_500, "reason": "merchandise_not_received"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    let id = filed["dispute"]["id"].as_str().unwrap().to_owned();
+
+    let mut ops = console_operator(&app, "ops@example.com", OperatorRole::Operations).await;
+    let queue = ops.get("/console/disputes").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.html);
+    assert!(queue.html.contains(id.as_str()) && queue.html.contains("USD 25.00"));
+    let path = format!("/console/disputes/{id}");
+    let page = ops.get(&path).await;
+    assert!(page.html.contains("<td id=\"dispute-status\">new"), "{}", page.html);
+    let csrf = page.csrf();
+    assert_eq!(
+        ops.post(&format!("{path}/assign"), &[("csrf_token", &csrf), ("assignee", "me")])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        ops.post(
+            &format!("{path}/note"),
+            &[("csrf_token", &csrf), ("body", "Called the merchant")]
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    // Denying needs a reason: refused in place.
+    let deny = ops
+        .post(&format!("{path}/action"), &[("csrf_token", &csrf), ("action", "deny")])
+        .await;
+    assert_eq!(deny.status, StatusCode::BAD_REQUEST, "{}", deny.html);
+    assert!(deny.html.contains("id=\"dispute-error\""));
+    let submitted = ops
+        .post(
+            &format!("{path}/action"),
+            &[("csrf_token", &csrf), ("action", "submit")],
+        )
+        .await;
+    assert_eq!(submitted.status, StatusCode::SEE_OTHER, "{}", submitted.html);
+    let page = ops.get(&path).await;
+    assert!(
+        page.html.contains("<td id=\"dispute-status\">submitted"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Called the merchant"));
+
+    // Support sees the case but no forms.
+    let mut support = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    let page = support.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.html.contains("id=\"do-action\""));
+}
+
+async fn webhook_endpoints_are_listed_without_secrets_or_query_strings(app: TestApp) {
+    let t = app.tenant().await;
+    let (status, created) = app
+        .post(
+            &t.sandbox,
+            "/webhook_endpoints",
+            &serde_json::json!({"url": "http://127.0.0.1:9/hook?token=sekrit", "enabled_events": ["card.updated"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let mut ops = console_operator(&app, "ops@example.com", OperatorRole::Operations).await;
+    let page = ops.get("/console/webhooks").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let endpoints = between(&page.html, "<table id=\"endpoints\">", "</table>").unwrap();
+    assert!(endpoints.contains("http://127.0.0.1:9/hook"), "{endpoints}");
+    assert!(!page.html.contains("sekrit"), "the query string stays hidden");
+    assert!(!page.html.contains("whsec_"), "no signing secret");
+    assert!(endpoints.contains("enabled"));
+    // Compliance officers do not see tenants' configuration.
+    let mut co = console_operator(&app, "co@example.com", OperatorRole::ComplianceOfficer).await;
+    assert_eq!(co.get("/console/webhooks").await.status, StatusCode::FORBIDDEN);
+}
+
+async fn transaction_pages_follow_each_other_without_gaps_or_repeats(app: TestApp) {
+    let net = app.network(1_000_000).await;
+    let card = app.net_card(&net, 100_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..55 {
+        let msg = NetMessage::authorization(&card, 100);
+        let (_, answer) = app.post(&net.credential, msg.path(), &msg.into_json()).await;
+        ids.push(answer["authorization_id"].as_str().unwrap().to_owned());
+    }
+    let mut b = console_operator(&app, "support@example.com", OperatorRole::Support).await;
+    let last4 = &card.pan[card.pan.len() - 4..];
+    for first in [
+        format!("/console/transactions?card={last4}"),
+        format!("/console/transactions?card={}", card.id),
+        "/console/transactions".to_owned(),
+    ] {
+        let mut seen = Vec::new();
+        let mut next = Some(first.clone());
+        let mut pages = 0;
+        while let Some(path) = next {
+            let page = b.get(&path.replace("&amp;", "&").replace("&#38;", "&")).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+            let table = between(&page.html, "<table id=\"transactions\">", "</table>").unwrap();
+            for chunk in table.split("<a href=\"/console/transactions/").skip(1) {
+                seen.push(chunk.split('"').next().unwrap().to_owned());
+            }
+            next = between(&page.html, "id=\"next-page\" href=\"", "\"");
+            pages += 1;
+            assert!(pages <= 3, "{first}: too many pages: {path} {seen:?}");
+        }
+        assert_eq!(pages, 2, "{first}");
+        let mut expected = ids.clone();
+        expected.reverse();
+        assert_eq!(seen, expected, "{first}: newest first, each once");
+    }
+}
+
 app_tests!(
+    transaction_pages_follow_each_other_without_gaps_or_repeats,
+    webhook_endpoints_are_listed_without_secrets_or_query_strings,
+    the_dispute_queue_shows_a_dispute_that_is_assigned_noted_and_submitted,
+    the_audit_log_is_filtered_verified_and_exported,
     a_watchlist_case_is_worked_through_both_approval_steps_by_two_people,
     cardholders_are_found_and_show_kyc_cards_and_balances,
     transactions_are_found_by_last4_and_filters_and_show_their_decision_trace,
