@@ -933,6 +933,84 @@ async fn counters_stay_exact_when_rules_change_during_traffic(app: TestApp) {
     assert!(!stored.is_empty());
 }
 
+/// A promotion while authorizations stream in: every authorization was decided by exactly one
+/// state of the rule (v1 active with v2 in shadow, or v2 active), never a mix.
+async fn a_promotion_during_traffic_is_seen_whole_by_every_authorization(app: TestApp) {
+    let net = app.network(10_000_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 1_000_000).await;
+    let over =
+        |value: i64| json!({"conditions": [{"attribute": "amount", "operation": "greater_than", "value": value}]});
+    let rule = create(
+        &app,
+        key,
+        json!({"scope": card_scope(&card), "type": "conditional_action", "mode": "active", "parameters": over(50_000)}),
+    )
+    .await;
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            &net.tenant.sandbox,
+            &format!("/authorization_rules/{id}/versions"),
+            &json!({"parameters": over(1_000)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answers = std::sync::Mutex::new(Vec::new());
+    let traffic = async {
+        let streams = (0..4).map(|_| async {
+            for _ in 0..8 {
+                let a = buy(&app, &net, &card, 2_000, "5411").await;
+                answers.lock().unwrap().push(a);
+            }
+        });
+        futures::future::join_all(streams).await;
+    };
+    let promote = async {
+        let (status, _) = app
+            .post(
+                key,
+                &format!("/authorization_rules/{id}/promote"),
+                &json!({"version": 2}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    };
+    tokio::join!(traffic, promote);
+    let answers = answers.into_inner().unwrap();
+    for a in &answers {
+        let steps = trace(&app, &net, a).await;
+        let mentions = |check: &str, version: &str| {
+            steps.iter().any(|s| {
+                s["check"] == check
+                    && s["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(&format!("{id} {version}"))
+            })
+        };
+        match decision(a) {
+            ("approved", _) => assert!(
+                mentions("authorization_rule", "v1")
+                    && mentions("shadow_rule", "v2")
+                    && !mentions("authorization_rule", "v2"),
+                "approved under v1 with v2 in shadow: {steps:?}"
+            ),
+            ("declined", "59") => assert!(
+                mentions("authorization_rule", "v2")
+                    && !mentions("authorization_rule", "v1")
+                    && !mentions("shadow_rule", "v2"),
+                "declined by v2 alone: {steps:?}"
+            ),
+            other => panic!("unexpected answer {other:?}: {a}"),
+        }
+    }
+    assert_eq!(
+        decision(&buy(&app, &net, &card, 2_000, "5411").await),
+        ("declined", "59")
+    );
+}
+
 fn no_backtest_job(c: &mut cardplane_api::Config) {
     // The test drives the job itself, so it knows when the run happened.
     c.backtest_poll_interval_ms = 3_600_000;
@@ -1177,4 +1255,5 @@ app_tests!(
     a_velocity_rule_created_after_approvals_counts_them,
     velocity_counters_equal_a_recomputation_after_a_random_workload,
     counters_stay_exact_when_rules_change_during_traffic,
+    a_promotion_during_traffic_is_seen_whole_by_every_authorization,
 );
