@@ -857,6 +857,160 @@ async fn velocity_counters_equal_a_recomputation_after_a_random_workload(app: Te
     assert!(!stored.is_empty());
 }
 
+/// The counters read by the rules that are in force now, recomputed from every stored
+/// transaction of the tenant's sandbox.
+async fn expected_counters(app: &TestApp, key: &Creds, tenant: &str) -> Vec<CounterRow> {
+    let all = history(app, &sandbox(tenant)).await;
+    let program_id = all[0].program_id.to_string();
+    let (_, list) = app.get(key, "/authorization_rules?limit=50").await;
+    let mut specs: Vec<(String, Arc<CounterSpec>)> = Vec::new();
+    for r in list["authorization_rules"].as_array().unwrap() {
+        let r = &r["authorization_rule"];
+        for v in [&r["active"], &r["draft"]].into_iter().filter(|v| !v.is_null()) {
+            let definition = json!({"type": r["type"], "parameters": v["parameters"]});
+            let spec = spec_of(&definition, ControlScopeKind::Program, &program_id);
+            if !specs.iter().any(|(k, _)| *k == spec.0) {
+                specs.push(spec);
+            }
+        }
+    }
+    recompute(&specs, &all)
+}
+
+/// Rule changes (new rules, drafts, promotions, disabling) while authorizations stream in on
+/// several connections: each change waits for the batches in flight and seeds what it starts, so
+/// the counters still equal a recomputation from history.
+async fn counters_stay_exact_when_rules_change_during_traffic(app: TestApp) {
+    let net = app.network(10_000_000).await;
+    let key = &net.tenant.sandbox;
+    let cards = [app.net_card(&net, 1_000_000).await, app.net_card(&net, 1_000_000).await];
+    let traffic = async {
+        let streams = (0..4).map(|s| {
+            let (app, net, card) = (&app, &net, &cards[s % 2]);
+            async move {
+                for i in 0..15 {
+                    let amount = 100 + i64::try_from(s * 100 + i).unwrap();
+                    let mode = if i % 2 == 0 { "ecommerce" } else { "chip" };
+                    authorize(app, net, NetMessage::authorization(card, amount).entry_mode(mode)).await;
+                }
+            }
+        });
+        futures::future::join_all(streams).await;
+    };
+    let changes = async {
+        let velocity = |window: &str, filters: Value| {
+            json!({"scope": {"type": "program", "id": "GPR"}, "type": "velocity_limit", "mode": "active",
+                   "parameters": {"window": window, "limit_count": 100_000, "filters": filters}})
+        };
+        let first = create(&app, key, velocity("day", json!({}))).await;
+        let first = first["id"].as_str().unwrap().to_owned();
+        create(&app, key, velocity("week", json!({"card_not_present_only": true}))).await;
+        let (status, _) = app
+            .post(
+                key,
+                &format!("/authorization_rules/{first}/versions"),
+                &json!({"parameters": {"window": "trailing", "window_secs": 600, "limit_count": 100_000}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app
+            .post(key, &format!("/authorization_rules/{first}/promote"), &json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let third = create(&app, key, velocity("month", json!({"mccs": ["5411"]}))).await;
+        let (status, _) = app
+            .post(
+                key,
+                &format!("/authorization_rules/{}/disable", third["id"].as_str().unwrap()),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    };
+    tokio::join!(traffic, changes);
+    let stored = app.state.rules.store().velocity_counter_rows().await.unwrap();
+    assert_eq!(stored, expected_counters(&app, key, &net.tenant.id).await);
+    assert!(!stored.is_empty());
+}
+
+/// A promotion while authorizations stream in: every authorization was decided by exactly one
+/// state of the rule (v1 active with v2 in shadow, or v2 active), never a mix.
+async fn a_promotion_during_traffic_is_seen_whole_by_every_authorization(app: TestApp) {
+    let net = app.network(10_000_000).await;
+    let key = &net.tenant.sandbox;
+    let card = app.net_card(&net, 1_000_000).await;
+    let over =
+        |value: i64| json!({"conditions": [{"attribute": "amount", "operation": "greater_than", "value": value}]});
+    let rule = create(
+        &app,
+        key,
+        json!({"scope": card_scope(&card), "type": "conditional_action", "mode": "active", "parameters": over(50_000)}),
+    )
+    .await;
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            &net.tenant.sandbox,
+            &format!("/authorization_rules/{id}/versions"),
+            &json!({"parameters": over(1_000)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answers = std::sync::Mutex::new(Vec::new());
+    let traffic = async {
+        let streams = (0..4).map(|_| async {
+            for _ in 0..8 {
+                let a = buy(&app, &net, &card, 2_000, "5411").await;
+                answers.lock().unwrap().push(a);
+            }
+        });
+        futures::future::join_all(streams).await;
+    };
+    let promote = async {
+        let (status, _) = app
+            .post(
+                key,
+                &format!("/authorization_rules/{id}/promote"),
+                &json!({"version": 2}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    };
+    tokio::join!(traffic, promote);
+    let answers = answers.into_inner().unwrap();
+    for a in &answers {
+        let steps = trace(&app, &net, a).await;
+        let mentions = |check: &str, version: &str| {
+            steps.iter().any(|s| {
+                s["check"] == check
+                    && s["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(&format!("{id} {version}"))
+            })
+        };
+        match decision(a) {
+            ("approved", _) => assert!(
+                mentions("authorization_rule", "v1")
+                    && mentions("shadow_rule", "v2")
+                    && !mentions("authorization_rule", "v2"),
+                "approved under v1 with v2 in shadow: {steps:?}"
+            ),
+            ("declined", "59") => assert!(
+                mentions("authorization_rule", "v2")
+                    && !mentions("authorization_rule", "v1")
+                    && !mentions("shadow_rule", "v2"),
+                "declined by v2 alone: {steps:?}"
+            ),
+            other => panic!("unexpected answer {other:?}: {a}"),
+        }
+    }
+    assert_eq!(
+        decision(&buy(&app, &net, &card, 2_000, "5411").await),
+        ("declined", "59")
+    );
+}
+
 fn no_backtest_job(c: &mut cardplane_api::Config) {
     // The test drives the job itself, so it knows when the run happened.
     c.backtest_poll_interval_ms = 3_600_000;
@@ -1100,4 +1254,6 @@ app_tests!(
     a_shadow_draft_never_changes_the_answer_and_promotion_applies_it,
     a_velocity_rule_created_after_approvals_counts_them,
     velocity_counters_equal_a_recomputation_after_a_random_workload,
+    counters_stay_exact_when_rules_change_during_traffic,
+    a_promotion_during_traffic_is_seen_whole_by_every_authorization,
 );
