@@ -395,7 +395,22 @@ impl BacktestStore for SqlStore {
         if let Some((at, id)) = after {
             q = q.bind(at.as_micros()).bind(id.as_str());
         }
-        let rows = q.fetch_all(self.db.reader()).await?;
+        let rows = match self.db.backend() {
+            // The (scope, created_at) index gives the order up to ties, which an incremental sort
+            // settles a page at a time. Stale statistics (a bulk load not yet analyzed) make the
+            // planner sort the whole rest of the window for every page instead; it is told not to.
+            Backend::Postgres => {
+                let mut tx = self
+                    .db
+                    .reader()
+                    .begin_with("BEGIN READ ONLY; SET LOCAL enable_sort = off")
+                    .await?;
+                let rows = q.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            Backend::Sqlite => q.fetch_all(self.db.reader()).await?,
+        };
         rows.iter().map(history_from_row).collect()
     }
 
