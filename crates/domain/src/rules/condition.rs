@@ -6,23 +6,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::error::FieldError;
-use crate::rules::facts::Facts;
-
-crate::wire_enum!(Attribute {
-    Mcc => "mcc",
-    MerchantCountry => "merchant_country",
-    MerchantId => "merchant_id",
-    MerchantName => "merchant_name",
-    Currency => "currency",
-    Amount => "amount",
-    EntryMode => "entry_mode",
-    CardAgeDays => "card_age_days",
-    CardState => "card_state",
-    CardholderKycStatus => "cardholder_kyc_status",
-    HourOfDay => "hour_of_day",
-    RiskScore => "risk_score",
-    IsRecurring => "is_recurring",
-});
+use crate::rules::facts::{Attribute, Fact, Facts};
 
 crate::wire_enum!(Operation {
     IsOneOf => "is_one_of",
@@ -240,12 +224,4 @@ fn test_for(attribute: Attribute, operation: Operation, param: &str, value: &Val
         ),
         _ => return Err(unsupported(param, attribute, operation)),
     })
-}
-
-/// One attribute's value for an authorization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fact<'a> {
-    Text(&'a str),
-    Integer(i64),
-    Boolean(bool),
 }

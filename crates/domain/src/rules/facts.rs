@@ -2,8 +2,31 @@
 //! so the live engine and a backtest see the same value for the same stored authorization.
 
 use crate::authorization::Merchant;
-use crate::rules::condition::{Attribute, Fact};
 use crate::time::Timestamp;
+
+crate::wire_enum!(Attribute {
+    Mcc => "mcc",
+    MerchantCountry => "merchant_country",
+    MerchantId => "merchant_id",
+    MerchantName => "merchant_name",
+    Currency => "currency",
+    Amount => "amount",
+    EntryMode => "entry_mode",
+    CardAgeDays => "card_age_days",
+    CardState => "card_state",
+    CardholderKycStatus => "cardholder_kyc_status",
+    HourOfDay => "hour_of_day",
+    RiskScore => "risk_score",
+    IsRecurring => "is_recurring",
+});
+
+/// One attribute's value for an authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact<'a> {
+    Text(&'a str),
+    Integer(i64),
+    Boolean(bool),
+}
 
 /// Entry modes that mean the card was not present (everything else is treated as present).
 pub const CARD_NOT_PRESENT_ENTRY_MODES: &[&str] = &[

@@ -27,9 +27,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use condition::{Attribute, Condition, Fact, Operation};
+pub use condition::{Condition, Operation};
 pub use evaluate::{CompiledRule, Counters, RuleHit, ScopeIds, Verdict, base_approved, evaluate};
-pub use facts::{CARD_NOT_PRESENT_ENTRY_MODES, Facts, is_card_not_present, is_recurring};
+pub use facts::{Attribute, CARD_NOT_PRESENT_ENTRY_MODES, Fact, Facts, is_card_not_present, is_recurring};
 
 use crate::authorization::ResponseCode;
 use crate::controls::{ControlScopeKind, Window};
