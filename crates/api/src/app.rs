@@ -317,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         .merge(network_api(&state))
         .merge(ops_api(&state))
         .merge(crate::console::router(&state))
+        .merge(crate::portal::router(&state))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(api_version))

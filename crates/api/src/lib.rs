@@ -8,9 +8,11 @@ pub mod config;
 pub mod console;
 pub mod http;
 pub mod openapi;
+pub mod portal;
 pub mod routes;
 pub mod state;
 pub mod views;
+pub mod web;
 pub mod webhook_listen;
 pub mod workflows;
 

@@ -23,6 +23,14 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// The newest `limit` objects (pages that show a short list whole).
+    pub fn newest(limit: u32) -> Self {
+        PageRequest {
+            limit,
+            cursor: Cursor::Newest,
+        }
+    }
+
     /// `id_ok` checks that a cursor is an ID of the listed kind.
     pub fn parse(
         limit: Option<&str>,

@@ -73,6 +73,9 @@ crate::wire_enum!(Action {
     ManageCards => "cards.write",
     ViewAlerts => "alerts.read",
     WorkAlerts => "alerts.write",
+    ViewIntegration => "integration.read",
+    ManageWebhooks => "webhooks.write",
+    UseSimulator => "simulator.use",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -118,6 +121,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | WorkDisputes
                 | ViewAlerts
                 | WorkAlerts
+                | ViewIntegration
+                | ManageWebhooks
         ),
         Role::Operator(O::Support) => matches!(
             action,
@@ -130,6 +135,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewDisputes
                 | ViewAlerts
+                | ViewIntegration
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
@@ -144,6 +150,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewAudit
                 | ViewDisputes
                 | ViewAlerts
+                | ViewIntegration
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
@@ -155,14 +162,25 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ManageTenantUsers
                 | ViewApiKeys
                 | ManageApiKeys
+                | ViewIntegration
+                | ManageWebhooks
+                | UseSimulator
         ),
         Role::Tenant(T::Developer) => matches!(
             action,
-            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys
+            ViewTransactions
+                | ViewCards
+                | ViewTenants
+                | ViewTenantUsers
+                | ViewApiKeys
+                | ManageApiKeys
+                | ViewIntegration
+                | ManageWebhooks
+                | UseSimulator
         ),
         Role::Tenant(T::Viewer) => matches!(
             action,
-            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ViewIntegration
         ),
     }
 }
@@ -332,6 +350,9 @@ mod tests {
             (ManageCards,          [true, true,  true,  false, false, true,  false, false]),
             (ViewAlerts,           [true, true,  true,  true,  true,  false, false, false]),
             (WorkAlerts,           [true, true,  true,  false, false, false, false, false]),
+            (ViewIntegration,      [true, false, true,  true,  true,  true,  true,  true ]),
+            (ManageWebhooks,       [true, false, true,  false, false, true,  true,  false]),
+            (UseSimulator,         [true, false, false, false, false, true,  true,  false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

@@ -2,9 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cardplane_domain::Timestamp;
-use cardplane_domain::api_key::{ApiKey, Permission};
-use cardplane_domain::event::{Event, EventType};
+
 use cardplane_domain::ids::ApiKeyId;
 use cardplane_store::StoreError;
 use serde::Deserialize;
@@ -14,9 +12,8 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
 use crate::http::reply::{Reply, render};
 use crate::state::AppState;
-use crate::views::{ApiKeyCreated, ApiKeyEnvelope, ApiKeyList, ApiKeyView, page_items};
-
-const KEY_NAME_LEN_MAX: usize = 100;
+use crate::views::{ApiKeyCreated, ApiKeyEnvelope, ApiKeyList, page_items};
+use crate::workflows::api_keys;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,18 +26,6 @@ pub struct CreateApiKeyRequest {
 
 fn parse_key_id(raw: &str) -> ApiResult<ApiKeyId> {
     ApiKeyId::parse(raw).map_err(|_| ApiError::not_found("api_key"))
-}
-
-fn key_event(ctx: &Ctx, kind: EventType, key: &ApiKey, now: Timestamp) -> Event {
-    let data = serde_json::to_value(ApiKeyView::from(key)).unwrap_or_default();
-    Event::new(
-        &ctx.scope.tenant_id,
-        ctx.scope.environment,
-        kind,
-        key.id.as_str(),
-        data,
-        now,
-    )
 }
 
 #[utoipa::path(
@@ -94,51 +79,18 @@ pub async fn create_api_key(
     ctx: Ctx,
     JsonBody(req): JsonBody<CreateApiKeyRequest>,
 ) -> ApiResult<Reply> {
-    let name = cardplane_domain::cardholder::parse_name("name", req.name.as_deref())
-        .map_err(ApiError::from)
-        .and_then(|n| {
-            if n.chars().count() > KEY_NAME_LEN_MAX {
-                Err(ApiError::invalid("parameter_invalid", "name is too long").with_param("name"))
-            } else {
-                Ok(n)
-            }
-        })?;
-    let mut permissions = Vec::new();
-    for (i, raw) in req.permissions.unwrap_or_default().iter().enumerate() {
-        let p = Permission::parse(raw).ok_or_else(|| {
-            ApiError::invalid("parameter_invalid", format!("unknown permission `{raw}`"))
-                .with_param(format!("permissions[{i}]"))
-        })?;
-        if !ctx.key.has(p) {
-            return Err(ApiError::forbidden(
-                "permission_not_held",
-                format!("this key cannot grant `{raw}`: it does not hold it"),
-            )
-            .with_param(format!("permissions[{i}]")));
-        }
-        if !permissions.contains(&p) {
-            permissions.push(p);
-        }
-    }
-    let now = Timestamp::now();
-    let (key, secret) = ApiKey::issue(
-        &ctx.scope.tenant_id,
-        ctx.scope.environment,
-        name,
-        permissions,
-        &state.pepper,
-        now,
-    );
-    let body = render(&ApiKeyCreated {
-        api_key: (&key).into(),
-        secret: secret.expose().to_owned(),
+    let new = api_keys::parse_new_key(req.name.as_deref(), &req.permissions.unwrap_or_default(), |p| {
+        ctx.key.has(p)
     })?;
-    let response = ctx.records(StatusCode::OK, &body);
-    let events = [key_event(&ctx, EventType::ApiKeyCreated, &key, now)];
-    state
-        .api_keys
-        .insert_api_key(&ctx.scope, &key, &events, response.as_ref(), now)
-        .await?;
+    let mut body = String::new();
+    api_keys::issue(&state, &ctx.scope, new, |key, secret| {
+        body = render(&ApiKeyCreated {
+            api_key: key.into(),
+            secret: secret.expose().to_owned(),
+        })?;
+        Ok(ctx.records(StatusCode::OK, &body))
+    })
+    .await?;
     Ok(Reply::committed(StatusCode::OK, body))
 }
 
@@ -153,36 +105,13 @@ pub async fn create_api_key(
 )]
 pub async fn revoke_api_key(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
     let id = parse_key_id(&id)?;
-    let key = state.api_keys.get_api_key(&ctx.scope, &id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("api_key"),
-        other => other.into(),
-    })?;
-    if !key.is_active() {
-        return Err(ApiError::conflict(
-            "api_key_already_revoked",
-            "This API key is already revoked",
-        ));
-    }
-    let now = Timestamp::now();
-    let revoked = ApiKey {
-        revoked_at: Some(now),
-        ..key
-    };
-    let body = render(&ApiKeyEnvelope {
-        api_key: (&revoked).into(),
-    })?;
-    let response = ctx.records(StatusCode::OK, &body);
-    let events = [key_event(&ctx, EventType::ApiKeyRevoked, &revoked, now)];
-    match state
-        .api_keys
-        .revoke_api_key(&ctx.scope, &id, now, &events, response.as_ref())
-        .await
-    {
-        Ok(()) => Ok(Reply::committed(StatusCode::OK, body)),
-        Err(StoreError::NotFound) => Err(ApiError::conflict(
-            "api_key_already_revoked",
-            "This API key is already revoked",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let mut body = String::new();
+    api_keys::revoke(&state, &ctx.scope, &id, |revoked| {
+        body = render(&ApiKeyEnvelope {
+            api_key: revoked.into(),
+        })?;
+        Ok(ctx.records(StatusCode::OK, &body))
+    })
+    .await?;
+    Ok(Reply::committed(StatusCode::OK, body))
 }

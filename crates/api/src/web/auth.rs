@@ -1,5 +1,5 @@
-//! Sign-in, sign-out and TOTP enrolment pages, over the same functions as `/ops/login` and
-//! `/ops/mfa/totp`.
+//! Sign-in, sign-out and TOTP enrolment pages of either site, over the same functions as
+//! `/ops/login` and `/ops/mfa/totp`.
 
 use askama::Template;
 use axum::Form;
@@ -8,15 +8,17 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
-use super::{Chrome, ConsoleError, PageResult, page};
+use super::{Chrome, PageError, PageResult, SiteRef, page};
 use crate::http::error::ApiError;
 use crate::http::people::{Origin, Staff, clear_cookie_at, session_cookie_at};
 use crate::routes::ops_auth::{SignInOutcome, finish_totp, sign_in, start_totp};
 use crate::state::AppState;
 
 #[derive(Template)]
-#[template(path = "console/login.html")]
+#[template(path = "web/login.html")]
 struct LoginPage {
+    base: &'static str,
+    brand: &'static str,
     email: String,
     error: Option<&'static str>,
     notice: Option<&'static str>,
@@ -28,7 +30,7 @@ pub struct LoginQuery {
     signed_out: Option<String>,
 }
 
-pub async fn login_page(Query(q): Query<LoginQuery>) -> PageResult {
+pub async fn login_page(SiteRef(site): SiteRef, Query(q): Query<LoginQuery>) -> PageResult {
     let notice = if q.expired.is_some() {
         Some("Your session ended after a period of inactivity. Sign in again.")
     } else if q.signed_out.is_some() {
@@ -37,6 +39,8 @@ pub async fn login_page(Query(q): Query<LoginQuery>) -> PageResult {
         None
     };
     page(&LoginPage {
+        base: site.base,
+        brand: site.brand,
         email: String::new(),
         error: None,
         notice,
@@ -59,10 +63,17 @@ const SIGN_IN_REFUSED: &str = "Sign-in failed. Check your email, password and co
      is locked for a while.";
 const ADDRESS_BLOCKED: &str = "Too many failed sign-ins from this address. Wait a few minutes and try again.";
 
-pub async fn login(State(state): State<AppState>, origin: Origin, Form(form): Form<LoginForm>) -> PageResult {
+pub async fn login(
+    State(state): State<AppState>,
+    SiteRef(site): SiteRef,
+    origin: Origin,
+    Form(form): Form<LoginForm>,
+) -> PageResult {
     let code = Some(form.code.as_str()).filter(|c| !c.trim().is_empty());
     let refused = |status: StatusCode, error: &'static str, email: String| -> PageResult {
         let mut r = page(&LoginPage {
+            base: site.base,
+            brand: site.brand,
             email,
             error: Some(error),
             notice: None,
@@ -72,10 +83,10 @@ pub async fn login(State(state): State<AppState>, origin: Origin, Form(form): Fo
     };
     match sign_in(&state, &origin, &form.email, form.password, code).await {
         Ok(SignInOutcome::SignedIn(signed_in)) => {
-            let mut r = Redirect::to(super::BASE).into_response();
+            let mut r = Redirect::to(site.base).into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
-                session_cookie_at(super::BASE, &signed_in.token, state.config.operators.cookie_secure),
+                session_cookie_at(site.base, &signed_in.token, state.config.operators.cookie_secure),
             );
             Ok(r)
         }
@@ -85,19 +96,19 @@ pub async fn login(State(state): State<AppState>, origin: Origin, Form(form): Fo
     }
 }
 
-pub async fn logout(State(state): State<AppState>, staff: Staff) -> PageResult {
+pub async fn logout(State(state): State<AppState>, SiteRef(site): SiteRef, staff: Staff) -> PageResult {
     let audit = staff.audit("session.logout", "session", staff.session_id.as_str());
     state.people.delete_session(&staff.token_hash, Some(&audit)).await?;
-    let mut r = Redirect::to("/console/login?signed_out=1").into_response();
+    let mut r = Redirect::to(&site.path("/login?signed_out=1")).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        clear_cookie_at(super::BASE, state.config.operators.cookie_secure),
+        clear_cookie_at(site.base, state.config.operators.cookie_secure),
     );
     Ok(r)
 }
 
 #[derive(Template)]
-#[template(path = "console/mfa.html")]
+#[template(path = "web/mfa.html")]
 struct MfaPage {
     chrome: Chrome,
     enabled: bool,
@@ -114,10 +125,10 @@ struct Enrolment {
     secret: String,
 }
 
-async fn mfa_view(state: &AppState, staff: &Staff) -> Result<MfaPage, ConsoleError> {
+async fn mfa_view(state: &AppState, site: &'static super::Site, staff: &Staff) -> Result<MfaPage, PageError> {
     let user = state.people.get_user(&staff.person.id).await?;
     Ok(MfaPage {
-        chrome: Chrome::new(staff, "account"),
+        chrome: Chrome::of(site, staff, "account"),
         enabled: user.totp_sealed.is_some(),
         recovery_codes_remaining: state.people.count_unused_recovery_codes(&staff.person.id).await?,
         enrolment: None,
@@ -126,8 +137,8 @@ async fn mfa_view(state: &AppState, staff: &Staff) -> Result<MfaPage, ConsoleErr
     })
 }
 
-pub async fn mfa_page(State(state): State<AppState>, staff: Staff) -> PageResult {
-    page(&mfa_view(&state, &staff).await?)
+pub async fn mfa_page(State(state): State<AppState>, SiteRef(site): SiteRef, staff: Staff) -> PageResult {
+    page(&mfa_view(&state, site, &staff).await?)
 }
 
 fn qr_svg(uri: &str) -> Result<String, ApiError> {
@@ -139,9 +150,9 @@ fn qr_svg(uri: &str) -> Result<String, ApiError> {
         .build())
 }
 
-pub async fn mfa_begin(State(state): State<AppState>, staff: Staff) -> PageResult {
+pub async fn mfa_begin(State(state): State<AppState>, SiteRef(site): SiteRef, staff: Staff) -> PageResult {
     let enrolment = start_totp(&state, &staff).await?;
-    let mut view = mfa_view(&state, &staff).await?;
+    let mut view = mfa_view(&state, site, &staff).await?;
     view.enrolment = Some(Enrolment {
         qr_svg: qr_svg(&enrolment.otpauth_uri)?,
         secret: enrolment.secret,
@@ -155,17 +166,22 @@ pub struct ConfirmForm {
     code: String,
 }
 
-pub async fn mfa_confirm(State(state): State<AppState>, staff: Staff, Form(form): Form<ConfirmForm>) -> PageResult {
+pub async fn mfa_confirm(
+    State(state): State<AppState>,
+    SiteRef(site): SiteRef,
+    staff: Staff,
+    Form(form): Form<ConfirmForm>,
+) -> PageResult {
     match finish_totp(&state, &staff, form.code.trim()).await {
         Ok(codes) => {
-            let mut view = mfa_view(&state, &staff).await?;
+            let mut view = mfa_view(&state, site, &staff).await?;
             view.recovery_codes = codes;
             page(&view)
         }
         Err(e) if e.body.code == "mfa_code_invalid" => {
             // The pending secret stays; show it again with the error in place.
             let user = state.people.get_user(&staff.person.id).await?;
-            let mut view = mfa_view(&state, &staff).await?;
+            let mut view = mfa_view(&state, site, &staff).await?;
             view.error = Some(e.body.message.clone());
             if let Some(pending) = user.totp_pending {
                 let secret = crate::routes::ops_auth::open_totp(&state, &staff.person.id, &pending)?;

@@ -1,0 +1,98 @@
+//! The developer portal: server-rendered pages at `/portal` for a tenant's users (owner,
+//! developer, viewer), a [`Site`] over the same sessions, permission matrix, CSRF protection and
+//! audit log as the console. A developer signs up or accepts an invitation, gets a working
+//! sandbox at once, manages API keys, reads the request log and usage, manages webhooks, browses
+//! events, simulates card traffic and copies a quickstart filled in with their own key.
+
+mod home;
+mod keys;
+
+use axum::Router;
+use axum::routing::{get, post};
+use cardplane_domain::Environment;
+use cardplane_domain::ids::TenantId;
+use cardplane_store::Scope;
+
+use crate::http::error::ApiError;
+use crate::http::people::Staff;
+use crate::state::AppState;
+use crate::web::{Audience, Chrome, NavItem, PageError, Site, site_router};
+
+pub const BASE: &str = "/portal";
+
+const NAV: &[NavItem] = &[
+    ("home", "Overview", Some("/portal")),
+    ("api_keys", "API keys", Some("/portal/{env}/api_keys")),
+    ("quickstart", "Quickstart", None),
+    ("requests", "Request log", None),
+    ("usage", "Usage", None),
+    ("webhooks", "Webhooks", None),
+    ("events", "Events", None),
+    ("simulator", "Simulator", None),
+    ("team", "Team", None),
+    ("docs", "API reference", Some("/docs")),
+    ("account", "Second factor", Some("/portal/mfa")),
+];
+
+pub static SITE: Site = Site {
+    base: BASE,
+    brand: "Cardplane developer portal",
+    audience: Audience::TenantUsers,
+    nav: NAV,
+};
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/portal", get(home::overview))
+        .route("/portal/{environment}/api_keys", get(keys::list).post(keys::create))
+        .route("/portal/{environment}/api_keys/{api_key_id}/revoke", post(keys::revoke));
+    site_router(state, &SITE, pages, Router::new())
+}
+
+/// Where a portal page acts: the signed-in user's tenant, in one environment.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub tenant_id: TenantId,
+    pub environment: Environment,
+}
+
+impl Workspace {
+    /// The environment named in the path (`sandbox` or `live`; anything else is 404) of the
+    /// signed-in user's tenant (the site admits tenant users only).
+    pub fn of(staff: &Staff, environment: &str) -> Result<Self, PageError> {
+        let environment = Environment::parse(environment).ok_or_else(|| ApiError::not_found("page"))?;
+        Ok(Workspace {
+            tenant_id: tenant_of(staff)?,
+            environment,
+        })
+    }
+
+    pub fn scope(&self) -> Scope {
+        Scope {
+            tenant_id: self.tenant_id.clone(),
+            environment: self.environment,
+        }
+    }
+
+    pub fn env(&self) -> &'static str {
+        self.environment.as_str()
+    }
+}
+
+pub fn tenant_of(staff: &Staff) -> Result<TenantId, PageError> {
+    staff.person.tenant_id.clone().ok_or_else(|| {
+        PageError(ApiError::forbidden(
+            "tenant_users_only",
+            "The developer portal is for a tenant's users",
+        ))
+    })
+}
+
+/// The chrome of a portal page.
+pub fn chrome(staff: &Staff, section: &'static str, ws: Option<&Workspace>) -> Chrome {
+    let chrome = Chrome::of(&SITE, staff, section);
+    match ws {
+        Some(ws) => chrome.in_env(ws.environment),
+        None => chrome,
+    }
+}
