@@ -51,6 +51,39 @@ pub struct Config {
     pub health_rollup_interval_ms: u64,
     pub webhooks: WebhooksConfig,
     pub operators: OperatorsConfig,
+    pub portal: PortalConfig,
+}
+
+/// The developer portal (`[portal]`): who may sign up, tenant users' second factor, and how mail
+/// with sign-up and invitation links leaves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Anyone with an email address they can read may create a tenant from `/portal/signup`.
+    /// Off by default: operators create tenants and invite their owners.
+    pub self_signup: bool,
+    /// Require tenant users (not only operators) to enrol a TOTP second factor.
+    pub require_mfa: bool,
+    /// The address people reach this server at, for links in mail and the quickstart
+    /// (default: `http://` and the listen address).
+    pub public_url: Option<String>,
+    /// Also write each mail as a file here (the local mail adapter); mail is always logged
+    /// without its link's secret.
+    pub mail_dir: Option<PathBuf>,
+    /// How long a sign-up or invitation link works.
+    pub invitation_ttl_hours: i64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            self_signup: false,
+            require_mfa: false,
+            public_url: None,
+            mail_dir: None,
+            invitation_ttl_hours: 72,
+        }
+    }
 }
 
 /// People who sign in to `/ops` (`[operators]`).
@@ -61,7 +94,8 @@ pub struct OperatorsConfig {
     pub session_idle_secs: i64,
     /// Send the session cookie with `Secure` (turn off only for plain-HTTP development).
     pub cookie_secure: bool,
-    /// Require a TOTP second factor before anything but enrolment.
+    /// Require operators to enrol a TOTP second factor before anything but enrolment (tenant
+    /// users: `portal.require_mfa`).
     pub require_mfa: bool,
     /// Where uploaded documents are stored (encrypted).
     pub documents_dir: PathBuf,
@@ -148,6 +182,7 @@ impl Default for Config {
             health_rollup_interval_ms: 5_000,
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
+            portal: PortalConfig::default(),
         }
     }
 }
@@ -313,6 +348,23 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Whether this person must enrol a second factor before anything else.
+    pub fn mfa_required(&self, person: &cardplane_domain::people::Person) -> bool {
+        if person.role.is_operator() {
+            self.operators.require_mfa
+        } else {
+            self.portal.require_mfa
+        }
+    }
+
+    /// The address people reach this server at, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.portal.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// Defaults, then the TOML file if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match file {
@@ -448,6 +500,21 @@ impl Config {
         }
         if let Some(v) = get("CARDPLANE_OPERATORS_DOCUMENT_MAX_BYTES") {
             self.operators.document_max_bytes = parsed("CARDPLANE_OPERATORS_DOCUMENT_MAX_BYTES", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_PORTAL_SELF_SIGNUP") {
+            self.portal.self_signup = parsed("CARDPLANE_PORTAL_SELF_SIGNUP", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_PORTAL_REQUIRE_MFA") {
+            self.portal.require_mfa = parsed("CARDPLANE_PORTAL_REQUIRE_MFA", v)?;
+        }
+        if let Some(v) = get("CARDPLANE_PORTAL_PUBLIC_URL") {
+            self.portal.public_url = Some(v);
+        }
+        if let Some(v) = get("CARDPLANE_PORTAL_MAIL_DIR") {
+            self.portal.mail_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CARDPLANE_PORTAL_INVITATION_TTL_HOURS") {
+            self.portal.invitation_ttl_hours = parsed("CARDPLANE_PORTAL_INVITATION_TTL_HOURS", v)?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod console;
 pub mod http;
+pub mod mail;
 pub mod openapi;
 pub mod portal;
 pub mod routes;

@@ -87,6 +87,9 @@ pub struct Services {
     /// Networks live webhook endpoints may reach although internal (operator allowlist).
     pub webhook_allowlist: Arc<[Network]>,
     pub people: Arc<dyn PeopleStore>,
+    /// Sign-ups and teammate invitations of the developer portal.
+    pub invitations: Arc<dyn cardplane_store::invitations::InvitationStore>,
+    pub mailer: Arc<dyn crate::mail::Mailer>,
     pub compliance: Arc<dyn ComplianceStore>,
     pub audit: Arc<dyn AuditStore>,
     /// Program health aggregates for the console (and the job that rolls them up).
@@ -164,6 +167,7 @@ impl AppState {
         );
         let config_webhooks = config.webhooks.clone();
         let documents_dir = config.operators.documents_dir.clone();
+        let mailer = Arc::new(crate::mail::LocalMailer::new(config.portal.mail_dir.clone()));
         Ok(AppState(Arc::new(Services {
             config: Arc::new(config),
             db,
@@ -198,6 +202,8 @@ impl AppState {
             documents: Arc::new(FsDocuments::new(documents_dir)),
             credentials: Arc::default(),
             people: store.clone(),
+            invitations: store.clone(),
+            mailer,
             compliance: store.clone(),
             audit: store.clone(),
             health: store.clone(),

@@ -107,6 +107,7 @@ define_id!(DisputeNoteId, "dspnote");
 define_id!(AuthorizationRuleId, "arule");
 define_id!(BacktestId, "abt");
 define_id!(AlertId, "alrt");
+define_id!(InvitationId, "inv");
 
 #[cfg(test)]
 mod tests {

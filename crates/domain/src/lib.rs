@@ -22,6 +22,7 @@ pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod identity;
+pub mod invitation;
 pub mod ids;
 pub mod kyc;
 pub mod ledger;

@@ -148,6 +148,11 @@ fn migrator(backend: Backend) -> Migrator {
             "health rollups hourly",
             include_str!("../migrations/0032_health_rollups_hourly.sql"),
         ),
+        migration(
+            34,
+            "portal invitations",
+            include_str!("../migrations/0034_portal_invitations.sql"),
+        ),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

@@ -42,6 +42,7 @@ pub mod disputes;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod invitations;
 pub mod ledger;
 pub mod network;
 pub mod network_batch;

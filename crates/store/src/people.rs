@@ -165,25 +165,31 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
     })
 }
 
+/// A new person, inside the caller's transaction; `Conflict` when the email is taken.
+pub(crate) async fn insert_user_row(conn: &mut sqlx::AnyConnection, user: &UserRecord) -> Result<(), StoreError> {
+    let p = &user.person;
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, email, name, role, password_hash, disabled, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(p.id.as_str())
+    .bind(p.tenant_id.as_ref().map(|t| t.as_str()))
+    .bind(p.email.as_str())
+    .bind(p.name.as_str())
+    .bind(p.role.as_str())
+    .bind(user.password_hash.as_str())
+    .bind(i16::from(p.disabled))
+    .bind(p.created_at.as_micros())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl PeopleStore for SqlStore {
     async fn insert_user(&self, user: &UserRecord, audit: &AuditRecord) -> Result<(), StoreError> {
-        let p = &user.person;
         let mut tx = self.db.writer().begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, tenant_id, email, name, role, password_hash, disabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-        )
-        .bind(p.id.as_str())
-        .bind(p.tenant_id.as_ref().map(|t| t.as_str()))
-        .bind(p.email.as_str())
-        .bind(p.name.as_str())
-        .bind(p.role.as_str())
-        .bind(user.password_hash.as_str())
-        .bind(i16::from(p.disabled))
-        .bind(p.created_at.as_micros())
-        .execute(&mut *tx)
-        .await?;
+        insert_user_row(&mut tx, user).await?;
         append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())

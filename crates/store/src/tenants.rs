@@ -20,22 +20,32 @@ pub trait TenantStore: Send + Sync {
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
 }
 
+/// A tenant with its first keys and their events, inside the caller's transaction.
+pub(crate) async fn insert_tenant_rows(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &Tenant,
+    keys: &[ApiKey],
+    events: &[Event],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO tenants (id, name, api_version, created_at, rate_limit_per_second) VALUES ($1, $2, $3, $4, $5)")
+        .bind(tenant.id.as_str())
+        .bind(tenant.name.as_str())
+        .bind(tenant.api_version.as_str())
+        .bind(tenant.created_at.as_micros())
+        .bind(tenant.rate_limit_per_second.map(i64::from))
+        .execute(&mut *conn)
+        .await?;
+    for key in keys {
+        insert_api_key_row(conn, key).await?;
+    }
+    insert_events(conn, events).await
+}
+
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant, keys: &[ApiKey], events: &[Event]) -> Result<(), StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        sqlx::query("INSERT INTO tenants (id, name, api_version, created_at, rate_limit_per_second) VALUES ($1, $2, $3, $4, $5)")
-            .bind(tenant.id.as_str())
-            .bind(tenant.name.as_str())
-            .bind(tenant.api_version.as_str())
-            .bind(tenant.created_at.as_micros())
-            .bind(tenant.rate_limit_per_second.map(i64::from))
-            .execute(&mut *tx)
-            .await?;
-        for key in keys {
-            insert_api_key_row(&mut tx, key).await?;
-        }
-        insert_events(&mut tx, events).await?;
+        insert_tenant_rows(&mut tx, tenant, keys, events).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -378,7 +378,7 @@ pub async fn resolve(state: &AppState, req: SessionRequest<'_>, origin: &Origin)
             ));
         }
     }
-    if state.config.operators.require_mfa && !user.person.mfa_enabled && !req.mfa_exempt {
+    if state.config.mfa_required(&user.person) && !user.person.mfa_enabled && !req.mfa_exempt {
         return Err(ApiError::forbidden(
             "mfa_enrolment_required",
             "Enrol a second factor (POST /ops/mfa/totp) before anything else",

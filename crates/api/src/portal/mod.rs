@@ -6,6 +6,7 @@
 
 mod home;
 mod keys;
+pub mod sample;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -48,7 +48,7 @@ async fn session_view(state: &AppState, person: &Person, csrf: String) -> ApiRes
     Ok(SessionView {
         user: person.into(),
         csrf_token: csrf,
-        mfa_enrolment_required: state.config.operators.require_mfa && !person.mfa_enabled,
+        mfa_enrolment_required: state.config.mfa_required(person) && !person.mfa_enabled,
         idle_timeout_secs: state.config.operators.session_idle_secs,
         recovery_codes_remaining: state.people.count_unused_recovery_codes(&person.id).await?,
     })

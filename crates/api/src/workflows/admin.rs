@@ -39,6 +39,63 @@ fn issued(key: &ApiKey, secret: &ApiSecret) -> IssuedKey {
     }
 }
 
+/// A tenant about to be created with one key per environment given (secrets returned once) and
+/// the events announcing the keys.
+pub struct TenantDraft {
+    pub tenant: Tenant,
+    pub keys: Vec<(ApiKey, ApiSecret)>,
+    pub events: Vec<Event>,
+}
+
+impl TenantDraft {
+    pub fn new(
+        name: &str,
+        environments: &[Environment],
+        permissions: &[Permission],
+        rate_limit_per_second: Option<u32>,
+        pepper: &[u8],
+        now: Timestamp,
+    ) -> Self {
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name: name.to_owned(),
+            api_version: ApiVersion::current(),
+            rate_limit_per_second,
+            created_at: now,
+        };
+        let keys: Vec<(ApiKey, ApiSecret)> = environments
+            .iter()
+            .map(|env| {
+                let name = format!("Default {} key", env.as_str());
+                ApiKey::issue(&tenant.id, *env, name, permissions.to_vec(), pepper, now)
+            })
+            .collect();
+        let events = keys
+            .iter()
+            .map(|(k, _)| {
+                let data = serde_json::to_value(ApiKeyView::from(k)).unwrap_or_default();
+                Event::new(
+                    &tenant.id,
+                    k.environment,
+                    EventType::ApiKeyCreated,
+                    k.id.as_str(),
+                    data,
+                    now,
+                )
+            })
+            .collect();
+        TenantDraft { tenant, keys, events }
+    }
+
+    pub fn key_rows(&self) -> Vec<ApiKey> {
+        self.keys.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    fn issued(&self, env: Environment) -> Option<IssuedKey> {
+        self.keys.iter().find(|(k, _)| k.environment == env).map(|(k, s)| issued(k, s))
+    }
+}
+
 /// Creates a tenant with one sandbox and one live key. The secrets are returned once.
 pub async fn create_tenant(
     store: &dyn TenantStore,
@@ -47,52 +104,21 @@ pub async fn create_tenant(
     permissions: &[Permission],
     rate_limit_per_second: Option<u32>,
 ) -> Result<ProvisionedTenant, StoreError> {
-    let now = Timestamp::now();
-    let tenant = Tenant {
-        id: TenantId::generate(),
-        name: name.to_owned(),
-        api_version: ApiVersion::current(),
+    let draft = TenantDraft::new(
+        name,
+        &[Environment::Sandbox, Environment::Live],
+        permissions,
         rate_limit_per_second,
-        created_at: now,
-    };
-    let (sandbox, sandbox_secret) = ApiKey::issue(
-        &tenant.id,
-        Environment::Sandbox,
-        "Default sandbox key".into(),
-        permissions.to_vec(),
         pepper,
-        now,
+        Timestamp::now(),
     );
-    let (live, live_secret) = ApiKey::issue(
-        &tenant.id,
-        Environment::Live,
-        "Default live key".into(),
-        permissions.to_vec(),
-        pepper,
-        now,
-    );
-    let events: Vec<Event> = [&sandbox, &live]
-        .iter()
-        .map(|k| {
-            let data = serde_json::to_value(ApiKeyView::from(*k)).unwrap_or_default();
-            Event::new(
-                &tenant.id,
-                k.environment,
-                EventType::ApiKeyCreated,
-                k.id.as_str(),
-                data,
-                now,
-            )
-        })
-        .collect();
-    store
-        .create_tenant(&tenant, &[sandbox.clone(), live.clone()], &events)
-        .await?;
+    store.create_tenant(&draft.tenant, &draft.key_rows(), &draft.events).await?;
+    let missing = || StoreError::other(std::io::Error::other("a default key was not issued"));
     Ok(ProvisionedTenant {
-        tenant_id: tenant.id.to_string(),
-        name: tenant.name,
-        sandbox_key: issued(&sandbox, &sandbox_secret),
-        live_key: issued(&live, &live_secret),
+        tenant_id: draft.tenant.id.to_string(),
+        name: draft.tenant.name.clone(),
+        sandbox_key: draft.issued(Environment::Sandbox).ok_or_else(missing)?,
+        live_key: draft.issued(Environment::Live).ok_or_else(missing)?,
     })
 }
 

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod documents;
+pub mod invitations;
 pub mod issuing;
 pub mod onboarding;
 pub mod review;
