@@ -27,14 +27,16 @@ pub(crate) async fn insert_tenant_rows(
     keys: &[ApiKey],
     events: &[Event],
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO tenants (id, name, api_version, created_at, rate_limit_per_second) VALUES ($1, $2, $3, $4, $5)")
-        .bind(tenant.id.as_str())
-        .bind(tenant.name.as_str())
-        .bind(tenant.api_version.as_str())
-        .bind(tenant.created_at.as_micros())
-        .bind(tenant.rate_limit_per_second.map(i64::from))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO tenants (id, name, api_version, created_at, rate_limit_per_second) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant.id.as_str())
+    .bind(tenant.name.as_str())
+    .bind(tenant.api_version.as_str())
+    .bind(tenant.created_at.as_micros())
+    .bind(tenant.rate_limit_per_second.map(i64::from))
+    .execute(&mut *conn)
+    .await?;
     for key in keys {
         insert_api_key_row(conn, key).await?;
     }

@@ -3,6 +3,7 @@
 
 use askama::Template;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use cardplane_domain::Environment;
 use cardplane_domain::ledger::AccountKind;
 use cardplane_domain::page::PageRequest;
@@ -39,6 +40,7 @@ struct Overview {
     tenant_id: String,
     programs: Vec<ProgramRow>,
     cards: Vec<CardRow>,
+    can_make_sample: bool,
 }
 
 async fn sandbox_programs(state: &AppState, scope: &Scope) -> Result<Vec<ProgramRow>, PageError> {
@@ -93,5 +95,27 @@ pub async fn overview(State(state): State<AppState>, staff: Staff) -> PageResult
         tenant_id: tenant_id.to_string(),
         programs: sandbox_programs(&state, &scope).await?,
         cards: sandbox_cards(&state, &scope).await?,
+        can_make_sample: staff.person.can(cardplane_domain::people::Action::UseSimulator),
     })
+}
+
+/// Makes the sample sandbox for a tenant that has none (one made by an operator, or whose sample
+/// failed at sign-up), acting as one of its active sandbox keys.
+pub async fn make_sample(State(state): State<AppState>, staff: Staff) -> PageResult {
+    staff.require(cardplane_domain::people::Action::UseSimulator)?;
+    let tenant_id = tenant_of(&staff)?;
+    let tenant = state.tenants.get_tenant(&tenant_id).await?;
+    let scope = Scope {
+        tenant_id,
+        environment: Environment::Sandbox,
+    };
+    let keys = state.api_keys.list_api_keys(&scope, &PageRequest::newest(100)).await?;
+    let key = keys.items.into_iter().find(|k| k.is_active()).ok_or_else(|| {
+        crate::http::error::ApiError::conflict(
+            "sandbox_key_required",
+            "Create a sandbox API key first: the sample is made with one.",
+        )
+    })?;
+    super::sample::provision(&state, &tenant, &key).await?;
+    Ok(axum::response::Redirect::to("/portal").into_response())
 }

@@ -5,8 +5,10 @@
 //! events, simulates card traffic and copies a quickstart filled in with their own key.
 
 mod home;
+mod join;
 mod keys;
 pub mod sample;
+mod team;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -30,7 +32,7 @@ const NAV: &[NavItem] = &[
     ("webhooks", "Webhooks", None),
     ("events", "Events", None),
     ("simulator", "Simulator", None),
-    ("team", "Team", None),
+    ("team", "Team", Some("/portal/team")),
     ("docs", "API reference", Some("/docs")),
     ("account", "Second factor", Some("/portal/mfa")),
 ];
@@ -46,8 +48,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/portal", get(home::overview))
         .route("/portal/{environment}/api_keys", get(keys::list).post(keys::create))
-        .route("/portal/{environment}/api_keys/{api_key_id}/revoke", post(keys::revoke));
-    site_router(state, &SITE, pages, Router::new())
+        .route("/portal/{environment}/api_keys/{api_key_id}/revoke", post(keys::revoke))
+        .route("/portal/team", get(team::show))
+        .route("/portal/team/invitations", post(team::invite))
+        .route("/portal/team/invitations/{invitation_id}/revoke", post(team::revoke))
+        .route("/portal/sandbox/sample", post(home::make_sample));
+    let public = Router::new()
+        .route("/portal/signup", get(join::signup_page).post(join::signup))
+        .route("/portal/accept", get(join::accept_page).post(join::accept));
+    site_router(state, &SITE, pages, public)
 }
 
 /// Where a portal page acts: the signed-in user's tenant, in one environment.

@@ -71,7 +71,13 @@ pub async fn provision(state: &AppState, tenant: &Tenant, key: &ApiKey) -> ApiRe
         return Ok(());
     }
     let funding = parse(json!({"amount": FUNDING_MINOR, "currency": "USD"}))?;
-    sandbox::fund_program(State(state.clone()), ctx.clone(), Path(PROGRAM_ID.to_owned()), JsonBody(funding)).await?;
+    sandbox::fund_program(
+        State(state.clone()),
+        ctx.clone(),
+        Path(PROGRAM_ID.to_owned()),
+        JsonBody(funding),
+    )
+    .await?;
     // The Apto sample cardholder; an SSN ending in 0000 passes sandbox KYC.
     let cardholder = parse(json!({
         "first_name": "Josh", "last_name": "Wilson", "custodian_uid": "sample-cardholder",

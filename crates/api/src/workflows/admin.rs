@@ -92,7 +92,10 @@ impl TenantDraft {
     }
 
     fn issued(&self, env: Environment) -> Option<IssuedKey> {
-        self.keys.iter().find(|(k, _)| k.environment == env).map(|(k, s)| issued(k, s))
+        self.keys
+            .iter()
+            .find(|(k, _)| k.environment == env)
+            .map(|(k, s)| issued(k, s))
     }
 }
 
@@ -112,7 +115,9 @@ pub async fn create_tenant(
         pepper,
         Timestamp::now(),
     );
-    store.create_tenant(&draft.tenant, &draft.key_rows(), &draft.events).await?;
+    store
+        .create_tenant(&draft.tenant, &draft.key_rows(), &draft.events)
+        .await?;
     let missing = || StoreError::other(std::io::Error::other("a default key was not issued"));
     Ok(ProvisionedTenant {
         tenant_id: draft.tenant.id.to_string(),

@@ -29,7 +29,8 @@ fn link(state: &AppState, token: &str) -> String {
 }
 
 fn parse_email(raw: &str) -> ApiResult<String> {
-    normalize_email(raw).map_err(|_| ApiError::invalid("parameter_invalid", "Enter an email address").with_param("email"))
+    normalize_email(raw)
+        .map_err(|_| ApiError::invalid("parameter_invalid", "Enter an email address").with_param("email"))
 }
 
 async fn send(state: &AppState, mail: Mail) -> ApiResult<()> {
@@ -47,8 +48,11 @@ pub async fn request_signup(state: &AppState, origin: &Origin, email: &str, comp
     }
     let email = parse_email(email)?;
     let company = parse_company_name(company).ok_or_else(|| {
-        ApiError::invalid("parameter_invalid", "Enter your company's name (at most 100 characters)")
-            .with_param("company_name")
+        ApiError::invalid(
+            "parameter_invalid",
+            "Enter your company's name (at most 100 characters)",
+        )
+        .with_param("company_name")
     })?;
     if state.people.find_user_by_email(&email).await?.is_some() {
         let body = format!(
@@ -56,15 +60,32 @@ pub async fn request_signup(state: &AppState, origin: &Origin, email: &str, comp
              account. Sign in at {}/portal/login.",
             state.config.public_url()
         );
-        return send(state, Mail { to: email, subject: "Your Cardplane account".into(), body }).await;
+        return send(
+            state,
+            Mail {
+                to: email,
+                subject: "Your Cardplane account".into(),
+                body,
+            },
+        )
+        .await;
     }
     let invitation = Invitation::sign_up(email, company, Timestamp::now(), ttl_secs(state));
     let token = random_token();
     let audit = origin
-        .record(ActorKind::System, Some("portal sign-up".into()), "invitation.signup_requested", Outcome::Success, 200)
+        .record(
+            ActorKind::System,
+            Some("portal sign-up".into()),
+            "invitation.signup_requested",
+            Outcome::Success,
+            200,
+        )
         .on("invitation", invitation.id.as_str())
         .with_details(serde_json::json!({ "email": invitation.email }));
-    state.invitations.insert_invitation(&invitation, &token_hash(&token), Some(&audit)).await?;
+    state
+        .invitations
+        .insert_invitation(&invitation, &token_hash(&token), Some(&audit))
+        .await?;
     let body = format!(
         "Welcome to Cardplane. Confirm your address and choose a password to create {}'s sandbox:\n\n{}\n\n\
          The link works once, for {} hours.",
@@ -72,7 +93,15 @@ pub async fn request_signup(state: &AppState, origin: &Origin, email: &str, comp
         link(state, &token),
         state.config.portal.invitation_ttl_hours
     );
-    send(state, Mail { to: invitation.email, subject: "Confirm your email for Cardplane".into(), body }).await
+    send(
+        state,
+        Mail {
+            to: invitation.email,
+            subject: "Confirm your email for Cardplane".into(),
+            body,
+        },
+    )
+    .await
 }
 
 /// An owner (or an operator) invites a teammate into `tenant` with a role.
@@ -85,8 +114,9 @@ pub async fn invite_teammate(
 ) -> ApiResult<Invitation> {
     staff.require_in(Action::ManageTenantUsers, tenant, "tenant")?;
     let email = parse_email(email)?;
-    let role = TenantRole::parse(role)
-        .ok_or_else(|| ApiError::invalid("parameter_invalid", "role is owner, developer or viewer").with_param("role"))?;
+    let role = TenantRole::parse(role).ok_or_else(|| {
+        ApiError::invalid("parameter_invalid", "role is owner, developer or viewer").with_param("role")
+    })?;
     if state.people.find_user_by_email(&email).await?.is_some() {
         return Err(ApiError::conflict("email_taken", "Somebody already signs in with this email").with_param("email"));
     }
@@ -102,8 +132,13 @@ pub async fn invite_teammate(
     let token = random_token();
     let audit = staff
         .audit("invitation.created", "invitation", invitation.id.as_str())
-        .with_details(serde_json::json!({ "email": invitation.email, "role": role.as_str(), "tenant_id": tenant.as_str() }));
-    state.invitations.insert_invitation(&invitation, &token_hash(&token), Some(&audit)).await?;
+        .with_details(
+            serde_json::json!({ "email": invitation.email, "role": role.as_str(), "tenant_id": tenant.as_str() }),
+        );
+    state
+        .invitations
+        .insert_invitation(&invitation, &token_hash(&token), Some(&audit))
+        .await?;
     let body = format!(
         "{} invited you to {} on Cardplane as {}. Choose a password to join:\n\n{}\n\nThe link works once, for {} hours.",
         staff.person.name,
@@ -112,7 +147,15 @@ pub async fn invite_teammate(
         link(state, &token),
         state.config.portal.invitation_ttl_hours
     );
-    send(state, Mail { to: invitation.email.clone(), subject: format!("Join {name} on Cardplane"), body }).await?;
+    send(
+        state,
+        Mail {
+            to: invitation.email.clone(),
+            subject: format!("Join {name} on Cardplane"),
+            body,
+        },
+    )
+    .await?;
     Ok(invitation)
 }
 
@@ -146,14 +189,22 @@ pub struct Accepted {
 fn parse_person_name(raw: &str) -> ApiResult<String> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
-        return Err(ApiError::invalid("parameter_invalid", "Enter your name (at most 100 characters)").with_param("name"));
+        return Err(
+            ApiError::invalid("parameter_invalid", "Enter your name (at most 100 characters)").with_param("name"),
+        );
     }
     Ok(name.to_owned())
 }
 
 /// Accepts the invitation behind `token`: the person (and for a sign-up, the tenant with a
 /// sandbox key) exists afterwards, or nothing changed.
-pub async fn accept(state: &AppState, origin: &Origin, token: &str, name: &str, password: String) -> ApiResult<Accepted> {
+pub async fn accept(
+    state: &AppState,
+    origin: &Origin,
+    token: &str,
+    name: &str,
+    password: String,
+) -> ApiResult<Accepted> {
     let invitation = open(state, token).await?;
     let name = parse_person_name(name)?;
     let now = Timestamp::now();
@@ -187,7 +238,13 @@ pub async fn accept(state: &AppState, origin: &Origin, token: &str, name: &str, 
     };
     let user = new_user(person, password).await?;
     let audit = origin
-        .record(ActorKind::User, Some(user.person.id.to_string()), "invitation.accepted", Outcome::Success, 200)
+        .record(
+            ActorKind::User,
+            Some(user.person.id.to_string()),
+            "invitation.accepted",
+            Outcome::Success,
+            200,
+        )
         .on("invitation", invitation.id.as_str())
         .with_details(serde_json::json!({
             "kind": invitation.kind.as_str(), "tenant_id": tenant_id.as_str(), "role": invitation.role.as_str(),
@@ -198,8 +255,15 @@ pub async fn accept(state: &AppState, origin: &Origin, token: &str, name: &str, 
         keys: &keys,
         events: &d.events,
     });
-    match state.invitations.accept_invitation(&invitation.id, now, new_tenant, &user, &audit).await {
-        Ok(()) => Ok(Accepted { person: user.person, tenant }),
+    match state
+        .invitations
+        .accept_invitation(&invitation.id, now, new_tenant, &user, &audit)
+        .await
+    {
+        Ok(()) => Ok(Accepted {
+            person: user.person,
+            tenant,
+        }),
         Err(StoreError::NotFound) => Err(unusable(InvitationError::AlreadyAccepted)),
         Err(e) => Err(email_taken(e)),
     }
