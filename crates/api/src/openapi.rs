@@ -205,3 +205,57 @@ pub fn document() -> utoipa::openapi::OpenApi {
     crate::http::common_responses::add(&mut doc);
     doc
 }
+
+/// A request body built from the examples the document carries for an operation's request
+/// schema: every property with an example, nested objects followed through their `$ref`s, and
+/// required objects without one as `{}`. The portal's quickstart is made from these, so its code
+/// samples and the reference cannot disagree. `None` when the operation takes no JSON body.
+pub fn request_example(doc: &serde_json::Value, method: &str, path: &str) -> Option<serde_json::Value> {
+    let schema = doc.pointer(&format!(
+        "/paths/{}/{method}/requestBody/content/application~1json/schema",
+        escape_pointer(path)
+    ))?;
+    example_of(doc, schema, 0)
+}
+
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Schemas nest a few levels; the bound keeps a self-referencing schema from looping.
+const EXAMPLE_DEPTH_MAX: usize = 8;
+
+fn example_of(doc: &serde_json::Value, schema: &serde_json::Value, depth: usize) -> Option<serde_json::Value> {
+    if depth > EXAMPLE_DEPTH_MAX {
+        return None;
+    }
+    if let Some(example) = schema.get("example") {
+        return Some(example.clone());
+    }
+    if let Some(target) = schema.get("$ref").and_then(|r| r.as_str()) {
+        let resolved = doc.pointer(target.strip_prefix('#')?)?;
+        return example_of(doc, resolved, depth + 1);
+    }
+    if let Some(options) = schema.get("oneOf").and_then(|o| o.as_array()) {
+        return options.iter().find_map(|o| example_of(doc, o, depth + 1));
+    }
+    let properties = schema.get("properties")?.as_object()?;
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut body = serde_json::Map::new();
+    for (name, property) in properties {
+        match example_of(doc, property, depth + 1) {
+            Some(value) => {
+                body.insert(name.clone(), value);
+            }
+            None if required.contains(&name.as_str()) && property.get("type") == Some(&serde_json::json!("object")) => {
+                body.insert(name.clone(), serde_json::json!({}));
+            }
+            None => {}
+        }
+    }
+    (!body.is_empty()).then_some(serde_json::Value::Object(body))
+}

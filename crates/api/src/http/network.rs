@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MerchantRequest {
+    #[schema(example = "merchant_4821")]
     pub id: Option<String>,
+    #[schema(example = "Corner Grocery")]
     pub name: Option<String>,
     /// 4 digits.
     #[schema(example = "5411")]
@@ -21,6 +23,7 @@ pub struct MerchantRequest {
     /// ISO 3166-1 alpha-3 (alpha-2 accepted).
     #[schema(example = "USA")]
     pub country: Option<String>,
+    #[schema(example = "New York")]
     pub city: Option<String>,
 }
 

@@ -153,6 +153,30 @@ pub async fn accept(State(state): State<AppState>, origin: Origin, Form(form): F
         if let Err(e) = super::sample::provision(&state, tenant, key).await {
             tracing::error!(error = %e.body.message, tenant.id = %tenant.id, "the sample sandbox could not be made");
         }
+        // Nobody has seen this key's secret: it made the sample and goes. Developers make their own.
+        let scope = cardplane_store::Scope {
+            tenant_id: tenant.id.clone(),
+            environment: key.environment,
+        };
+        let audit = origin
+            .record(
+                cardplane_domain::audit::ActorKind::System,
+                Some("portal sign-up".into()),
+                "api_key.revoke",
+                cardplane_domain::audit::Outcome::Success,
+                200,
+            )
+            .on("api_key", key.id.as_str());
+        let revoked = crate::workflows::api_keys::revoke(&state, &scope, &key.id, |_| {
+            Ok(Some(cardplane_store::EffectRecords {
+                replay: None,
+                audit: Some(audit),
+            }))
+        })
+        .await;
+        if let Err(e) = revoked {
+            tracing::error!(error = %e.body.message, tenant.id = %tenant.id, "the sign-up's setup key could not be revoked");
+        }
     }
     match sign_in(&state, &origin, &accepted.person.email, password, None).await {
         Ok(SignInOutcome::SignedIn(signed_in)) => {

@@ -7,6 +7,7 @@
 mod home;
 mod join;
 mod keys;
+mod quickstart;
 pub mod sample;
 mod team;
 
@@ -26,7 +27,7 @@ pub const BASE: &str = "/portal";
 const NAV: &[NavItem] = &[
     ("home", "Overview", Some("/portal")),
     ("api_keys", "API keys", Some("/portal/{env}/api_keys")),
-    ("quickstart", "Quickstart", None),
+    ("quickstart", "Quickstart", Some("/portal/{env}/quickstart")),
     ("requests", "Request log", None),
     ("usage", "Usage", None),
     ("webhooks", "Webhooks", None),
@@ -49,6 +50,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal", get(home::overview))
         .route("/portal/{environment}/api_keys", get(keys::list).post(keys::create))
         .route("/portal/{environment}/api_keys/{api_key_id}/revoke", post(keys::revoke))
+        .route("/portal/{environment}/quickstart", get(quickstart::show))
         .route("/portal/team", get(team::show))
         .route("/portal/team/invitations", post(team::invite))
         .route("/portal/team/invitations/{invitation_id}/revoke", post(team::revoke))

@@ -22,7 +22,10 @@ use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMes
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulateAuthorizationRequest {
+    #[schema(example = "card_0190f3b2a4c87d1e9b5a6c7d8e9f0a1b")]
     pub card_id: Option<String>,
+    /// Minor units of the currency (1000 = $10.00).
+    #[schema(example = 1000)]
     pub amount: Option<i64>,
     /// Default: the card's currency.
     pub currency: Option<String>,

@@ -309,6 +309,62 @@ async fn api_keys_are_shown_once_work_at_once_and_revoke_at_once(app: TestApp) {
     );
 }
 
+fn unescape(html: &str) -> String {
+    html.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+async fn the_quickstart_is_filled_in_and_its_requests_work_as_shown(app: TestApp) {
+    let mut owner = sign_up(&app, "owner@acme.test", "Acme").await;
+    let before = owner.get("/portal/sandbox/quickstart").await;
+    assert!(
+        before.html.contains("id=\"no-key\""),
+        "the sign-up's key is not shown: its secret is gone"
+    );
+    let page = owner.get("/portal/sandbox/api_keys").await;
+    let created = owner
+        .post(
+            "/portal/sandbox/api_keys",
+            &[("csrf_token", &page.csrf()), ("name", "Quickstart")],
+        )
+        .await;
+    let creds = Creds {
+        id: between(&created.html, "id=\"new-key-id\">", "<").unwrap(),
+        secret: between(&created.html, "id=\"new-key-secret\">", "<").unwrap(),
+    };
+    let quick = owner.get("/portal/sandbox/quickstart").await;
+    assert_eq!(quick.status, StatusCode::OK, "{}", quick.html);
+    assert!(
+        unescape(&quick.html).contains(&format!("export CARDPLANE_KEY=\"{}:YOUR_SECRET\"", creds.id)),
+        "{}",
+        quick.html
+    );
+    assert!(quick.html.contains(&app.base), "the server's address is filled in");
+    for language in ["curl", "python", "javascript"] {
+        assert!(quick.html.contains(&format!("id=\"step-2-{language}\"")), "{language}");
+    }
+    // The bodies shown are sent as they are: a cardholder with a card, then an authorization.
+    for (step, path) in [("step-2", "/cardholders"), ("step-3", "/simulate/authorizations")] {
+        let curl = unescape(&between(&quick.html, &format!("id=\"{step}-curl\">"), "</pre>").unwrap());
+        assert!(curl.contains(&format!("{}{path}", app.base)), "{curl}");
+        let body: serde_json::Value = serde_json::from_str(between(&curl, "-d '", "'").as_deref().unwrap()).unwrap();
+        let (status, answer) = app.post(&creds, path, &body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        if path == "/simulate/authorizations" {
+            assert_eq!(answer["decision"], "approved", "{answer}");
+        }
+    }
+    let python = unescape(&between(&quick.html, "id=\"step-2-python\">", "</pre>").unwrap());
+    assert!(
+        python.contains("requests.post(f\"{BASE}/cardholders\", auth=AUTH, json={"),
+        "{python}"
+    );
+}
+
 async fn one_tenants_users_never_reach_another_tenants_keys(app: TestApp) {
     let mut a = sign_up(&app, "a@a.test", "Tenant A").await;
     let mut b = sign_up(&app, "b@b.test", "Tenant B").await;
@@ -382,6 +438,7 @@ app_tests!(
     owners_invite_teammates_and_roles_decide_what_they_may_do,
     api_keys_are_shown_once_work_at_once_and_revoke_at_once,
     one_tenants_users_never_reach_another_tenants_keys,
+    the_quickstart_is_filled_in_and_its_requests_work_as_shown,
     operators_are_sent_to_the_console_and_csrf_is_required,
 );
 app_tests!(sign_up_is_by_invitation_unless_the_platform_opens_it);
