@@ -38,6 +38,18 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    /// A server with the portal open to sign-ups, mailing into `mail_dir()`.
+    pub async fn start_portal() -> Server {
+        Server::start_with(|c| {
+            c.portal.self_signup = true;
+        })
+        .await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         let db = TestDb::create(Backend::Sqlite)
             .await
             .expect("SQLite is always available");
@@ -53,6 +65,8 @@ impl Server {
         config.operators.documents_dir = files.path().to_owned();
         // Plain HTTP on loopback: a Secure cookie would never be sent back.
         config.operators.cookie_secure = false;
+        config.portal.mail_dir = Some(files.path().join("mail"));
+        configure(&mut config);
         let app = Application::build(config).await.expect("the application builds");
         let base = format!("http://{}", app.address());
         let state = app.state().clone();
@@ -72,6 +86,30 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The link token in the newest mail to `to` (the local mail adapter writes files).
+    pub fn mailed_token(&self, to: &str) -> String {
+        let dir = self
+            .state
+            .config
+            .portal
+            .mail_dir
+            .clone()
+            .expect("the test server mails into a directory");
+        let mut mails: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        mails.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        mails.sort();
+        let text = mails
+            .iter()
+            .rev()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .find(|t| t.starts_with(&format!("To: {to}\r\n")))
+            .unwrap_or_else(|| panic!("no mail to {to}"));
+        let from = text.find("/portal/accept?token=").expect("a link") + "/portal/accept?token=".len();
+        text[from..].split_whitespace().next().unwrap().to_owned()
     }
 
     pub async fn operator(&self, email: &str, role: OperatorRole) {

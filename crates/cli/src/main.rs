@@ -233,6 +233,17 @@ enum TenantCommand {
         #[arg(long)]
         rate_limit: Option<u32>,
     },
+    /// Invite a person into a tenant's developer portal (e.g. its owner): the link is mailed
+    /// (see `[portal] mail_dir`) and printed.
+    Invite {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// owner, developer or viewer.
+        #[arg(long, default_value = "owner")]
+        role: String,
+    },
 }
 
 fn parse_permission(raw: &str) -> Result<Permission, String> {
@@ -286,6 +297,30 @@ async fn main() -> anyhow::Result<()> {
             let state = open_state(config).await?;
             tracing::info!(backend = state.backend().name(), "migrations applied");
             state.close_db().await;
+        }
+        Command::Tenant {
+            command: TenantCommand::Invite { tenant, email, role },
+        } => {
+            let state = open_state(config).await?;
+            let tenant = cardplane_domain::ids::TenantId::parse(&tenant)
+                .map_err(|_| anyhow::anyhow!("--tenant is not a tenant id"))?;
+            let sent = cardplane_api::workflows::invitations::invite_teammate(
+                &state,
+                cardplane_api::workflows::invitations::Inviter::Cli,
+                &tenant,
+                &email,
+                &role,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.body.message))?;
+            state.close_db().await;
+            println!(
+                "invited  {} as {}",
+                sent.invitation.email,
+                sent.invitation.role.as_str()
+            );
+            println!("link     {}", sent.link);
+            println!("The link works once; it was also mailed.");
         }
         Command::Tenant {
             command:

@@ -104,10 +104,11 @@ pub struct InviteForm {
 
 pub async fn invite(State(state): State<AppState>, staff: Staff, Form(form): Form<InviteForm>) -> PageResult {
     let tenant = tenant_of(&staff)?;
-    match invitations::invite_teammate(&state, &staff, &tenant, &form.email, &form.role).await {
-        Ok(invitation) => {
+    let inviter = invitations::Inviter::Person(&staff);
+    match invitations::invite_teammate(&state, inviter, &tenant, &form.email, &form.role).await {
+        Ok(sent) => {
             let mut view = team_page(&state, &staff).await?;
-            view.invited = Some(invitation.email);
+            view.invited = Some(sent.invitation.email);
             page(&view)
         }
         Err(e) if e.status.is_client_error() && e.status.as_u16() != 403 => {

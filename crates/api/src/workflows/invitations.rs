@@ -104,15 +104,29 @@ pub async fn request_signup(state: &AppState, origin: &Origin, email: &str, comp
     .await
 }
 
-/// An owner (or an operator) invites a teammate into `tenant` with a role.
+/// Who invites: a signed-in person (an owner, or an operator), or the command line.
+pub enum Inviter<'a> {
+    Person(&'a Staff),
+    Cli,
+}
+
+/// An invitation sent, and its link (for the command line to print; pages never show it).
+pub struct Sent {
+    pub invitation: Invitation,
+    pub link: String,
+}
+
+/// Invites a teammate into `tenant` with a role; the link goes out by mail.
 pub async fn invite_teammate(
     state: &AppState,
-    staff: &Staff,
+    inviter: Inviter<'_>,
     tenant: &TenantId,
     email: &str,
     role: &str,
-) -> ApiResult<Invitation> {
-    staff.require_in(Action::ManageTenantUsers, tenant, "tenant")?;
+) -> ApiResult<Sent> {
+    if let Inviter::Person(staff) = inviter {
+        staff.require_in(Action::ManageTenantUsers, tenant, "tenant")?;
+    }
     let email = parse_email(email)?;
     let role = TenantRole::parse(role).ok_or_else(|| {
         ApiError::invalid("parameter_invalid", "role is owner, developer or viewer").with_param("role")
@@ -121,30 +135,44 @@ pub async fn invite_teammate(
         return Err(ApiError::conflict("email_taken", "Somebody already signs in with this email").with_param("email"));
     }
     let name = state.tenants.get_tenant(tenant).await?.name;
+    let by = match inviter {
+        Inviter::Person(staff) => Some(&staff.person),
+        Inviter::Cli => None,
+    };
     let invitation = Invitation::teammate(
         tenant.clone(),
         email,
         role,
-        Some(staff.person.id.clone()),
+        by.map(|p| p.id.clone()),
         Timestamp::now(),
         ttl_secs(state),
     );
+    let details = serde_json::json!({ "email": invitation.email, "role": role.as_str(), "tenant_id": tenant.as_str() });
+    let audit = match inviter {
+        Inviter::Person(staff) => staff.audit("invitation.created", "invitation", invitation.id.as_str()),
+        Inviter::Cli => Origin::default()
+            .record(
+                ActorKind::Cli,
+                Some("cardplane tenant invite".into()),
+                "invitation.created",
+                Outcome::Success,
+                200,
+            )
+            .on("invitation", invitation.id.as_str()),
+    }
+    .with_details(details);
     let token = random_token();
-    let audit = staff
-        .audit("invitation.created", "invitation", invitation.id.as_str())
-        .with_details(
-            serde_json::json!({ "email": invitation.email, "role": role.as_str(), "tenant_id": tenant.as_str() }),
-        );
     state
         .invitations
         .insert_invitation(&invitation, &token_hash(&token), Some(&audit))
         .await?;
+    let link = link(state, &token);
     let body = format!(
         "{} invited you to {} on Cardplane as {}. Choose a password to join:\n\n{}\n\nThe link works once, for {} hours.",
-        staff.person.name,
+        by.map_or("The platform's operators", |p| p.name.as_str()),
         name,
         role.as_str(),
-        link(state, &token),
+        link,
         state.config.portal.invitation_ttl_hours
     );
     send(
@@ -156,7 +184,7 @@ pub async fn invite_teammate(
         },
     )
     .await?;
-    Ok(invitation)
+    Ok(Sent { invitation, link })
 }
 
 fn unusable(e: InvitationError) -> ApiError {
