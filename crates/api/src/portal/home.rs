@@ -6,6 +6,7 @@ use axum::extract::State;
 use cardplane_domain::Environment;
 use cardplane_domain::ledger::AccountKind;
 use cardplane_domain::page::PageRequest;
+use cardplane_domain::people::Action;
 use cardplane_store::Scope;
 use cardplane_store::cards::CardSearch;
 
@@ -39,6 +40,8 @@ struct Overview {
     tenant_id: String,
     programs: Vec<ProgramRow>,
     cards: Vec<CardRow>,
+    /// Active cards get a one-click simulated authorization.
+    can_simulate: bool,
 }
 
 async fn sandbox_programs(state: &AppState, scope: &Scope) -> Result<Vec<ProgramRow>, PageError> {
@@ -93,5 +96,6 @@ pub async fn overview(State(state): State<AppState>, staff: Staff) -> PageResult
         tenant_id: tenant_id.to_string(),
         programs: sandbox_programs(&state, &scope).await?,
         cards: sandbox_cards(&state, &scope).await?,
+        can_simulate: staff.person.can(Action::UseSimulator),
     })
 }

@@ -4,8 +4,11 @@
 //! sandbox at once, manages API keys, reads the request log and usage, manages webhooks, browses
 //! events, simulates card traffic and copies a quickstart filled in with their own key.
 
+mod events;
 mod home;
 mod keys;
+mod simulator;
+mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -26,9 +29,9 @@ const NAV: &[NavItem] = &[
     ("quickstart", "Quickstart", None),
     ("requests", "Request log", None),
     ("usage", "Usage", None),
-    ("webhooks", "Webhooks", None),
-    ("events", "Events", None),
-    ("simulator", "Simulator", None),
+    ("webhooks", "Webhooks", Some("/portal/{env}/webhooks")),
+    ("events", "Events", Some("/portal/{env}/events")),
+    ("simulator", "Simulator", Some("/portal/sandbox/simulator")),
     ("team", "Team", None),
     ("docs", "API reference", Some("/docs")),
     ("account", "Second factor", Some("/portal/mfa")),
@@ -45,8 +48,34 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/portal", get(home::overview))
         .route("/portal/{environment}/api_keys", get(keys::list).post(keys::create))
-        .route("/portal/{environment}/api_keys/{api_key_id}/revoke", post(keys::revoke));
+        .route("/portal/{environment}/api_keys/{api_key_id}/revoke", post(keys::revoke))
+        .merge(tools());
     site_router(state, &SITE, pages, Router::new())
+}
+
+/// The developer's tools: webhooks, events, the sandbox simulator.
+fn tools() -> Router<AppState> {
+    let endpoint = "/portal/{environment}/webhooks/{endpoint_id}";
+    Router::new()
+        .route(
+            "/portal/{environment}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(endpoint, get(webhooks::log))
+        .route(&format!("{endpoint}/enable"), post(webhooks::enable))
+        .route(&format!("{endpoint}/disable"), post(webhooks::disable))
+        .route(&format!("{endpoint}/delete"), post(webhooks::delete))
+        .route(&format!("{endpoint}/rotate_secret"), post(webhooks::rotate_secret))
+        .route(&format!("{endpoint}/replay"), post(webhooks::replay))
+        .route(&format!("{endpoint}/events/{{event_id}}"), get(webhooks::delivery))
+        .route(
+            &format!("{endpoint}/events/{{event_id}}/redeliver"),
+            post(webhooks::redeliver),
+        )
+        .route("/portal/{environment}/events", get(events::list))
+        .route("/portal/{environment}/events/{event_id}", get(events::show))
+        .route("/portal/sandbox/simulator", get(simulator::show))
+        .route("/portal/sandbox/simulator/{operation}", post(simulator::simulate))
 }
 
 /// Where a portal page acts: the signed-in user's tenant, in one environment.
