@@ -536,21 +536,7 @@ impl WebhookStore for SqlStore {
         object_id: &str,
         limit: u32,
     ) -> Result<Vec<ObjectDelivery>, StoreError> {
-        let sql = format!(
-            "SELECT d.id, d.endpoint_id, d.event_id, e.type AS event_type, d.state, d.attempts, d.created_at, \
-             d.updated_at FROM events e JOIN webhook_deliveries d ON d.event_id = e.id \
-             WHERE e.object_id = $1 AND e.tenant_id = $2 AND e.environment = $3 ORDER BY d.id LIMIT {}",
-            i64::from(limit)
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(object_id)
-            .bind(scope.tenant_id.as_str())
-            .bind(scope.environment.as_str())
-            .fetch_all(self.db.reader())
-            .await?
-            .iter()
-            .map(object_delivery_from_row)
-            .collect()
+        self.deliveries_of_events(scope, "object_id", object_id, limit).await
     }
 
     async fn deliveries_for_event(
@@ -559,21 +545,7 @@ impl WebhookStore for SqlStore {
         event_id: &EventId,
         limit: u32,
     ) -> Result<Vec<ObjectDelivery>, StoreError> {
-        let sql = format!(
-            "SELECT d.id, d.endpoint_id, d.event_id, e.type AS event_type, d.state, d.attempts, d.created_at, \
-             d.updated_at FROM events e JOIN webhook_deliveries d ON d.event_id = e.id \
-             WHERE e.id = $1 AND e.tenant_id = $2 AND e.environment = $3 ORDER BY d.id LIMIT {}",
-            i64::from(limit)
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(event_id.as_str())
-            .bind(scope.tenant_id.as_str())
-            .bind(scope.environment.as_str())
-            .fetch_all(self.db.reader())
-            .await?
-            .iter()
-            .map(object_delivery_from_row)
-            .collect()
+        self.deliveries_of_events(scope, "id", event_id.as_str(), limit).await
     }
 
     async fn delivery_attempts(
@@ -814,6 +786,33 @@ impl WebhookStore for SqlStore {
             .execute(self.db.writer())
             .await?;
         Ok(attempts.rows_affected() + deliveries.rows_affected())
+    }
+}
+
+impl SqlStore {
+    /// The deliveries of the events whose `column` is `value`, oldest first, at most `limit`.
+    async fn deliveries_of_events(
+        &self,
+        scope: &Scope,
+        column: &'static str,
+        value: &str,
+        limit: u32,
+    ) -> Result<Vec<ObjectDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT d.id, d.endpoint_id, d.event_id, e.type AS event_type, d.state, d.attempts, d.created_at, \
+             d.updated_at FROM events e JOIN webhook_deliveries d ON d.event_id = e.id \
+             WHERE e.{column} = $1 AND e.tenant_id = $2 AND e.environment = $3 ORDER BY d.id LIMIT {}",
+            i64::from(limit)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(scope.tenant_id.as_str())
+            .bind(scope.environment.as_str())
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(object_delivery_from_row)
+            .collect()
     }
 }
 

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use cardplane_domain::event::EventType;
 use cardplane_domain::ids::EventId;
-use cardplane_domain::page::{Cursor, PageRequest};
+use cardplane_domain::page::{Cursor, Page, PageRequest};
 use cardplane_domain::people::Action;
 use serde::Deserialize;
 
@@ -20,6 +20,20 @@ use crate::workflows::webhooks::{load_event, parse_event_id};
 const PAGE_SIZE: u32 = 25;
 /// An event goes to each subscribed endpoint once (redeliveries reuse the delivery).
 const DELIVERIES_SHOWN_MAX: u32 = 100;
+
+/// A page of `limit` older than `after` (an id of the listed kind; anything else: the newest).
+pub(super) fn older_than(after: Option<&str>, is_id: impl Fn(&str) -> bool, limit: u32) -> PageRequest {
+    let cursor = match after {
+        Some(a) if is_id(a) => Cursor::After(a.to_owned()),
+        _ => Cursor::Newest,
+    };
+    PageRequest { limit, cursor }
+}
+
+/// The cursor of the page after this one, when there is one.
+pub(super) fn next_after<T>(page: &Page<T>, id: impl Fn(&T) -> String) -> Option<String> {
+    page.has_more.then(|| page.items.last().map(id)).flatten()
+}
 
 pub struct EventRow {
     pub id: String,
@@ -58,19 +72,9 @@ pub async fn list(
     staff.require(Action::ViewIntegration)?;
     // An unknown type in the address filters on nothing rather than failing the page.
     let kind = EventType::parse(q.r#type.trim());
-    let cursor = match q.after.as_deref() {
-        Some(a) if EventId::parse(a).is_ok() => Cursor::After(a.to_owned()),
-        _ => Cursor::Newest,
-    };
-    let request = PageRequest {
-        limit: PAGE_SIZE,
-        cursor,
-    };
+    let request = older_than(q.after.as_deref(), |a| EventId::parse(a).is_ok(), PAGE_SIZE);
     let events = state.events.list_events(&ws.scope(), kind, &request).await?;
-    let next = events
-        .has_more
-        .then(|| events.items.last().map(|e| e.id.to_string()))
-        .flatten();
+    let next = next_after(&events, |e| e.id.to_string());
     page(&EventsPage {
         chrome: chrome(&staff, "events", Some(&ws)),
         env: ws.env(),

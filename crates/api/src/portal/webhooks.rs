@@ -9,13 +9,14 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use cardplane_domain::event::EventType;
 use cardplane_domain::ids::WebhookAttemptId;
-use cardplane_domain::page::{Cursor, PageRequest};
+use cardplane_domain::page::PageRequest;
 use cardplane_domain::people::Action;
 use cardplane_domain::webhook::{AttemptVerdict, WebhookEndpoint, judge};
 use cardplane_store::EffectRecords;
 use cardplane_store::webhooks::WebhookAttempt;
 use serde::Deserialize;
 
+use super::events::{next_after, older_than};
 use super::{Workspace, chrome};
 use crate::http::error::ApiResult;
 use crate::http::people::Staff;
@@ -326,19 +327,13 @@ async fn log_page(
     q: &LogQuery,
 ) -> Result<LogPage, PageError> {
     let endpoint = webhooks::load(state, &ws.scope(), id).await?;
-    let cursor = match q.after.as_deref() {
-        Some(a) if WebhookAttemptId::parse(a).is_ok() => Cursor::After(a.to_owned()),
-        _ => Cursor::Newest,
-    };
-    let request = PageRequest {
-        limit: LOG_PAGE_SIZE,
-        cursor,
-    };
+    let request = older_than(
+        q.after.as_deref(),
+        |a| WebhookAttemptId::parse(a).is_ok(),
+        LOG_PAGE_SIZE,
+    );
     let log = state.webhooks.list_attempts(&ws.scope(), id, &request).await?;
-    let next = log
-        .has_more
-        .then(|| log.items.last().map(|a| a.id.to_string()))
-        .flatten();
+    let next = next_after(&log, |a| a.id.to_string());
     Ok(LogPage {
         chrome: chrome(staff, "webhooks", Some(ws)),
         env: ws.env(),

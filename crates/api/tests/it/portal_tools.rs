@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::console::{Browser, PASSWORD, between};
-use crate::support::{TestApp, TestTenant};
+use crate::support::{TestApp, TestTenant, serve_local};
 
 /// Generous: the delivery worker polls every 50 ms; a starved CI machine may take seconds.
 const POLLS_MAX: usize = 600;
@@ -79,20 +79,12 @@ impl Receiver {
                 axum::http::StatusCode::NO_CONTENT
             }
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks?token=hidden", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (base, stop) = serve_local(router).await;
+        let url = format!("{base}/hooks?token=hidden");
         Receiver {
             url,
             got,
-            _shutdown: tx,
+            _shutdown: stop,
         }
     }
 }
