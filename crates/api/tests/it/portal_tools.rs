@@ -451,6 +451,28 @@ async fn a_simulated_authorization_is_approved_and_its_webhook_is_logged_and_red
         declined.html
     );
     assert!(declined.html.contains("id=\"decline-reason\""), "{}", declined.html);
+
+    // Replay since an instant: every subscribed event after it is scheduled again; an instant
+    // that is not RFC 3339 is refused on the page.
+    let replay = format!("{log_path}/replay");
+    let bad = dev
+        .post(&replay, &[("csrf_token", &csrf), ("since", "yesterday")])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.html);
+    assert!(bad.html.contains("id=\"replay-error\""), "{}", bad.html);
+    let replayed = dev
+        .post(&replay, &[("csrf_token", &csrf), ("since", "2000-01-01T00:00:00Z")])
+        .await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER, "{}", replayed.html);
+    let location = replayed.location.unwrap();
+    let scheduled: u64 = location.rsplit("scheduled=").next().unwrap().parse().unwrap();
+    assert!(scheduled >= 1, "{location}");
+    let notice = dev.get(&location).await;
+    assert!(
+        notice.html.contains(&format!("{scheduled} deliveries scheduled")),
+        "{}",
+        notice.html
+    );
 }
 
 async fn another_tenants_endpoints_and_events_are_not_found(app: TestApp) {
