@@ -11,7 +11,13 @@ use crate::{Scope, SqlStore, StoreError};
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    async fn list_events(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Event>, StoreError>;
+    /// Newest first; only events of `of_type` when given.
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        of_type: Option<EventType>,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError>;
     async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Event, StoreError>;
     /// The events about one object (a transaction, a card), oldest first, at most `limit`.
     async fn events_for_object(&self, scope: &Scope, object_id: &str, limit: u32) -> Result<Vec<Event>, StoreError>;
@@ -36,11 +42,16 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
 
 #[async_trait]
 impl EventStore for SqlStore {
-    async fn list_events(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Event>, StoreError> {
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        of_type: Option<EventType>,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
         let spec = ListSpec {
             table: "events",
             columns: COLUMNS,
-            filter: None,
+            filter: of_type.map(|t| ("type", t.as_str())),
         };
         list_page(self.db.reader(), spec, scope, page, event_from_row).await
     }

@@ -198,6 +198,21 @@ pub trait WebhookStore: Send + Sync {
         object_id: &str,
         limit: u32,
     ) -> Result<Vec<ObjectDelivery>, StoreError>;
+    /// The deliveries of one event, one per endpoint it went to, at most `limit`.
+    async fn deliveries_for_event(
+        &self,
+        scope: &Scope,
+        event_id: &EventId,
+        limit: u32,
+    ) -> Result<Vec<ObjectDelivery>, StoreError>;
+    /// The attempts to deliver one event to one endpoint, newest first, at most `limit`.
+    async fn delivery_attempts(
+        &self,
+        scope: &Scope,
+        endpoint_id: &WebhookEndpointId,
+        event_id: &EventId,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError>;
 }
 
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, environment, url, description, all_events, enabled, disabled_reason, \
@@ -265,6 +280,21 @@ async fn write_subscriptions(conn: &mut AnyConnection, endpoint: &WebhookEndpoin
     }
     Ok(())
 }
+
+fn object_delivery_from_row(r: &AnyRow) -> Result<ObjectDelivery, StoreError> {
+    Ok(ObjectDelivery {
+        id: r.try_get("id")?,
+        endpoint_id: r.try_get("endpoint_id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        created_at: ts(r, "created_at")?,
+        updated_at: ts(r, "updated_at")?,
+    })
+}
+
+const ATTEMPT_COLUMNS: &str = "id, endpoint_id, event_id, event_type, attempt_number, attempted_at, status_code, latency_ms, error, next_attempt_at";
 
 fn attempt_from_row(row: &AnyRow) -> Result<WebhookAttempt, StoreError> {
     let status: Option<i64> = row.try_get("status_code")?;
@@ -506,31 +536,39 @@ impl WebhookStore for SqlStore {
         object_id: &str,
         limit: u32,
     ) -> Result<Vec<ObjectDelivery>, StoreError> {
+        self.deliveries_of_events(scope, "object_id", object_id, limit).await
+    }
+
+    async fn deliveries_for_event(
+        &self,
+        scope: &Scope,
+        event_id: &EventId,
+        limit: u32,
+    ) -> Result<Vec<ObjectDelivery>, StoreError> {
+        self.deliveries_of_events(scope, "id", event_id.as_str(), limit).await
+    }
+
+    async fn delivery_attempts(
+        &self,
+        scope: &Scope,
+        endpoint_id: &WebhookEndpointId,
+        event_id: &EventId,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
         let sql = format!(
-            "SELECT d.id, d.endpoint_id, d.event_id, e.type AS event_type, d.state, d.attempts, d.created_at, \
-             d.updated_at FROM events e JOIN webhook_deliveries d ON d.event_id = e.id \
-             WHERE e.object_id = $1 AND e.tenant_id = $2 AND e.environment = $3 ORDER BY d.id LIMIT {}",
+            "SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE tenant_id = $1 AND environment = $2 \
+             AND endpoint_id = $3 AND event_id = $4 ORDER BY id DESC LIMIT {}",
             i64::from(limit)
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(object_id)
             .bind(scope.tenant_id.as_str())
             .bind(scope.environment.as_str())
+            .bind(endpoint_id.as_str())
+            .bind(event_id.as_str())
             .fetch_all(self.db.reader())
             .await?
             .iter()
-            .map(|r| {
-                Ok(ObjectDelivery {
-                    id: r.try_get("id")?,
-                    endpoint_id: r.try_get("endpoint_id")?,
-                    event_id: r.try_get("event_id")?,
-                    event_type: r.try_get("event_type")?,
-                    state: r.try_get("state")?,
-                    attempts: r.try_get("attempts")?,
-                    created_at: crate::sql::ts(r, "created_at")?,
-                    updated_at: crate::sql::ts(r, "updated_at")?,
-                })
-            })
+            .map(attempt_from_row)
             .collect()
     }
 
@@ -542,8 +580,7 @@ impl WebhookStore for SqlStore {
     ) -> Result<Page<WebhookAttempt>, StoreError> {
         let spec = ListSpec {
             table: "webhook_attempts",
-            columns: "id, endpoint_id, event_id, event_type, attempt_number, attempted_at, status_code, latency_ms, \
-                      error, next_attempt_at",
+            columns: ATTEMPT_COLUMNS,
             filter: Some(("endpoint_id", endpoint_id.as_str())),
         };
         list_page(self.db.reader(), spec, scope, page, attempt_from_row).await
@@ -749,6 +786,33 @@ impl WebhookStore for SqlStore {
             .execute(self.db.writer())
             .await?;
         Ok(attempts.rows_affected() + deliveries.rows_affected())
+    }
+}
+
+impl SqlStore {
+    /// The deliveries of the events whose `column` is `value`, oldest first, at most `limit`.
+    async fn deliveries_of_events(
+        &self,
+        scope: &Scope,
+        column: &'static str,
+        value: &str,
+        limit: u32,
+    ) -> Result<Vec<ObjectDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT d.id, d.endpoint_id, d.event_id, e.type AS event_type, d.state, d.attempts, d.created_at, \
+             d.updated_at FROM events e JOIN webhook_deliveries d ON d.event_id = e.id \
+             WHERE e.{column} = $1 AND e.tenant_id = $2 AND e.environment = $3 ORDER BY d.id LIMIT {}",
+            i64::from(limit)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(scope.tenant_id.as_str())
+            .bind(scope.environment.as_str())
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(object_delivery_from_row)
+            .collect()
     }
 }
 

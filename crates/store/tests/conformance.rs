@@ -405,6 +405,7 @@ async fn events_are_written_with_their_change_and_listed(backend: Backend) {
     let page = store
         .list_events(
             &scope,
+            None,
             &PageRequest {
                 limit: 10,
                 cursor: Cursor::Newest,
@@ -412,7 +413,15 @@ async fn events_are_written_with_their_change_and_listed(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!(page.items, vec![event]);
+    assert_eq!(page.items, vec![event.clone()]);
+    let first = PageRequest::newest(10);
+    let of_type = store.list_events(&scope, Some(event.event_type), &first).await.unwrap();
+    assert_eq!(of_type.items, vec![event.clone()]);
+    let other = store
+        .list_events(&scope, Some(EventType::WebhookEndpointDeleted), &first)
+        .await
+        .unwrap();
+    assert!(other.items.is_empty());
 }
 
 both_backends!(

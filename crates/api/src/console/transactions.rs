@@ -17,6 +17,7 @@ use super::{Chrome, ConsoleError, PageResult, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::{TraceLine, trace_lines};
 
 pub const PAGE_SIZE: u32 = 50;
 
@@ -264,34 +265,6 @@ pub async fn search(State(state): State<AppState>, staff: Staff, Query(q): Query
         *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
     }
     Ok(r)
-}
-
-pub struct TraceLine {
-    pub check: String,
-    pub result: String,
-    pub detail: String,
-}
-
-/// The decision trace as stored (`[{check, result, detail}]`), as lines to read.
-fn trace_lines(trace: &serde_json::Value) -> Vec<TraceLine> {
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    trace
-        .as_array()
-        .map(|steps| {
-            steps
-                .iter()
-                .map(|s| TraceLine {
-                    check: text(&s["check"]),
-                    result: text(&s["result"]),
-                    detail: text(&s["detail"]),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub struct EntryLine {

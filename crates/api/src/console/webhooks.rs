@@ -13,6 +13,7 @@ use super::health::percent;
 use super::{Chrome, PageResult, page, when};
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::without_query;
 
 const ENDPOINTS_SHOWN_MAX: u32 = 200;
 
@@ -29,11 +30,6 @@ struct WebhooksPage {
     /// (tenant, environment, succeeded, failed, rate) over the last 24 hours.
     rates: Vec<(String, String, i64, i64, String)>,
     endpoints: Vec<EndpointRow>,
-}
-
-/// `https://host/path?token=x` without `?token=x`.
-fn without_query(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
 pub async fn health(State(state): State<AppState>, staff: Staff) -> PageResult {
@@ -87,7 +83,7 @@ mod tests {
     #[test]
     fn urls_are_shown_without_their_query_string() {
         assert_eq!(
-            super::without_query("https://example.com/hook?token=secret#x"),
+            crate::web::without_query("https://example.com/hook?token=secret#x"),
             "https://example.com/hook"
         );
     }

@@ -142,13 +142,7 @@ pub fn idempotency_context(scope: &Scope, key: &str) -> String {
 impl Ctx {
     /// Sandbox helpers and simulators refuse live keys: `403 sandbox_only`.
     pub fn sandbox_only(&self) -> Result<(), ApiError> {
-        match self.scope.environment {
-            cardplane_domain::Environment::Sandbox => Ok(()),
-            cardplane_domain::Environment::Live => Err(ApiError::forbidden(
-                "sandbox_only",
-                "This endpoint exists in sandbox only",
-            )),
-        }
+        sandbox_only(self.scope.environment)
     }
 
     pub fn livemode(&self) -> bool {
@@ -177,6 +171,17 @@ impl Ctx {
 
     pub fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+}
+
+/// Sandbox helpers and simulators refuse live traffic: `403 sandbox_only`.
+pub fn sandbox_only(environment: cardplane_domain::Environment) -> Result<(), ApiError> {
+    match environment {
+        cardplane_domain::Environment::Sandbox => Ok(()),
+        cardplane_domain::Environment::Live => Err(ApiError::forbidden(
+            "sandbox_only",
+            "This endpoint exists in sandbox only",
+        )),
     }
 }
 

@@ -8,7 +8,7 @@ use cardplane_domain::cardholder::Cardholder;
 use cardplane_domain::ids::{CardId, CardholderId};
 use cardplane_domain::money::Money;
 use cardplane_domain::program::{Program, parse_program_ref};
-use cardplane_store::StoreError;
+use cardplane_store::{Scope, StoreError};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Ctx;
@@ -19,8 +19,13 @@ pub fn parse_card_id(raw: &str) -> ApiResult<CardId> {
 }
 
 pub async fn load_card(state: &AppState, ctx: &Ctx, raw: &str) -> ApiResult<Card> {
+    load_card_in(state, &ctx.scope, raw).await
+}
+
+/// A card of `scope`, or 404.
+pub async fn load_card_in(state: &AppState, scope: &Scope, raw: &str) -> ApiResult<Card> {
     let id = parse_card_id(raw)?;
-    state.cards.get_card(&ctx.scope, &id).await.map_err(|e| match e {
+    state.cards.get_card(scope, &id).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found("card"),
         other => other.into(),
     })

@@ -27,6 +27,18 @@ pub struct MerchantRequest {
     pub city: Option<String>,
 }
 
+/// How the card was read (chip, contactless, ecommerce, recurring, ...): up to 32 letters, digits
+/// or `_`; `default` when absent.
+pub fn parse_entry_mode(raw: Option<&str>, default: &str) -> Result<String, FieldError> {
+    match raw {
+        None => Ok(default.to_owned()),
+        Some(m) if !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            Ok(m.to_owned())
+        }
+        Some(_) => Err(FieldError::invalid("entry_mode", "up to 32 letters, digits or _")),
+    }
+}
+
 pub fn parse_amount(raw: Option<i64>) -> Result<i64, FieldError> {
     cardplane_domain::money::parse_amount_minor("amount", raw)
 }

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use cardplane_domain::Environment;
 use cardplane_domain::ledger::AccountKind;
 use cardplane_domain::page::PageRequest;
+use cardplane_domain::people::Action;
 use cardplane_store::Scope;
 use cardplane_store::cards::CardSearch;
 
@@ -40,7 +41,8 @@ struct Overview {
     tenant_id: String,
     programs: Vec<ProgramRow>,
     cards: Vec<CardRow>,
-    can_make_sample: bool,
+    /// Active cards get a one-click simulated authorization.
+    can_simulate: bool,
 }
 
 async fn sandbox_programs(state: &AppState, scope: &Scope) -> Result<Vec<ProgramRow>, PageError> {
@@ -95,14 +97,14 @@ pub async fn overview(State(state): State<AppState>, staff: Staff) -> PageResult
         tenant_id: tenant_id.to_string(),
         programs: sandbox_programs(&state, &scope).await?,
         cards: sandbox_cards(&state, &scope).await?,
-        can_make_sample: staff.person.can(cardplane_domain::people::Action::UseSimulator),
+        can_simulate: staff.person.can(Action::UseSimulator),
     })
 }
 
 /// Makes the sample sandbox for a tenant that has none (one made by an operator, or whose sample
 /// failed at sign-up), acting as one of its active sandbox keys.
 pub async fn make_sample(State(state): State<AppState>, staff: Staff) -> PageResult {
-    staff.require(cardplane_domain::people::Action::UseSimulator)?;
+    staff.require(Action::UseSimulator)?;
     let tenant_id = tenant_of(&staff)?;
     let tenant = state.tenants.get_tenant(&tenant_id).await?;
     let scope = Scope {

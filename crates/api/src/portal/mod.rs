@@ -4,12 +4,15 @@
 //! sandbox at once, manages API keys, reads the request log and usage, manages webhooks, browses
 //! events, simulates card traffic and copies a quickstart filled in with their own key.
 
+mod events;
 mod home;
 mod join;
 mod keys;
 mod quickstart;
 pub mod sample;
 mod team;
+mod simulator;
+mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -30,9 +33,9 @@ const NAV: &[NavItem] = &[
     ("quickstart", "Quickstart", Some("/portal/{env}/quickstart")),
     ("requests", "Request log", None),
     ("usage", "Usage", None),
-    ("webhooks", "Webhooks", None),
-    ("events", "Events", None),
-    ("simulator", "Simulator", None),
+    ("webhooks", "Webhooks", Some("/portal/{env}/webhooks")),
+    ("events", "Events", Some("/portal/{env}/events")),
+    ("simulator", "Simulator", Some("/portal/sandbox/simulator")),
     ("team", "Team", Some("/portal/team")),
     ("docs", "API reference", Some("/docs")),
     ("account", "Second factor", Some("/portal/mfa")),
@@ -54,11 +57,37 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/team", get(team::show))
         .route("/portal/team/invitations", post(team::invite))
         .route("/portal/team/invitations/{invitation_id}/revoke", post(team::revoke))
-        .route("/portal/sandbox/sample", post(home::make_sample));
+        .route("/portal/sandbox/sample", post(home::make_sample))
+        .merge(tools());
     let public = Router::new()
         .route("/portal/signup", get(join::signup_page).post(join::signup))
         .route("/portal/accept", get(join::accept_page).post(join::accept));
     site_router(state, &SITE, pages, public)
+}
+
+/// The developer's tools: webhooks, events, the sandbox simulator.
+fn tools() -> Router<AppState> {
+    let endpoint = "/portal/{environment}/webhooks/{endpoint_id}";
+    Router::new()
+        .route(
+            "/portal/{environment}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(endpoint, get(webhooks::log))
+        .route(&format!("{endpoint}/enable"), post(webhooks::enable))
+        .route(&format!("{endpoint}/disable"), post(webhooks::disable))
+        .route(&format!("{endpoint}/delete"), post(webhooks::delete))
+        .route(&format!("{endpoint}/rotate_secret"), post(webhooks::rotate_secret))
+        .route(&format!("{endpoint}/replay"), post(webhooks::replay))
+        .route(&format!("{endpoint}/events/{{event_id}}"), get(webhooks::delivery))
+        .route(
+            &format!("{endpoint}/events/{{event_id}}/redeliver"),
+            post(webhooks::redeliver),
+        )
+        .route("/portal/{environment}/events", get(events::list))
+        .route("/portal/{environment}/events/{event_id}", get(events::show))
+        .route("/portal/sandbox/simulator", get(simulator::show))
+        .route("/portal/sandbox/simulator/{operation}", post(simulator::simulate))
 }
 
 /// Where a portal page acts: the signed-in user's tenant, in one environment.

@@ -2,13 +2,13 @@
 
 use axum::extract::{Path, State};
 use cardplane_domain::ids::EventId;
-use cardplane_store::StoreError;
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{Ctx, ListParams, StrictQuery};
 use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::{EventEnvelope, EventList, page_items};
+use crate::workflows::webhooks;
 
 #[utoipa::path(
     get, path = "/events", tag = "Events",
@@ -22,7 +22,7 @@ pub async fn list_events(
     StrictQuery(params): StrictQuery<ListParams>,
 ) -> ApiResult<Reply> {
     let page = params.page(|id| EventId::parse(id).is_ok())?;
-    let page = state.events.list_events(&ctx.scope, &page).await?;
+    let page = state.events.list_events(&ctx.scope, None, &page).await?;
     let (events, has_more, total) = page_items(&page, |e| EventEnvelope { event: e.into() });
     Reply::ok(&EventList {
         events,
@@ -38,10 +38,7 @@ pub async fn list_events(
     security(("basic_auth" = []))
 )]
 pub async fn get_event(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
-    let event = state.events.get_event(&ctx.scope, &id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("event"),
-        other => other.into(),
-    })?;
+    let id = webhooks::parse_event_id(&id)?;
+    let event = webhooks::load_event(&state, &ctx.scope, &id).await?;
     Reply::ok(&EventEnvelope { event: (&event).into() })
 }

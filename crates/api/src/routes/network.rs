@@ -18,7 +18,9 @@ use utoipa::ToSchema;
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::JsonBody;
-use crate::http::network::{MerchantRequest, answer_response, parse_amount, parse_currency, parse_merchant};
+use crate::http::network::{
+    MerchantRequest, answer_response, parse_amount, parse_currency, parse_entry_mode, parse_merchant,
+};
 use crate::state::AppState;
 use crate::views::NetworkAnswerView;
 use cardplane_domain::network::{AuthorizationMessage, NetworkMessage, PostingMessage, ReversalMessage};
@@ -149,18 +151,6 @@ fn parse_expiration(raw: Option<&str>) -> Result<(u16, u8), FieldError> {
         return Err(bad());
     }
     Ok((year, month))
-}
-
-/// How the card was read (chip, contactless, ecommerce, recurring, ...): up to 32 letters, digits
-/// or `_`; `default` when absent.
-pub fn parse_entry_mode(raw: Option<&str>, default: &str) -> Result<String, FieldError> {
-    match raw {
-        None => Ok(default.to_owned()),
-        Some(m) if !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
-            Ok(m.to_owned())
-        }
-        Some(_) => Err(FieldError::invalid("entry_mode", "up to 32 letters, digits or _")),
-    }
 }
 
 pub fn parse_authorization(req: &NetworkAuthorizationRequest) -> Result<AuthorizationMessage, FieldError> {

@@ -3,24 +3,18 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cardplane_domain::Timestamp;
-use cardplane_domain::event::{Event, EventType};
-use cardplane_domain::ids::{EventId, WebhookAttemptId, WebhookEndpointId};
-use cardplane_domain::webhook::{DisabledReason, EnabledEvents, WebhookEndpoint, WebhookSecret};
-use cardplane_store::StoreError;
+use cardplane_domain::ids::{WebhookAttemptId, WebhookEndpointId};
+use cardplane_domain::webhook::{WebhookEndpoint, WebhookSecret};
 use cardplane_store::webhooks::WebhookAttempt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{Ctx, JsonBody, ListParams, StrictQuery};
 use crate::http::reply::{Reply, render};
 use crate::state::AppState;
 use crate::views::{EndpointView, page_items};
-use cardplane_engine::delivery::{UrlError, check_url, secret_context};
-
-const URL_LEN_MAX: usize = 2048;
-const DESCRIPTION_LEN_MAX: usize = 500;
+use crate::workflows::webhooks;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EndpointEnvelope {
@@ -124,59 +118,6 @@ pub struct ReplayRequest {
     pub since: String,
 }
 
-fn parse_endpoint_id(raw: &str) -> ApiResult<WebhookEndpointId> {
-    WebhookEndpointId::parse(raw).map_err(|_| ApiError::not_found("webhook_endpoint"))
-}
-
-fn endpoint_missing(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("webhook_endpoint"),
-        other => other.into(),
-    }
-}
-
-async fn parse_url(state: &AppState, ctx: &Ctx, raw: &str) -> ApiResult<String> {
-    if raw.len() > URL_LEN_MAX {
-        return Err(ApiError::invalid("parameter_invalid", "url is too long").with_param("url"));
-    }
-    match check_url(raw, ctx.scope.environment, &state.webhook_allowlist).await {
-        Ok(url) => Ok(url.to_string()),
-        Err(e @ UrlError::NotAllowed) => Err(ApiError::invalid("url_not_allowed", e.to_string()).with_param("url")),
-        Err(e @ UrlError::Unresolvable) => Err(ApiError::invalid("url_unresolvable", e.to_string()).with_param("url")),
-        Err(e @ UrlError::Invalid) => Err(ApiError::invalid("parameter_invalid", e.to_string()).with_param("url")),
-    }
-}
-
-fn parse_events(raw: Option<Vec<String>>) -> ApiResult<EnabledEvents> {
-    match raw {
-        None => Ok(EnabledEvents::All),
-        Some(list) => EnabledEvents::parse(&list)
-            .map_err(|m| ApiError::invalid("parameter_invalid", m).with_param("enabled_events")),
-    }
-}
-
-fn parse_description(raw: Option<String>) -> ApiResult<Option<String>> {
-    match raw.map(|d| d.trim().to_owned()) {
-        Some(d) if d.chars().count() > DESCRIPTION_LEN_MAX => {
-            Err(ApiError::invalid("parameter_invalid", "description is too long").with_param("description"))
-        }
-        Some(d) if d.is_empty() => Ok(None),
-        other => Ok(other),
-    }
-}
-
-fn endpoint_event(ctx: &Ctx, kind: EventType, endpoint: &WebhookEndpoint, now: Timestamp) -> Event {
-    let data = serde_json::to_value(EndpointView::from(endpoint)).unwrap_or_default();
-    Event::new(
-        &ctx.scope.tenant_id,
-        ctx.scope.environment,
-        kind,
-        endpoint.id.as_str(),
-        data,
-        now,
-    )
-}
-
 #[utoipa::path(
     post, path = "/webhook_endpoints", tag = "Webhooks",
     request_body = CreateEndpointRequest,
@@ -192,38 +133,17 @@ pub async fn create_endpoint(
     ctx: Ctx,
     JsonBody(req): JsonBody<CreateEndpointRequest>,
 ) -> ApiResult<Reply> {
-    let url = parse_url(&state, &ctx, &req.url).await?;
-    let enabled_events = parse_events(req.enabled_events)?;
-    let description = parse_description(req.description)?;
-    let now = ctx.now();
-    let id = WebhookEndpointId::generate();
-    let secret = WebhookSecret::generate();
-    let endpoint = WebhookEndpoint {
-        secret_sealed: state.vault.seal(secret.key_bytes(), &secret_context(id.as_str())),
-        id,
-        tenant_id: ctx.scope.tenant_id.clone(),
-        environment: ctx.scope.environment,
-        url,
-        description,
-        enabled_events,
-        enabled: true,
-        disabled_reason: None,
-        previous_secret_sealed: None,
-        previous_secret_expires_at: None,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
+    let new = webhooks::NewEndpoint {
+        url: webhooks::parse_url(&state, ctx.scope.environment, &req.url).await?,
+        enabled_events: webhooks::parse_events(req.enabled_events)?,
+        description: webhooks::parse_description(req.description)?,
     };
-    let body = render(&EndpointWithSecret {
-        webhook_endpoint: (&endpoint).into(),
-        secret: secret.expose(),
-    })?;
-    let response = ctx.records(StatusCode::OK, &body);
-    let events = [endpoint_event(&ctx, EventType::WebhookEndpointCreated, &endpoint, now)];
-    state
-        .webhooks
-        .insert_endpoint(&ctx.scope, &endpoint, &events, response.as_ref(), now)
-        .await?;
+    let mut body = String::new();
+    webhooks::create(&state, &ctx.scope, new, |endpoint, secret| {
+        body = with_secret(endpoint, secret)?;
+        Ok(ctx.records(StatusCode::OK, &body))
+    })
+    .await?;
     Ok(Reply::committed(StatusCode::OK, body))
 }
 
@@ -257,12 +177,8 @@ pub async fn list_endpoints(
     security(("basic_auth" = []))
 )]
 pub async fn get_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = parse_endpoint_id(&id)?;
-    let endpoint = state
-        .webhooks
-        .get_endpoint(&ctx.scope, &id)
-        .await
-        .map_err(endpoint_missing)?;
+    let id = webhooks::parse_endpoint_id(&id)?;
+    let endpoint = webhooks::load(&state, &ctx.scope, &id).await?;
     Reply::ok(&EndpointEnvelope {
         webhook_endpoint: (&endpoint).into(),
     })
@@ -284,45 +200,32 @@ pub async fn update_endpoint(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<UpdateEndpointRequest>,
 ) -> ApiResult<Reply> {
-    let id = parse_endpoint_id(&id)?;
-    let mut endpoint = state
-        .webhooks
-        .get_endpoint(&ctx.scope, &id)
-        .await
-        .map_err(endpoint_missing)?;
-    if let Some(url) = &req.url {
-        endpoint.url = parse_url(&state, &ctx, url).await?;
-    }
-    if req.enabled_events.is_some() {
-        endpoint.enabled_events = parse_events(req.enabled_events)?;
-    }
-    if req.description.is_some() {
-        endpoint.description = parse_description(req.description)?;
-    }
-    match req.enabled {
-        Some(true) => {
-            endpoint.enabled = true;
-            endpoint.disabled_reason = None;
-            endpoint.failing_since = None;
-        }
-        Some(false) if endpoint.enabled => {
-            endpoint.enabled = false;
-            endpoint.disabled_reason = Some(DisabledReason::Manual);
-        }
-        Some(false) | None => {}
-    }
-    let now = ctx.now();
-    endpoint.updated_at = now;
-    let body = render(&EndpointEnvelope {
-        webhook_endpoint: (&endpoint).into(),
-    })?;
-    let response = ctx.records(StatusCode::OK, &body);
-    let events = [endpoint_event(&ctx, EventType::WebhookEndpointUpdated, &endpoint, now)];
-    state
-        .webhooks
-        .update_endpoint(&ctx.scope, &endpoint, &events, response.as_ref(), now)
-        .await
-        .map_err(endpoint_missing)?;
+    let id = webhooks::parse_endpoint_id(&id)?;
+    webhooks::load(&state, &ctx.scope, &id).await?;
+    let url = match &req.url {
+        Some(url) => Some(webhooks::parse_url(&state, ctx.scope.environment, url).await?),
+        None => None,
+    };
+    let changes = webhooks::EndpointChanges {
+        url,
+        enabled_events: req
+            .enabled_events
+            .is_some()
+            .then(|| webhooks::parse_events(req.enabled_events))
+            .transpose()?,
+        description: req
+            .description
+            .is_some()
+            .then(|| webhooks::parse_description(req.description))
+            .transpose()?,
+        enabled: req.enabled,
+    };
+    let mut body = String::new();
+    webhooks::update(&state, &ctx.scope, &id, changes, |endpoint| {
+        body = enveloped(endpoint)?;
+        Ok(ctx.records(StatusCode::OK, &body))
+    })
+    .await?;
     Ok(Reply::committed(StatusCode::OK, body))
 }
 
@@ -336,30 +239,13 @@ pub async fn update_endpoint(
     security(("basic_auth" = []))
 )]
 pub async fn delete_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = parse_endpoint_id(&id)?;
-    let mut endpoint = state
-        .webhooks
-        .get_endpoint(&ctx.scope, &id)
-        .await
-        .map_err(endpoint_missing)?;
-    let now = ctx.now();
-    endpoint.enabled = false;
-    endpoint.updated_at = now;
-    let body = render(&EndpointEnvelope {
-        webhook_endpoint: (&endpoint).into(),
-    })?;
-    let events = [endpoint_event(&ctx, EventType::WebhookEndpointDeleted, &endpoint, now)];
-    state
-        .webhooks
-        .delete_endpoint(
-            &ctx.scope,
-            &id,
-            &events,
-            ctx.records(StatusCode::OK, &body).as_ref(),
-            now,
-        )
-        .await
-        .map_err(endpoint_missing)?;
+    let id = webhooks::parse_endpoint_id(&id)?;
+    let mut body = String::new();
+    webhooks::delete(&state, &ctx.scope, &id, |endpoint| {
+        body = enveloped(endpoint)?;
+        Ok(ctx.records(StatusCode::OK, &body))
+    })
+    .await?;
     Ok(Reply::committed(StatusCode::OK, body))
 }
 
@@ -374,29 +260,13 @@ pub async fn delete_endpoint(State(state): State<AppState>, ctx: Ctx, Path(id): 
     security(("basic_auth" = []))
 )]
 pub async fn rotate_secret(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = parse_endpoint_id(&id)?;
-    let mut endpoint = state
-        .webhooks
-        .get_endpoint(&ctx.scope, &id)
-        .await
-        .map_err(endpoint_missing)?;
-    let now = ctx.now();
-    let secret = WebhookSecret::generate();
-    let sealed = state.vault.seal(secret.key_bytes(), &secret_context(id.as_str()));
-    endpoint.previous_secret_sealed = Some(std::mem::replace(&mut endpoint.secret_sealed, sealed));
-    endpoint.previous_secret_expires_at = Some(now.plus_secs(state.config.webhooks.secret_overlap_secs));
-    endpoint.updated_at = now;
-    let body = render(&EndpointWithSecret {
-        webhook_endpoint: (&endpoint).into(),
-        secret: secret.expose(),
-    })?;
-    let response = ctx.records(StatusCode::OK, &body);
-    let events = [endpoint_event(&ctx, EventType::WebhookEndpointUpdated, &endpoint, now)];
-    state
-        .webhooks
-        .update_endpoint(&ctx.scope, &endpoint, &events, response.as_ref(), now)
-        .await
-        .map_err(endpoint_missing)?;
+    let id = webhooks::parse_endpoint_id(&id)?;
+    let mut body = String::new();
+    webhooks::rotate_secret(&state, &ctx.scope, &id, |endpoint, secret| {
+        body = with_secret(endpoint, secret)?;
+        Ok(ctx.records(StatusCode::OK, &body))
+    })
+    .await?;
     Ok(Reply::committed(StatusCode::OK, body))
 }
 
@@ -413,12 +283,8 @@ pub async fn list_deliveries(
     Path(id): Path<String>,
     StrictQuery(params): StrictQuery<ListParams>,
 ) -> ApiResult<Reply> {
-    let id = parse_endpoint_id(&id)?;
-    state
-        .webhooks
-        .get_endpoint(&ctx.scope, &id)
-        .await
-        .map_err(endpoint_missing)?;
+    let id = webhooks::parse_endpoint_id(&id)?;
+    webhooks::load(&state, &ctx.scope, &id).await?;
     let page = params.page(|a| WebhookAttemptId::parse(a).is_ok())?;
     let page = state.webhooks.list_attempts(&ctx.scope, &id, &page).await?;
     let (deliveries, has_more, total) = page_items(&page, |a| DeliveryAttemptEnvelope { delivery: a.into() });
@@ -426,6 +292,19 @@ pub async fn list_deliveries(
         deliveries,
         has_more,
         total,
+    })
+}
+
+fn with_secret(endpoint: &WebhookEndpoint, secret: &WebhookSecret) -> ApiResult<String> {
+    render(&EndpointWithSecret {
+        webhook_endpoint: endpoint.into(),
+        secret: secret.expose(),
+    })
+}
+
+fn enveloped(endpoint: &WebhookEndpoint) -> ApiResult<String> {
+    render(&EndpointEnvelope {
+        webhook_endpoint: endpoint.into(),
     })
 }
 
@@ -453,20 +332,9 @@ pub async fn replay(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> ApiResult<Reply> {
-    let id = parse_endpoint_id(&id)?;
-    let since = time::OffsetDateTime::parse(req.since.trim(), &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1000).ok())
-        .map(Timestamp::from_micros)
-        .ok_or_else(|| {
-            ApiError::invalid("parameter_invalid", "since must be an RFC 3339 instant").with_param("since")
-        })?;
-    let respond = scheduled_reply(&ctx);
-    let n = state
-        .webhooks
-        .replay_endpoint(&ctx.scope, &id, since, ctx.now(), &respond)
-        .await
-        .map_err(endpoint_missing)?;
+    let id = webhooks::parse_endpoint_id(&id)?;
+    let since = webhooks::parse_since(&req.since)?;
+    let n = webhooks::replay(&state, &ctx.scope, &id, since, &scheduled_reply(&ctx)).await?;
     Ok(Reply::committed(
         StatusCode::OK,
         render(&ScheduledView { scheduled: n })?,
@@ -483,16 +351,8 @@ pub async fn replay(
     security(("basic_auth" = []))
 )]
 pub async fn redeliver_event(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
-    let respond = scheduled_reply(&ctx);
-    let n = state
-        .webhooks
-        .redeliver_event(&ctx.scope, &id, ctx.now(), &respond)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("event"),
-            other => other.into(),
-        })?;
+    let id = webhooks::parse_event_id(&id)?;
+    let n = webhooks::redeliver(&state, &ctx.scope, &id, &scheduled_reply(&ctx)).await?;
     Ok(Reply::committed(
         StatusCode::OK,
         render(&ScheduledView { scheduled: n })?,

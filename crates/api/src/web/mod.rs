@@ -371,6 +371,15 @@ impl IntoResponse for PageError {
 
 pub type PageResult = Result<Response, PageError>;
 
+/// A refused form: its page re-rendered (with the message in it), the refusal's status, and
+/// its code for the audit log.
+pub fn refused(html: PageResult, e: &ApiError) -> PageResult {
+    let mut r = html?;
+    *r.status_mut() = e.status;
+    r.extensions_mut().insert(RefusalCode(e.body.code.clone()));
+    Ok(r)
+}
+
 /// Whether this person may see an action's buttons (the handler checks again on POST).
 pub fn can(person: &Person, action: cardplane_domain::people::Action) -> bool {
     person.can(action)
@@ -407,4 +416,38 @@ pub fn when(t: cardplane_domain::Timestamp) -> String {
         d.minute(),
         d.second()
     )
+}
+
+/// `https://host/path?token=x` without `?token=x`: a query string may carry a token.
+pub fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_owned()
+}
+
+/// One step of an authorization's decision trace, for display.
+pub struct TraceLine {
+    pub check: String,
+    pub result: String,
+    pub detail: String,
+}
+
+/// The decision trace as stored (`[{check, result, detail}]`), as lines to read.
+pub fn trace_lines(trace: &serde_json::Value) -> Vec<TraceLine> {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    trace
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| TraceLine {
+                    check: text(&s["check"]),
+                    result: text(&s["result"]),
+                    detail: text(&s["detail"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -12,3 +12,5 @@ pub mod issuing;
 pub mod onboarding;
 pub mod review;
 pub mod secrets;
+pub mod simulator;
+pub mod webhooks;

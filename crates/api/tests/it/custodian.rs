@@ -68,16 +68,8 @@ impl FakeCustodian {
             }
         };
         let router = axum::Router::new().route("/authorize", axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/authorize", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (base, tx) = crate::support::serve_local(router).await;
+        let url = format!("{base}/authorize");
         FakeCustodian {
             url,
             calls,

@@ -29,6 +29,7 @@ mod net;
 mod ops;
 mod pagination;
 mod portal;
+mod portal_tools;
 mod rules;
 mod secrets_at_scale;
 mod shutdown;

@@ -343,16 +343,8 @@ impl FakeKyc {
             }
         };
         let router = axum::Router::new().route("/verify", axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/verify", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (base, tx) = serve_local(router).await;
+        let url = format!("{base}/verify");
         FakeKyc {
             url,
             received,
@@ -451,4 +443,20 @@ macro_rules! app_tests {
     ($($name:ident),+ $(,)?) => {
         app_tests!(spawn = $crate::support::TestApp::spawn; $($name),+);
     };
+}
+
+/// Serves `router` on a free local port until the returned sender is dropped; returns its
+/// base URL (`http://127.0.0.1:port`). For fake external parties (webhook receivers...).
+pub async fn serve_local(router: axum::Router) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (base, tx)
 }

@@ -92,16 +92,8 @@ impl Receiver {
             }
         };
         let router = axum::Router::new().fallback(axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (base, tx) = crate::support::serve_local(router).await;
+        let url = format!("{base}/hooks");
         Receiver {
             url,
             got,
