@@ -8,5 +8,6 @@ pub mod admin;
 pub mod documents;
 pub mod issuing;
 pub mod onboarding;
+pub mod programs;
 pub mod review;
 pub mod secrets;
