@@ -73,6 +73,8 @@ crate::wire_enum!(Action {
     ManageCards => "cards.write",
     ViewAlerts => "alerts.read",
     WorkAlerts => "alerts.write",
+    ViewPrograms => "programs.read",
+    ManagePrograms => "programs.write",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -100,6 +102,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | WorkDisputes
                 | ViewAlerts
                 | WorkAlerts
+                | ViewPrograms
         ),
         Role::Operator(O::Operations) => matches!(
             action,
@@ -118,6 +121,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | WorkDisputes
                 | ViewAlerts
                 | WorkAlerts
+                | ViewPrograms
+                | ManagePrograms
         ),
         Role::Operator(O::Support) => matches!(
             action,
@@ -130,6 +135,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewApprovalChains
                 | ViewDisputes
                 | ViewAlerts
+                | ViewPrograms
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
@@ -144,6 +150,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewAudit
                 | ViewDisputes
                 | ViewAlerts
+                | ViewPrograms
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
@@ -155,14 +162,16 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ManageTenantUsers
                 | ViewApiKeys
                 | ManageApiKeys
+                | ViewPrograms
+                | ManagePrograms
         ),
         Role::Tenant(T::Developer) => matches!(
             action,
-            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ManageApiKeys | ViewPrograms
         ),
         Role::Tenant(T::Viewer) => matches!(
             action,
-            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ViewPrograms
         ),
     }
 }
@@ -332,6 +341,8 @@ mod tests {
             (ManageCards,          [true, true,  true,  false, false, true,  false, false]),
             (ViewAlerts,           [true, true,  true,  true,  true,  false, false, false]),
             (WorkAlerts,           [true, true,  true,  false, false, false, false, false]),
+            (ViewPrograms,         [true, true,  true,  true,  true,  true,  true,  true ]),
+            (ManagePrograms,       [true, false, true,  false, false, true,  false, false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

@@ -11,6 +11,8 @@ mod cases;
 mod chart;
 mod disputes;
 mod health;
+mod program_form;
+mod programs;
 mod transactions;
 mod webhooks;
 
@@ -56,6 +58,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/disputes/{dispute_id}", get(disputes::show))
         .route("/console/disputes/{dispute_id}/{action}", post(disputes::act))
         .route("/console/webhooks", get(webhooks::health))
+        .route("/console/programs", get(programs::list))
+        .route("/console/programs/{program_id}", get(programs::detail))
+        .route("/console/programs/{program_id}/{action}", post(programs::act))
         .route("/console/logout", post(auth::logout))
         .route("/console/mfa", get(auth::mfa_page))
         .route("/console/mfa/begin", post(auth::mfa_begin))
@@ -223,7 +228,7 @@ impl Chrome {
             ("alerts", "Alerts", None),
             ("rules", "Rules", None),
             ("webhooks", "Webhooks", Some("/console/webhooks")),
-            ("programs", "Programs", None),
+            ("programs", "Programs", Some("/console/programs")),
             ("audit", "Audit log", Some("/console/audit")),
             ("people", "Operators", None),
             ("account", "Second factor", Some("/console/mfa")),
