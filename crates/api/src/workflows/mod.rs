@@ -8,6 +8,7 @@ pub mod admin;
 pub mod documents;
 pub mod issuing;
 pub mod onboarding;
+pub mod people;
 pub mod programs;
 pub mod review;
 pub mod secrets;
