@@ -71,7 +71,10 @@ pub struct PeopleTable {
 
 impl PeopleTable {
     fn error_for(&self, id: &str) -> Option<&str> {
-        self.error.as_ref().filter(|(who, _)| who == id).map(|(_, m)| m.as_str())
+        self.error
+            .as_ref()
+            .filter(|(who, _)| who == id)
+            .map(|(_, m)| m.as_str())
     }
 }
 
@@ -190,7 +193,9 @@ async fn change_person(
                 Some("active") => Some(false),
                 Some("disabled") => Some(true),
                 Some(_) => {
-                    return Err(ApiError::invalid("parameter_invalid", "access is active or disabled").with_param("access"));
+                    return Err(
+                        ApiError::invalid("parameter_invalid", "access is active or disabled").with_param("access")
+                    );
                 }
             };
             let req = UpdatePersonRequest {
@@ -322,7 +327,10 @@ struct TenantPage {
 
 impl TenantPage {
     fn key_error_for(&self, id: &str) -> Option<&str> {
-        self.key_error.as_ref().filter(|(k, _)| k == id).map(|(_, m)| m.as_str())
+        self.key_error
+            .as_ref()
+            .filter(|(k, _)| k == id)
+            .map(|(_, m)| m.as_str())
     }
 }
 
@@ -446,8 +454,11 @@ pub async fn revoke_key(
         Some(ApiError::invalid("reason_required", "Give a reason: it goes into the audit log.").with_param("reason"))
     } else if reason.chars().count() > REASON_CHARS_MAX {
         Some(
-            ApiError::invalid("reason_too_long", format!("Keep the reason under {REASON_CHARS_MAX} characters."))
-                .with_param("reason"),
+            ApiError::invalid(
+                "reason_too_long",
+                format!("Keep the reason under {REASON_CHARS_MAX} characters."),
+            )
+            .with_param("reason"),
         )
     } else {
         None

@@ -13,7 +13,15 @@ use crate::workflows::programs::{MerchantRulesRequest, SpendLimitRequest, Update
 /// A program has a handful of spend controls; the form offers one empty row beyond them.
 pub const CONTROL_ROWS_MAX: usize = 20;
 /// The windows a spend control can count over (the domain's `Window` names).
-pub const WINDOWS: [&str; 7] = ["per_transaction", "day", "week", "month", "year", "lifetime", "trailing"];
+pub const WINDOWS: [&str; 7] = [
+    "per_transaction",
+    "day",
+    "week",
+    "month",
+    "year",
+    "lifetime",
+    "trailing",
+];
 
 /// One spend control as its form row shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +34,17 @@ pub struct ControlRow {
 }
 
 impl ControlRow {
+    /// The row's cells by their form names (`sc{row}_{name}`).
+    fn cells(&mut self) -> [(&'static str, &mut String); 5] {
+        [
+            ("amount_limit", &mut self.amount_limit),
+            ("count_limit", &mut self.count_limit),
+            ("window", &mut self.window),
+            ("window_secs", &mut self.window_secs),
+            ("mccs", &mut self.mccs),
+        ]
+    }
+
     fn is_blank(&self) -> bool {
         *self == ControlRow::default()
     }
@@ -118,31 +137,21 @@ impl ProgramForm {
                 let Some(row) = row.parse::<usize>().ok().filter(|r| *r < CONTROL_ROWS_MAX) else {
                     continue;
                 };
-                let r = rows.entry(row).or_default();
-                match field {
-                    "amount_limit" => r.amount_limit = v,
-                    "count_limit" => r.count_limit = v,
-                    "window" => r.window = v,
-                    "window_secs" => r.window_secs = v,
-                    "mccs" => r.mccs = v,
-                    _ => {}
+                if let Some((_, cell)) = rows
+                    .entry(row)
+                    .or_default()
+                    .cells()
+                    .into_iter()
+                    .find(|(n, _)| *n == field)
+                {
+                    *cell = v;
                 }
                 continue;
             }
-            match k.as_str() {
-                "name" => f.name = v,
-                "status" => f.status = v,
-                "card_lifetime_years" => f.card_lifetime_years = v,
-                "form_factors" => f.form_factors.push(v),
-                "design_keys" => f.design_keys = v,
-                "minimum_cardholder_age" => f.minimum_cardholder_age = v,
-                "kyc_required" => f.kyc_required = v,
-                "risk_alert_threshold" => f.risk_alert_threshold = v,
-                "allowed_mccs" => f.allowed_mccs = v,
-                "blocked_mccs" => f.blocked_mccs = v,
-                "allowed_countries" => f.allowed_countries = v,
-                "blocked_countries" => f.blocked_countries = v,
-                _ => {}
+            if k == "form_factors" {
+                f.form_factors.push(v);
+            } else if let Some((_, slot)) = f.texts().into_iter().find(|(n, _)| *n == k) {
+                *slot = v;
             }
         }
         f.controls = rows.into_values().filter(|r| !r.is_blank()).collect();
@@ -151,35 +160,38 @@ impl ProgramForm {
 
     /// The fields again as name/value pairs: what the confirmation form carries.
     pub fn pairs(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = [
-            ("name", &self.name),
-            ("status", &self.status),
-            ("card_lifetime_years", &self.card_lifetime_years),
-            ("design_keys", &self.design_keys),
-            ("minimum_cardholder_age", &self.minimum_cardholder_age),
-            ("kyc_required", &self.kyc_required),
-            ("risk_alert_threshold", &self.risk_alert_threshold),
-            ("allowed_mccs", &self.allowed_mccs),
-            ("blocked_mccs", &self.blocked_mccs),
-            ("allowed_countries", &self.allowed_countries),
-            ("blocked_countries", &self.blocked_countries),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.clone()))
-        .collect();
+        let mut copy = self.clone();
+        let mut out: Vec<(String, String)> = copy
+            .texts()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
         out.extend(self.form_factors.iter().map(|f| ("form_factors".to_owned(), f.clone())));
-        for (i, r) in self.controls.iter().enumerate() {
-            for (field, v) in [
-                ("amount_limit", &r.amount_limit),
-                ("count_limit", &r.count_limit),
-                ("window", &r.window),
-                ("window_secs", &r.window_secs),
-                ("mccs", &r.mccs),
-            ] {
-                out.push((format!("sc{i}_{field}"), v.clone()));
-            }
+        for (i, mut r) in self.controls.iter().cloned().enumerate() {
+            out.extend(
+                r.cells()
+                    .into_iter()
+                    .map(|(field, v)| (format!("sc{i}_{field}"), v.clone())),
+            );
         }
         out
+    }
+
+    /// The one-value fields by their form names.
+    fn texts(&mut self) -> [(&'static str, &mut String); 11] {
+        [
+            ("name", &mut self.name),
+            ("status", &mut self.status),
+            ("card_lifetime_years", &mut self.card_lifetime_years),
+            ("design_keys", &mut self.design_keys),
+            ("minimum_cardholder_age", &mut self.minimum_cardholder_age),
+            ("kyc_required", &mut self.kyc_required),
+            ("risk_alert_threshold", &mut self.risk_alert_threshold),
+            ("allowed_mccs", &mut self.allowed_mccs),
+            ("blocked_mccs", &mut self.blocked_mccs),
+            ("allowed_countries", &mut self.allowed_countries),
+            ("blocked_countries", &mut self.blocked_countries),
+        ]
     }
 
     /// The rows to render: the program's controls and one empty row to add another.

@@ -24,7 +24,7 @@ use cardplane_store::{EffectRecords, Scope};
 use serde::Deserialize;
 
 use super::program_form::{ProgramForm, WINDOWS, slot_of};
-use super::transactions::value;
+use super::transactions::{tenant_filter, value};
 use super::{Chrome, ConsoleError, PageResult, RefusalCode, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
@@ -110,12 +110,7 @@ impl ListPage {
 pub async fn list(State(state): State<AppState>, staff: Staff, Query(q): Query<ListQuery>) -> PageResult {
     staff.require(Action::ViewPrograms)?;
     let search = ProgramSearch {
-        tenant_id: staff
-            .person
-            .tenant_id
-            .as_ref()
-            .map(|t| t.to_string())
-            .or_else(|| value(&q.tenant)),
+        tenant_id: tenant_filter(&staff, &q.tenant),
         environment: value(&q.environment).filter(|e| matches!(e.as_str(), "sandbox" | "live")),
         id: None,
         before_id: value(&q.before),
@@ -231,22 +226,42 @@ impl DetailPage {
         let f = &self.form;
         vec![
             ("name", "name", "Name", &f.name),
-            ("card_lifetime_years", "card_lifetime_years", "Card lifetime (years)", &f.card_lifetime_years),
-            ("minimum_cardholder_age", "minimum_cardholder_age", "Minimum cardholder age", &f.minimum_cardholder_age),
+            (
+                "card_lifetime_years",
+                "card_lifetime_years",
+                "Card lifetime (years)",
+                &f.card_lifetime_years,
+            ),
+            (
+                "minimum_cardholder_age",
+                "minimum_cardholder_age",
+                "Minimum cardholder age",
+                &f.minimum_cardholder_age,
+            ),
             (
                 "risk_alert_threshold",
                 "risk_alert_threshold",
                 "Risk alert threshold (0 to 1000; 1000: never)",
                 &f.risk_alert_threshold,
             ),
-            ("design_keys", "design_keys", "Design keys (comma-separated)", &f.design_keys),
+            (
+                "design_keys",
+                "design_keys",
+                "Design keys (comma-separated)",
+                &f.design_keys,
+            ),
             (
                 "merchant_rules.allowed_mccs",
                 "allowed_mccs",
                 "Allowed MCCs (comma-separated; empty: all)",
                 &f.allowed_mccs,
             ),
-            ("merchant_rules.blocked_mccs", "blocked_mccs", "Blocked MCCs (comma-separated)", &f.blocked_mccs),
+            (
+                "merchant_rules.blocked_mccs",
+                "blocked_mccs",
+                "Blocked MCCs (comma-separated)",
+                &f.blocked_mccs,
+            ),
             (
                 "merchant_rules.allowed_countries",
                 "allowed_countries",
@@ -392,7 +407,13 @@ fn shown(v: &serde_json::Value) -> String {
     }
 }
 
-fn diff_page(staff: &Staff, listing: &ProgramListing, form: &ProgramForm, changes: &[FieldChange], moved: bool) -> DiffPage {
+fn diff_page(
+    staff: &Staff,
+    listing: &ProgramListing,
+    form: &ProgramForm,
+    changes: &[FieldChange],
+    moved: bool,
+) -> DiffPage {
     DiffPage {
         chrome: Chrome::new(staff, "programs"),
         program: ProgramRow::from(listing),
@@ -417,7 +438,13 @@ fn placed(errors: &[FieldError]) -> HashMap<String, String> {
 }
 
 /// The edit form back with its errors in place: nothing was changed.
-async fn refused(state: &AppState, staff: &Staff, listing: &ProgramListing, form: ProgramForm, errors: &[FieldError]) -> PageResult {
+async fn refused(
+    state: &AppState,
+    staff: &Staff,
+    listing: &ProgramListing,
+    form: ProgramForm,
+    errors: &[FieldError],
+) -> PageResult {
     let p = detail_page(state, staff, listing, Some(form), placed(errors)).await?;
     let mut r = page(&p)?;
     *r.status_mut() = StatusCode::BAD_REQUEST;

@@ -63,7 +63,13 @@ pub async fn create_program(
     let view = ProgramView::from(&program);
     let body = render(&ProgramEnvelope { program: view.clone() })?;
     let response = ctx.records(StatusCode::OK, &body);
-    let events = [program_event(&ctx.scope, EventType::ProgramCreated, &view, &program, now)];
+    let events = [program_event(
+        &ctx.scope,
+        EventType::ProgramCreated,
+        &view,
+        &program,
+        now,
+    )];
     match state
         .programs
         .insert_program(&ctx.scope, &program, &accounts, &events, response.as_ref(), now)

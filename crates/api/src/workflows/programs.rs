@@ -356,18 +356,46 @@ pub fn apply_update(current: &Program, req: &UpdateProgramRequest) -> Result<Pro
     take(
         e,
         &mut next.status,
-        req.status.as_deref().map(|raw| {
-            ProgramStatus::parse(raw).ok_or_else(|| FieldError::invalid("status", "active or suspended"))
-        }),
+        req.status
+            .as_deref()
+            .map(|raw| ProgramStatus::parse(raw).ok_or_else(|| FieldError::invalid("status", "active or suspended"))),
     );
-    take(e, &mut next.card_lifetime_years, req.card_lifetime_years.map(parse_lifetime));
-    take(e, &mut next.form_factors, req.form_factors.as_deref().map(parse_form_factors));
-    take(e, &mut next.design_keys, req.design_keys.as_deref().map(parse_design_keys));
-    take(e, &mut next.spend_controls, req.spend_controls.as_deref().map(parse_controls));
-    take(e, &mut next.minimum_cardholder_age, req.minimum_cardholder_age.map(parse_age));
+    take(
+        e,
+        &mut next.card_lifetime_years,
+        req.card_lifetime_years.map(parse_lifetime),
+    );
+    take(
+        e,
+        &mut next.form_factors,
+        req.form_factors.as_deref().map(parse_form_factors),
+    );
+    take(
+        e,
+        &mut next.design_keys,
+        req.design_keys.as_deref().map(parse_design_keys),
+    );
+    take(
+        e,
+        &mut next.spend_controls,
+        req.spend_controls.as_deref().map(parse_controls),
+    );
+    take(
+        e,
+        &mut next.minimum_cardholder_age,
+        req.minimum_cardholder_age.map(parse_age),
+    );
     take(e, &mut next.kyc_required, req.kyc_required.map(Ok));
-    take(e, &mut next.merchant_rules, req.merchant_rules.as_ref().map(parse_merchant_rules));
-    take(e, &mut next.risk_alert_threshold, req.risk_alert_threshold.map(parse_risk_threshold));
+    take(
+        e,
+        &mut next.merchant_rules,
+        req.merchant_rules.as_ref().map(parse_merchant_rules),
+    );
+    take(
+        e,
+        &mut next.risk_alert_threshold,
+        req.risk_alert_threshold.map(parse_risk_threshold),
+    );
     if errors.is_empty() { Ok(next) } else { Err(errors) }
 }
 

@@ -32,24 +32,47 @@ async fn an_admin_adds_an_operator_with_a_one_time_password_then_changes_disable
     let bad = admin
         .post(
             "/console/operators",
-            &[("csrf_token", &csrf), ("email", "not-an-email"), ("name", "Grace"), ("role", "support")],
+            &[
+                ("csrf_token", &csrf),
+                ("email", "not-an-email"),
+                ("name", "Grace"),
+                ("role", "support"),
+            ],
         )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.html);
     assert!(bad.html.contains("id=\"error-new\"") && bad.html.contains("value=\"not-an-email\""));
-    assert!(app.state.people.find_user_by_email("not-an-email").await.unwrap().is_none());
+    assert!(
+        app.state
+            .people
+            .find_user_by_email("not-an-email")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let added = admin
         .post(
             "/console/operators",
-            &[("csrf_token", &csrf), ("email", "grace@example.com"), ("name", "Grace"), ("role", "support")],
+            &[
+                ("csrf_token", &csrf),
+                ("email", "grace@example.com"),
+                ("name", "Grace"),
+                ("role", "support"),
+            ],
         )
         .await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.html);
     let password = between(&added.html, "<code id=\"issued-password\">", "</code>").expect("shown once");
-    assert!(!admin.get("/console/operators").await.html.contains(&password), "only once");
+    assert!(
+        !admin.get("/console/operators").await.html.contains(&password),
+        "only once"
+    );
     let mut grace = Browser::new(&app);
-    assert_eq!(grace.login("grace@example.com", &password, "").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        grace.login("grace@example.com", &password, "").await.status,
+        StatusCode::SEE_OTHER
+    );
 
     let grace_id = user_id(&app, "grace@example.com").await;
     let changed = admin
@@ -59,8 +82,17 @@ async fn an_admin_adds_an_operator_with_a_one_time_password_then_changes_disable
         )
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.html);
-    let stored = app.state.people.find_user_by_email("grace@example.com").await.unwrap().unwrap();
-    assert_eq!((stored.person.role.as_str(), stored.person.disabled), ("operations", true));
+    let stored = app
+        .state
+        .people
+        .find_user_by_email("grace@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.person.role.as_str(), stored.person.disabled),
+        ("operations", true)
+    );
     let entry = &audited(&app, "user.updated").await[0];
     assert_eq!(entry.record.details["role"]["to"], "operations");
     assert_eq!(entry.record.details["disabled"]["to"], true);
@@ -77,7 +109,10 @@ async fn an_admin_adds_an_operator_with_a_one_time_password_then_changes_disable
     assert!(own.html.contains(&format!("id=\"error-{admin_id}\"")));
 
     let reset = admin
-        .post(&format!("/console/operators/{grace_id}/reset"), &[("csrf_token", &csrf)])
+        .post(
+            &format!("/console/operators/{grace_id}/reset"),
+            &[("csrf_token", &csrf)],
+        )
         .await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.html);
     let fresh = between(&reset.html, "<code id=\"issued-password\">", "</code>").unwrap();
@@ -94,17 +129,32 @@ async fn a_read_only_operator_sees_people_without_forms_and_a_forged_change_is_r
     let forged = ro
         .post(
             "/console/operators",
-            &[("csrf_token", &list.csrf()), ("email", "x@example.com"), ("name", "X"), ("role", "admin")],
+            &[
+                ("csrf_token", &list.csrf()),
+                ("email", "x@example.com"),
+                ("name", "X"),
+                ("role", "admin"),
+            ],
         )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert!(app.state.people.find_user_by_email("x@example.com").await.unwrap().is_none());
+    assert!(
+        app.state
+            .people
+            .find_user_by_email("x@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let refusals = audited(&app, "POST /console/operators").await;
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(refusals[0].record.details["code"], "permission_denied");
     // Without the token the form is refused before the role is even looked at.
     let tokenless = ro
-        .post("/console/operators", &[("email", "y@example.com"), ("name", "Y"), ("role", "admin")])
+        .post(
+            "/console/operators",
+            &[("email", "y@example.com"), ("name", "Y"), ("role", "admin")],
+        )
         .await;
     assert_eq!(tokenless.status, StatusCode::FORBIDDEN);
 }
@@ -113,7 +163,11 @@ async fn a_tenant_page_lists_users_and_keys_and_a_key_is_revoked_with_a_reason(a
     let t = app.tenant().await;
     let mut ops = console_operator(&app, "ops@example.com", OperatorRole::Operations).await;
     let list = ops.get("/console/tenants").await;
-    assert!(list.html.contains(&format!("href=\"/console/tenants/{}\"", t.id)), "{}", list.html);
+    assert!(
+        list.html.contains(&format!("href=\"/console/tenants/{}\"", t.id)),
+        "{}",
+        list.html
+    );
     let path = format!("/console/tenants/{}", t.id);
     let page = ops.get(&path).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.html);
@@ -124,7 +178,12 @@ async fn a_tenant_page_lists_users_and_keys_and_a_key_is_revoked_with_a_reason(a
     let added = ops
         .post(
             &format!("{path}/users"),
-            &[("csrf_token", &csrf), ("email", "dev@tenant.example"), ("name", "Dev"), ("role", "developer")],
+            &[
+                ("csrf_token", &csrf),
+                ("email", "dev@tenant.example"),
+                ("name", "Dev"),
+                ("role", "developer"),
+            ],
         )
         .await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.html);
@@ -137,7 +196,13 @@ async fn a_tenant_page_lists_users_and_keys_and_a_key_is_revoked_with_a_reason(a
         )
         .await;
     assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.html);
-    let stored = app.state.people.find_user_by_email("dev@tenant.example").await.unwrap().unwrap();
+    let stored = app
+        .state
+        .people
+        .find_user_by_email("dev@tenant.example")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.person.role.as_str(), "viewer");
 
     let revoke = format!("{path}/api_keys/{}/revoke", t.sandbox.id);
@@ -147,7 +212,10 @@ async fn a_tenant_page_lists_users_and_keys_and_a_key_is_revoked_with_a_reason(a
     assert_eq!(app.get(&t.sandbox, "/programs").await.0, StatusCode::OK, "still works");
 
     let done = ops
-        .post(&revoke, &[("csrf_token", &csrf), ("reason", "Leaked in a public repository")])
+        .post(
+            &revoke,
+            &[("csrf_token", &csrf), ("reason", "Leaked in a public repository")],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
     assert_eq!(app.get(&t.sandbox, "/programs").await.0, StatusCode::UNAUTHORIZED);

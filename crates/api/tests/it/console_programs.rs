@@ -102,7 +102,12 @@ async fn programs_are_listed_per_tenant_and_a_read_only_operator_cannot_edit_the
     let path = format!("/console/programs/{}", pa["id"].as_str().unwrap());
     let detail = b.get(&path).await;
     assert_eq!(detail.status, StatusCode::OK, "{}", detail.html);
-    for part in ["id=\"spend-controls\"", "id=\"merchant-rules\"", "id=\"approval-chains\"", "id=\"rules\""] {
+    for part in [
+        "id=\"spend-controls\"",
+        "id=\"merchant-rules\"",
+        "id=\"approval-chains\"",
+        "id=\"rules\"",
+    ] {
         assert!(detail.html.contains(part), "{part}");
     }
     assert!(detail.html.contains("<td id=\"risk-threshold\">800</td>"));
@@ -110,20 +115,27 @@ async fn programs_are_listed_per_tenant_and_a_read_only_operator_cannot_edit_the
 
     let csrf = detail.csrf();
     let forged = b
-        .post(&format!("{path}/edit"), &edit_form(&csrf, &[("risk_alert_threshold", "10")]))
+        .post(
+            &format!("{path}/edit"),
+            &edit_form(&csrf, &[("risk_alert_threshold", "10")]),
+        )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
     assert_eq!(api_program(&app, &a, "Alpha_GPR").await["risk_alert_threshold"], 800);
     let refusals = audit_of(&app, pa["id"].as_str().unwrap()).await;
     assert!(
-        refusals.iter().any(|e| e.record.action == "POST /console/programs/{program_id}/{action}"
-            && e.record.status == Some(403)
-            && e.record.details["code"] == "permission_denied"),
+        refusals
+            .iter()
+            .any(|e| e.record.action == "POST /console/programs/{program_id}/{action}"
+                && e.record.status == Some(403)
+                && e.record.details["code"] == "permission_denied"),
         "{refusals:?}"
     );
     // Another tenant's program is there for operators, but the id must exist.
     assert_eq!(
-        b.get(&format!("/console/programs/{}", pb["id"].as_str().unwrap())).await.status,
+        b.get(&format!("/console/programs/{}", pb["id"].as_str().unwrap()))
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(b.get("/console/programs/prog_nope").await.status, StatusCode::NOT_FOUND);
@@ -146,12 +158,20 @@ async fn a_program_edit_is_checked_in_place_then_confirmed_from_its_diff_and_aud
     // Errors are shown next to their fields and nothing changes.
     let bad = edit_form(
         &csrf,
-        &[("risk_alert_threshold", "5000"), ("sc0_amount_limit", "5000"), ("blocked_mccs", "54")],
+        &[
+            ("risk_alert_threshold", "5000"),
+            ("sc0_amount_limit", "5000"),
+            ("blocked_mccs", "54"),
+        ],
     );
     let refused = b.post(&format!("{path}/edit"), &bad).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
     for slot in ["e-risk_alert_threshold", "e-sc0", "e-blocked_mccs"] {
-        assert!(refused.html.contains(&format!("id=\"{slot}\"")), "{slot}: {}", refused.html);
+        assert!(
+            refused.html.contains(&format!("id=\"{slot}\"")),
+            "{slot}: {}",
+            refused.html
+        );
     }
     assert!(refused.html.contains("value=\"5000\""), "what was typed is kept");
     assert_eq!(api_program(&app, &t, "Apto_GPR").await["spend_controls"], json!([]));
@@ -190,7 +210,10 @@ async fn a_program_edit_is_checked_in_place_then_confirmed_from_its_diff_and_aud
     let change = &entry.record.details["changes"]["spend_controls"];
     assert_eq!(change["from"], json!([]));
     assert_eq!(change["to"][0]["amount_limit"], 5000);
-    assert!(audit.iter().any(|e| e.record.status == Some(400)), "the refusal is audited too");
+    assert!(
+        audit.iter().any(|e| e.record.status == Some(400)),
+        "the refusal is audited too"
+    );
 
     let (_, events) = app.get(&t.sandbox, "/events").await;
     assert!(
@@ -210,7 +233,10 @@ async fn a_confirmation_after_someone_else_changed_the_program_shows_the_new_dif
     let mut b = console_operator(&app, "ops@example.com", OperatorRole::Operations).await;
     let csrf = b.get(&path).await.csrf();
     let diff = b
-        .post(&format!("{path}/edit"), &edit_form(&csrf, &[("risk_alert_threshold", "700")]))
+        .post(
+            &format!("{path}/edit"),
+            &edit_form(&csrf, &[("risk_alert_threshold", "700")]),
+        )
         .await;
     assert_eq!(diff.status, StatusCode::OK, "{}", diff.html);
 
@@ -224,9 +250,15 @@ async fn a_confirmation_after_someone_else_changed_the_program_shows_the_new_dif
     assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.html);
     assert!(stale.html.contains("id=\"moved\""));
     let table = between(&stale.html, "<table id=\"diff\">", "</table>").unwrap();
-    assert!(table.contains("Renamed elsewhere"), "the form would undo the rename: {table}");
+    assert!(
+        table.contains("Renamed elsewhere"),
+        "the form would undo the rename: {table}"
+    );
     let now = api_program(&app, &t, "Apto_GPR").await;
-    assert_eq!((now["name"].as_str(), now["risk_alert_threshold"].as_i64()), (Some("Renamed elsewhere"), Some(800)));
+    assert_eq!(
+        (now["name"].as_str(), now["risk_alert_threshold"].as_i64()),
+        (Some("Renamed elsewhere"), Some(800))
+    );
 
     let again = post_owned(&mut b, &format!("{path}/confirm"), &confirmation(&stale)).await;
     assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.html);
