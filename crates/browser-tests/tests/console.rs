@@ -1,7 +1,7 @@
 //! The operations console in headless Chromium against a real server: sign-in with TOTP, the
 //! health chart, finding a transaction by last four digits and reading its decision trace,
-//! freezing a card (the network is then declined), a read-only operator's view, and refused
-//! forged or token-less posts.
+//! freezing a card (the network is then declined), a read-only operator's view, refused
+//! forged or token-less posts, and a program's spend control edited through its diff.
 
 use cardplane_browser_tests::{
     Chromium, Server, click_and_wait, code, enrol, exists, fill, mark_stale, path_of, screenshot, sign_in, signed_in,
@@ -242,5 +242,43 @@ async fn a_watchlist_case_is_approved_by_a_compliance_officer_then_a_different_a
         cardplane_testkit::http::get(&server.http, &server.base, &net.key, &format!("/cardholders/{holder}")).await;
     assert_eq!(fetched["cardholder"]["kyc_status"], "PASSED");
     admin_browser.close().await;
+    chromium.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spend_control_is_added_to_a_program_through_its_diff_and_audited() {
+    let server = Server::start().await;
+    let net = server.network().await;
+    let search = cardplane_store::programs::ProgramSearch {
+        tenant_id: Some(net.tenant.tenant_id.clone()),
+        ..Default::default()
+    };
+    let program = server.state.programs.search_programs(&search, 1).await.unwrap();
+    let id = program[0].program.id.to_string();
+
+    let chromium = Chromium::launch().await;
+    let (page, _) = signed_in(&server, &chromium, "ada@example.com", OperatorRole::Admin).await;
+    visit(&page, &server.url(&format!("/console/programs/{id}"))).await;
+    assert!(text(&page, "#spend-controls").await.contains("No spend controls"));
+    fill(&page, "#sc0-amount", "2500").await;
+    page.evaluate("document.querySelector('#sc0-window').value = 'day'")
+        .await
+        .unwrap();
+    screenshot(&page, "10-program-edit").await;
+    click_and_wait(&page, "#do-review").await;
+    let diff = text(&page, "#diff").await;
+    assert!(diff.contains("spend_controls") && diff.contains("2500"), "{diff}");
+    screenshot(&page, "11-program-diff").await;
+
+    click_and_wait(&page, "#do-confirm").await;
+    wait_for_path(&page, &format!("/console/programs/{id}?done=updated")).await;
+    let controls = text(&page, "#spend-controls").await;
+    assert!(controls.contains("USD 25.00") && controls.contains("day"), "{controls}");
+    screenshot(&page, "12-program-updated").await;
+
+    visit(&page, &server.url(&format!("/console/audit?object_id={id}"))).await;
+    let audit = text(&page, "#audit").await;
+    assert!(audit.contains("program.updated"), "{audit}");
+    screenshot(&page, "13-program-audit").await;
     chromium.close().await;
 }

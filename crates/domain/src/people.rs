@@ -76,6 +76,8 @@ crate::wire_enum!(Action {
     ViewIntegration => "integration.read",
     ManageWebhooks => "webhooks.write",
     UseSimulator => "simulator.use",
+    ViewPrograms => "programs.read",
+    ManagePrograms => "programs.write",
 });
 
 /// The permission matrix: the only place that says who may do what. Tenant users' actions are
@@ -103,6 +105,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | WorkDisputes
                 | ViewAlerts
                 | WorkAlerts
+                | ViewPrograms
         ),
         Role::Operator(O::Operations) => matches!(
             action,
@@ -123,6 +126,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | WorkAlerts
                 | ViewIntegration
                 | ManageWebhooks
+                | ViewPrograms
+                | ManagePrograms
         ),
         Role::Operator(O::Support) => matches!(
             action,
@@ -136,6 +141,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewDisputes
                 | ViewAlerts
                 | ViewIntegration
+                | ViewPrograms
         ),
         Role::Operator(O::ReadOnly) => matches!(
             action,
@@ -151,6 +157,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewDisputes
                 | ViewAlerts
                 | ViewIntegration
+                | ViewPrograms
         ),
         Role::Tenant(T::Owner) => matches!(
             action,
@@ -165,6 +172,8 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewIntegration
                 | ManageWebhooks
                 | UseSimulator
+                | ViewPrograms
+                | ManagePrograms
         ),
         Role::Tenant(T::Developer) => matches!(
             action,
@@ -177,10 +186,11 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | ViewIntegration
                 | ManageWebhooks
                 | UseSimulator
+                | ViewPrograms
         ),
         Role::Tenant(T::Viewer) => matches!(
             action,
-            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ViewIntegration
+            ViewTransactions | ViewCards | ViewTenants | ViewTenantUsers | ViewApiKeys | ViewIntegration | ViewPrograms
         ),
     }
 }
@@ -353,6 +363,8 @@ mod tests {
             (ViewIntegration,      [true, false, true,  true,  true,  true,  true,  true ]),
             (ManageWebhooks,       [true, false, true,  false, false, true,  true,  false]),
             (UseSimulator,         [true, false, false, false, false, true,  true,  false]),
+            (ViewPrograms,         [true, true,  true,  true,  true,  true,  true,  true ]),
+            (ManagePrograms,       [true, false, true,  false, false, true,  false, false]),
         ];
         assert_eq!(table.len(), Action::ALL.len(), "every action has a row");
         for (action, row) in table {

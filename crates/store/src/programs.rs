@@ -34,6 +34,24 @@ impl From<sqlx::Error> for ProgramWriteError {
     }
 }
 
+/// The console's program list: every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct ProgramSearch {
+    pub tenant_id: Option<String>,
+    pub environment: Option<String>,
+    /// Cardplane's id (`prog_...`).
+    pub id: Option<String>,
+    /// Keyset cursor: programs older than this id.
+    pub before_id: Option<String>,
+}
+
+/// A program with the stamp its authorization rules carry (moved by every rule change).
+#[derive(Debug, Clone)]
+pub struct ProgramListing {
+    pub program: Program,
+    pub rules_version: i64,
+}
+
 #[async_trait]
 pub trait ProgramStore: Send + Sync {
     /// Creates a program with its ledger accounts, refusing a BIN that overlaps any program's in
@@ -60,6 +78,8 @@ pub trait ProgramStore: Send + Sync {
     async fn get_program(&self, scope: &Scope, id: &ProgramId) -> Result<Program, StoreError>;
     async fn list_programs(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Program>, StoreError>;
     async fn program_account(&self, scope: &Scope, id: &ProgramId, kind: AccountKind) -> Result<Account, StoreError>;
+    /// Across tenants, newest first, at most `limit`.
+    async fn search_programs(&self, search: &ProgramSearch, limit: u32) -> Result<Vec<ProgramListing>, StoreError>;
 }
 
 fn rules_to_json(r: &MerchantRules) -> String {
@@ -265,5 +285,34 @@ impl ProgramStore for SqlStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         account_from_row(&row)
+    }
+
+    async fn search_programs(&self, search: &ProgramSearch, limit: u32) -> Result<Vec<ProgramListing>, StoreError> {
+        let mut f = crate::sql::Filters::default();
+        for (clause, v) in [
+            ("tenant_id = ?", &search.tenant_id),
+            ("environment = ?", &search.environment),
+            ("id = ?", &search.id),
+            ("id < ?", &search.before_id),
+        ] {
+            if let Some(v) = v {
+                f.add(clause, crate::sql::Bind::Text(v.clone()));
+            }
+        }
+        let sql = format!(
+            "SELECT {PROGRAM_COLUMNS}, rules_version FROM programs{} ORDER BY id DESC LIMIT {}",
+            f.sql(),
+            i64::from(limit)
+        );
+        f.fetch_all(self.db.reader(), sql)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ProgramListing {
+                    program: program_from_row(row)?,
+                    rules_version: row.try_get("rules_version")?,
+                })
+            })
+            .collect()
     }
 }

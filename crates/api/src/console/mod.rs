@@ -9,6 +9,9 @@ mod cases;
 mod chart;
 mod disputes;
 mod health;
+mod people;
+mod program_form;
+mod programs;
 mod transactions;
 mod webhooks;
 
@@ -32,9 +35,9 @@ const NAV: &[NavItem] = &[
     ("alerts", "Alerts", None),
     ("rules", "Rules", None),
     ("webhooks", "Webhooks", Some("/console/webhooks")),
-    ("programs", "Programs", None),
+    ("programs", "Programs", Some("/console/programs")),
     ("audit", "Audit log", Some("/console/audit")),
-    ("people", "Operators", None),
+    ("people", "Operators", Some("/console/operators")),
     ("account", "Second factor", Some("/console/mfa")),
 ];
 
@@ -71,6 +74,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/disputes", get(disputes::list))
         .route("/console/disputes/{dispute_id}", get(disputes::show))
         .route("/console/disputes/{dispute_id}/{action}", post(disputes::act))
-        .route("/console/webhooks", get(webhooks::health));
+        .route("/console/webhooks", get(webhooks::health))
+        .route("/console/programs", get(programs::list))
+        .route("/console/programs/{program_id}", get(programs::detail))
+        .route("/console/programs/{program_id}/{action}", post(programs::act))
+        .route("/console/operators", get(people::operators).post(people::create_operator))
+        .route("/console/operators/{user_id}/{action}", post(people::change_operator))
+        .route("/console/tenants", get(people::tenants))
+        .route("/console/tenants/{tenant_id}", get(people::tenant))
+        .route("/console/tenants/{tenant_id}/users", post(people::create_tenant_user))
+        .route("/console/tenants/{tenant_id}/users/{user_id}/{action}", post(people::change_tenant_user))
+        .route("/console/tenants/{tenant_id}/api_keys/{api_key_id}/revoke", post(people::revoke_key));
     site_router(state, &SITE, pages, Router::new())
 }

@@ -46,6 +46,16 @@ pub fn value(v: &Option<String>) -> Option<String> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// The tenant a search is limited to: a tenant user's own, else the one asked for, if any.
+pub fn tenant_filter(staff: &Staff, asked: &Option<String>) -> Option<String> {
+    staff
+        .person
+        .tenant_id
+        .as_ref()
+        .map(|t| t.to_string())
+        .or_else(|| value(asked))
+}
+
 /// A form field's problem, shown next to it.
 pub struct FieldProblem {
     pub field: &'static str,

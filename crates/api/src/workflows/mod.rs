@@ -10,6 +10,8 @@ pub mod documents;
 pub mod invitations;
 pub mod issuing;
 pub mod onboarding;
+pub mod people;
+pub mod programs;
 pub mod review;
 pub mod secrets;
 pub mod simulator;

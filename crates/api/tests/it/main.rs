@@ -10,6 +10,8 @@ mod batch_model;
 mod cardholders;
 mod cards;
 mod console;
+mod console_people;
+mod console_programs;
 mod console_scale;
 mod contract;
 mod conventions;
