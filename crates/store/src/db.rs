@@ -148,6 +148,7 @@ fn migrator(backend: Backend) -> Migrator {
             "health rollups hourly",
             include_str!("../migrations/0032_health_rollups_hourly.sql"),
         ),
+        migration(33, "request log", include_str!("../migrations/0033_request_log.sql")),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(
