@@ -436,7 +436,8 @@ impl RequestLogEntry {
             received_at: x.received_at,
             method: x.method.to_owned(),
             route: x.route.to_owned(),
-            path: truncated(mask_text(x.path), body_cap_bytes),
+            // Decoded first: `%20` between digit groups must not hide a card number from the mask.
+            path: truncated(mask_text(&percent_decoded(x.path)), body_cap_bytes),
             query: x
                 .query
                 .filter(|q| !q.is_empty())

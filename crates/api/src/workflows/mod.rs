@@ -8,5 +8,6 @@ pub mod admin;
 pub mod documents;
 pub mod issuing;
 pub mod onboarding;
+pub mod request_log;
 pub mod review;
 pub mod secrets;

@@ -28,6 +28,7 @@ mod money_limits;
 mod net;
 mod ops;
 mod pagination;
+mod request_log;
 mod rules;
 mod secrets_at_scale;
 mod shutdown;
