@@ -36,6 +36,8 @@ use crate::state::AppState;
 use crate::workflows::secrets::{Secrets, card_keys, open_vault};
 
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How long shutdown waits for the request log's last batches.
+const REQUEST_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);
 
 async fn route_not_found() -> Response {
     ApiError::new(
@@ -64,7 +66,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// The tenant API (API-key credentials). A route table, one entry per endpoint: it is longer than a
 /// function should be because the API's whole surface is meant to read top to bottom in one place.
 fn tenant_api(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let api = Router::new()
         .route(
             "/cardholders",
             get(cardholders::list_cardholders).post(cardholders::create_cardholder),
@@ -214,10 +216,16 @@ fn tenant_api(state: &AppState) -> Router<AppState> {
         )
         .route("/alerts", get(alerts::list_alerts))
         .route("/alerts/{alert_id}", get(alerts::get_alert))
-        // Layers run bottom-up: authenticate, then the audit entry, then idempotency, then the handler.
+        // Layers run bottom-up: authenticate, then the request log's capture (when enabled), the
+        // audit entry, idempotency, and the handler.
         .route_layer(from_fn_with_state(state.clone(), idempotency))
-        .route_layer(from_fn_with_state(state.clone(), audit_mutation))
-        .route_layer(from_fn_with_state(state.clone(), authenticate))
+        .route_layer(from_fn_with_state(state.clone(), audit_mutation));
+    let api = if state.config.request_log.enabled {
+        api.route_layer(from_fn_with_state(state.clone(), crate::http::request_log::capture))
+    } else {
+        api
+    };
+    api.route_layer(from_fn_with_state(state.clone(), authenticate))
 }
 
 /// The operations console's API (staff sessions; only sign-in is outside the session layer).
@@ -418,6 +426,17 @@ impl Application {
         let dispute_clock = tokio::spawn(run_dispute_deadlines(state.clone()));
         let backtests = tokio::spawn(run_backtests(state.clone()));
         let rollups = tokio::spawn(roll_up_health(state.clone()));
+        let (stop_log, log_stopped) = tokio::sync::oneshot::channel::<()>();
+        let request_log = state.request_log_queue.take_receiver().map(|queue| {
+            let stopped = async move {
+                let _ = log_stopped.await;
+            };
+            tokio::spawn(crate::workflows::request_log::write_until(
+                state.clone(),
+                queue,
+                stopped,
+            ))
+        });
         let webhooks = state.config.webhooks.worker.then(|| {
             let poll = Duration::from_millis(state.config.webhooks.poll_interval_ms);
             tokio::spawn(cardplane_engine::delivery::run(state.deliverer(), poll))
@@ -457,6 +476,13 @@ impl Application {
         rollups.abort();
         if let Some(w) = webhooks {
             w.abort();
+        }
+        // The requests answered are all queued by now: the writer stores them before the pools close.
+        let _ = stop_log.send(());
+        if let Some(writer) = request_log
+            && tokio::time::timeout(REQUEST_LOG_FLUSH_MAX, writer).await.is_err()
+        {
+            tracing::warn!("shutdown: the request log writer did not finish in time");
         }
         state.close_db().await;
         let signalled_at = *stopped.borrow();
@@ -572,5 +598,6 @@ async fn purge_idempotency_keys(state: AppState) {
             Ok(n) => tracing::info!(pruned = n, "velocity counter buckets past every window removed"),
             Err(e) => tracing::warn!(error = %e, "velocity counter pruning failed"),
         }
+        crate::workflows::request_log::purge_expired(&state, Timestamp::now()).await;
     }
 }

@@ -52,6 +52,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub operators: OperatorsConfig,
     pub portal: PortalConfig,
+    pub request_log: RequestLogConfig,
 }
 
 /// The developer portal (`[portal]`): who may sign up, tenant users' second factor, and how mail
@@ -84,6 +85,72 @@ impl Default for PortalConfig {
             invitation_ttl_hours: 72,
         }
     }
+}
+
+/// The developer portal's request log (`[request_log]`): every tenant API request of an
+/// authenticated key, bodies masked, written off the request path.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestLogConfig {
+    /// Capture requests at all (off: the capture layer is not even installed).
+    pub enabled: bool,
+    /// Entries and usage days older than this are purged.
+    pub retention_days: u32,
+    /// Entries waiting for the writer; when full, new ones are dropped (and counted in
+    /// `request_log_dropped_total`) rather than making a request wait.
+    pub queue_capacity: usize,
+    /// Masked bodies are cut at this size; larger responses are not buffered at all.
+    pub body_cap_bytes: usize,
+    /// The most entries written in one batch.
+    pub batch_max: usize,
+    /// How often the writer drains the queue.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for RequestLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention_days: 7,
+            queue_capacity: 10_000,
+            body_cap_bytes: 16 * 1024,
+            batch_max: 512,
+            flush_interval_ms: 250,
+        }
+    }
+}
+
+impl RequestLogConfig {
+    fn apply_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        set_parsed(get, "CARDPLANE_REQUEST_LOG_ENABLED", &mut self.enabled)?;
+        set_parsed(get, "CARDPLANE_REQUEST_LOG_RETENTION_DAYS", &mut self.retention_days)?;
+        set_parsed(get, "CARDPLANE_REQUEST_LOG_QUEUE_CAPACITY", &mut self.queue_capacity)?;
+        set_parsed(get, "CARDPLANE_REQUEST_LOG_BODY_CAP_BYTES", &mut self.body_cap_bytes)?;
+        set_parsed(get, "CARDPLANE_REQUEST_LOG_BATCH_MAX", &mut self.batch_max)?;
+        set_parsed(
+            get,
+            "CARDPLANE_REQUEST_LOG_FLUSH_INTERVAL_MS",
+            &mut self.flush_interval_ms,
+        )
+    }
+}
+
+/// Overwrites `slot` with the variable `name`, parsed, when it is set.
+fn set_parsed<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    slot: &mut T,
+) -> Result<(), ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    if let Some(raw) = get(name) {
+        *slot = raw.parse().map_err(|e: T::Err| ConfigError::Env {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// People who sign in to `/ops` (`[operators]`).
@@ -183,6 +250,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             operators: OperatorsConfig::default(),
             portal: PortalConfig::default(),
+            request_log: RequestLogConfig::default(),
         }
     }
 }
@@ -211,6 +279,8 @@ impl fmt::Debug for Config {
             .field("kyc.http_secret", &masked(&self.kyc.http_secret))
             .field("webhooks", &self.webhooks)
             .field("operators", &self.operators)
+            .field("portal", &self.portal)
+            .field("request_log", &self.request_log)
             .finish()
     }
 }
@@ -486,6 +556,7 @@ impl Config {
             self.kyc.http_secret = Some(v);
         }
         self.webhooks.apply_env(&get)?;
+        self.request_log.apply_env(&get)?;
         if let Some(v) = get("CARDPLANE_OPERATORS_SESSION_IDLE_SECS") {
             self.operators.session_idle_secs = parsed("CARDPLANE_OPERATORS_SESSION_IDLE_SECS", v)?;
         }
@@ -553,7 +624,7 @@ mod tests {
     }
 
     /// Every environment variable Config reads.
-    const ENV_NAMES: [&str; 29] = [
+    const ENV_NAMES: [&str; 35] = [
         "CARDPLANE_API_KEY_PEPPER",
         "CARDPLANE_AUTHORIZATION_BATCH_SIZE_MAX",
         "CARDPLANE_AUTHORIZATION_WRITERS",
@@ -574,6 +645,12 @@ mod tests {
         "CARDPLANE_RATE_LIMIT_PER_SECOND",
         "CARDPLANE_REQUEST_BODY_LIMIT_BYTES",
         "CARDPLANE_REQUEST_HEADER_LIMIT_BYTES",
+        "CARDPLANE_REQUEST_LOG_BATCH_MAX",
+        "CARDPLANE_REQUEST_LOG_BODY_CAP_BYTES",
+        "CARDPLANE_REQUEST_LOG_ENABLED",
+        "CARDPLANE_REQUEST_LOG_FLUSH_INTERVAL_MS",
+        "CARDPLANE_REQUEST_LOG_QUEUE_CAPACITY",
+        "CARDPLANE_REQUEST_LOG_RETENTION_DAYS",
         "CARDPLANE_REQUEST_TIMEOUT_MS",
         "CARDPLANE_WEBHOOKS_ATTEMPT_TIMEOUT_MS",
         "CARDPLANE_WEBHOOKS_DISABLE_AFTER_FAILING_SECS",

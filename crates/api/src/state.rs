@@ -97,6 +97,10 @@ pub struct Services {
     pub documents: Arc<dyn DocumentStorage>,
     /// Network credentials recently read (see `routes::network`).
     pub credentials: Arc<CredentialCache>,
+    /// The developer portal's request log and usage figures.
+    pub request_log: Arc<dyn cardplane_store::request_log::RequestLogStore>,
+    /// Captured requests on their way to the request log's writer.
+    pub request_log_queue: Arc<crate::http::request_log::Queue>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +172,7 @@ impl AppState {
         let config_webhooks = config.webhooks.clone();
         let documents_dir = config.operators.documents_dir.clone();
         let mailer = Arc::new(crate::mail::LocalMailer::new(config.portal.mail_dir.clone()));
+        let request_log_queue = crate::http::request_log::Queue::new(config.request_log.queue_capacity);
         Ok(AppState(Arc::new(Services {
             config: Arc::new(config),
             db,
@@ -207,6 +212,8 @@ impl AppState {
             compliance: store.clone(),
             audit: store.clone(),
             health: store.clone(),
+            request_log: store.clone(),
+            request_log_queue: Arc::new(request_log_queue),
             webhooks: store,
         })))
     }

@@ -101,6 +101,9 @@ enum Command {
         /// Stored authorizations for the backtest workload.
         #[arg(long, default_value_t = 1_000_000)]
         history: i64,
+        /// The api workload: run with the request log on, off, or both (and compare).
+        #[arg(long, value_enum, default_value = "both")]
+        request_log: bench::api::RequestLogMode,
         #[arg(long)]
         json: bool,
     },
@@ -479,9 +482,21 @@ async fn main() -> anyhow::Result<()> {
             no_baselines,
             rules,
             history,
+            request_log,
             json,
         } => {
             let state = open_state(config).await?;
+            if workload == bench::Workload::Api {
+                let duration = std::time::Duration::from_secs(duration_secs.max(1));
+                let warmup = std::time::Duration::from_secs(warmup_secs);
+                let runs = bench::api::run(state.clone(), request_log, connections.max(1), duration, warmup).await;
+                state.close_db().await;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&runs?)?);
+                    return Ok(());
+                }
+                return runs.map(|_| ());
+            }
             if workload == bench::Workload::Backtest {
                 let outcome = bench::backtest::run(state.clone(), history, rules).await;
                 state.close_db().await;

@@ -108,6 +108,11 @@ define_id!(AuthorizationRuleId, "arule");
 define_id!(BacktestId, "abt");
 define_id!(AlertId, "alrt");
 define_id!(InvitationId, "inv");
+define_id!(
+    /// One request in the developer portal's request log.
+    RequestLogId,
+    "reqlog"
+);
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,7 @@ pub mod page;
 pub mod pan;
 pub mod people;
 pub mod program;
+pub mod request_log;
 pub mod rules;
 pub mod tenant;
 pub mod time;

@@ -153,6 +153,7 @@ fn migrator(backend: Backend) -> Migrator {
             "portal invitations",
             include_str!("../migrations/0034_portal_invitations.sql"),
         ),
+        migration(33, "request log", include_str!("../migrations/0033_request_log.sql")),
     ];
     if backend == Backend::Postgres {
         migrations.push(migration(

@@ -48,6 +48,7 @@ pub mod network;
 pub mod network_batch;
 pub mod people;
 pub mod programs;
+pub mod request_log;
 pub mod rules;
 pub mod tenants;
 pub mod transactions;

@@ -98,6 +98,15 @@ impl Filters {
             .push(template.replace('?', &format!("${}", self.binds.len())));
     }
 
+    /// Adds `template` with `?1` standing for `first` and `?2` for `second`.
+    pub fn add_pair(&mut self, template: &str, first: Bind, second: Bind) {
+        self.binds.push(first);
+        let one = format!("${}", self.binds.len());
+        self.binds.push(second);
+        let two = format!("${}", self.binds.len());
+        self.clauses.push(template.replace("?1", &one).replace("?2", &two));
+    }
+
     /// Adds a clause with no parameter (built only from closed sets of names).
     pub fn raw(&mut self, clause: String) {
         self.clauses.push(clause);

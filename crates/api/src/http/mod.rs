@@ -11,4 +11,5 @@ pub mod middleware;
 pub mod network;
 pub mod people;
 pub mod reply;
+pub mod request_log;
 pub mod shutdown;

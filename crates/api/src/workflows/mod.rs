@@ -12,6 +12,7 @@ pub mod issuing;
 pub mod onboarding;
 pub mod people;
 pub mod programs;
+pub mod request_log;
 pub mod review;
 pub mod secrets;
 pub mod simulator;

@@ -29,6 +29,8 @@ pub enum Workload {
     Growth,
     /// A backtest over `--history` stored authorizations against `--rules` rules.
     Backtest,
+    /// A fixed mix of tenant API calls, with the request log on and/or off (`--request-log`).
+    Api,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +59,11 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
 }
 
 pub(super) async fn start_server(state: &AppState) -> anyhow::Result<Server> {
+    start_server_with(state, &[]).await
+}
+
+/// A `cardplane serve` child with extra environment variables on top of the bench's settings.
+pub(super) async fn start_server_with(state: &AppState, env: &[(&str, &str)]) -> anyhow::Result<Server> {
     let port = free_port()?;
     let config = &state.config;
     let mut cmd = Command::new(std::env::current_exe()?);
@@ -65,6 +72,7 @@ pub(super) async fn start_server(state: &AppState) -> anyhow::Result<Server> {
         .env("CARDPLANE_LISTEN", format!("127.0.0.1:{port}"))
         .env("CARDPLANE_KEY_FILE", std::path::absolute(&config.key_file)?)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(k) = &config.kek {

@@ -12,6 +12,7 @@ use cardplane_api::state::AppState;
 use cardplane_domain::Environment;
 use serde::Serialize;
 
+pub mod api;
 pub mod backtest;
 mod load;
 mod provisioning;
@@ -102,6 +103,7 @@ pub async fn run(state: AppState, o: Options) -> anyhow::Result<Report> {
         ),
         Workload::Authorize | Workload::Lifecycle => (vec![o.cards], o.connections),
         Workload::Backtest => anyhow::bail!("the backtest benchmark runs through bench::backtest::run"),
+        Workload::Api => anyhow::bail!("the API benchmark runs through bench::api::run"),
     };
     let mut all_cards = Vec::new();
     let mut runs = Vec::new();
