@@ -78,12 +78,21 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/programs", get(programs::list))
         .route("/console/programs/{program_id}", get(programs::detail))
         .route("/console/programs/{program_id}/{action}", post(programs::act))
-        .route("/console/operators", get(people::operators).post(people::create_operator))
+        .route(
+            "/console/operators",
+            get(people::operators).post(people::create_operator),
+        )
         .route("/console/operators/{user_id}/{action}", post(people::change_operator))
         .route("/console/tenants", get(people::tenants))
         .route("/console/tenants/{tenant_id}", get(people::tenant))
         .route("/console/tenants/{tenant_id}/users", post(people::create_tenant_user))
-        .route("/console/tenants/{tenant_id}/users/{user_id}/{action}", post(people::change_tenant_user))
-        .route("/console/tenants/{tenant_id}/api_keys/{api_key_id}/revoke", post(people::revoke_key));
+        .route(
+            "/console/tenants/{tenant_id}/users/{user_id}/{action}",
+            post(people::change_tenant_user),
+        )
+        .route(
+            "/console/tenants/{tenant_id}/api_keys/{api_key_id}/revoke",
+            post(people::revoke_key),
+        );
     site_router(state, &SITE, pages, Router::new())
 }

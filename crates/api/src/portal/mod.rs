@@ -10,8 +10,8 @@ mod join;
 mod keys;
 mod quickstart;
 pub mod sample;
-mod team;
 mod simulator;
+mod team;
 mod webhooks;
 
 use axum::Router;
