@@ -100,7 +100,7 @@ pub struct Services {
     /// The developer portal's request log and usage figures.
     pub request_log: Arc<dyn cardplane_store::request_log::RequestLogStore>,
     /// Captured requests on their way to the request log's writer.
-    pub request_log_queue: Arc<crate::http::request_log::Queue>,
+    pub request_log_queue: Arc<crate::http::request_log_queue::Queue>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +172,7 @@ impl AppState {
         let config_webhooks = config.webhooks.clone();
         let documents_dir = config.operators.documents_dir.clone();
         let mailer = Arc::new(crate::mail::LocalMailer::new(config.portal.mail_dir.clone()));
-        let request_log_queue = crate::http::request_log::Queue::new(config.request_log.queue_capacity);
+        let request_log_queue = crate::http::request_log_queue::Queue::new(config.request_log.queue_capacity);
         Ok(AppState(Arc::new(Services {
             config: Arc::new(config),
             db,

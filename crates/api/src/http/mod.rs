@@ -12,4 +12,5 @@ pub mod network;
 pub mod people;
 pub mod reply;
 pub mod request_log;
+pub mod request_log_queue;
 pub mod shutdown;
