@@ -9,10 +9,10 @@ use cardplane_domain::people::Action;
 use cardplane_store::health::{HealthFilter, QueueHealth, RollupTotal, SeriesPoint, metric};
 use serde::Deserialize;
 
-use super::chart::LineChart;
 use super::{Chrome, PageResult, page};
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::chart::LineChart;
 
 /// The windows the page offers: (name, minutes, chart bucket minutes). Buckets of whole hours
 /// read the hourly aggregates: a day is 24 rows per series, a week 168.
@@ -269,6 +269,7 @@ pub async fn home(State(state): State<AppState>, staff: Staff, Query(mut query):
         .map(|i| (i, minute_label(filled[i].0, with_date)))
         .collect();
     let chart = LineChart::new(
+        "health-chart",
         format!("Authorizations per {width} min, last {window} (UTC)"),
         vec![
             ("Approved", "approved", filled.iter().map(|p| p.1).collect()),

@@ -6,7 +6,6 @@ mod audit;
 mod cardholders;
 mod cards;
 mod cases;
-mod chart;
 mod disputes;
 mod health;
 mod people;

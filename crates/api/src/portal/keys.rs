@@ -2,6 +2,8 @@
 //! create one (the secret is shown once, with a copy button), and revocation. Live keys only
 //! once the tenant has a live program. The rules are the API's (`workflows::api_keys`).
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
@@ -18,7 +20,7 @@ use super::{Workspace, chrome};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
-use crate::web::{Chrome, PageResult, RefusalCode, page, when};
+use crate::web::{Chrome, PageError, PageResult, RefusalCode, page, when};
 use crate::workflows::api_keys;
 
 /// Keys are few; one page shows them all.
@@ -63,7 +65,16 @@ struct KeysPage {
     created: Option<(String, String)>,
 }
 
-async fn keys_page(state: &AppState, staff: &Staff, ws: &Workspace) -> Result<KeysPage, crate::web::PageError> {
+/// Every key's name by id (a request-log or usage row names its key).
+pub(super) async fn key_names(state: &AppState, ws: &Workspace) -> Result<BTreeMap<String, String>, PageError> {
+    let keys = state
+        .api_keys
+        .list_api_keys(&ws.scope(), &PageRequest::newest(KEYS_SHOWN_MAX))
+        .await?;
+    Ok(keys.items.into_iter().map(|k| (k.id.to_string(), k.name)).collect())
+}
+
+async fn keys_page(state: &AppState, staff: &Staff, ws: &Workspace) -> Result<KeysPage, PageError> {
     let first = PageRequest::newest(KEYS_SHOWN_MAX);
     let keys = state.api_keys.list_api_keys(&ws.scope(), &first).await?;
     Ok(KeysPage {
@@ -79,7 +90,7 @@ async fn keys_page(state: &AppState, staff: &Staff, ws: &Workspace) -> Result<Ke
 }
 
 /// Live keys move real money: they are issued once the tenant has a live program.
-async fn live_lock(state: &AppState, ws: &Workspace) -> Result<Option<&'static str>, crate::web::PageError> {
+async fn live_lock(state: &AppState, ws: &Workspace) -> Result<Option<&'static str>, PageError> {
     if ws.environment != Environment::Live {
         return Ok(None);
     }

@@ -9,9 +9,11 @@ mod home;
 mod join;
 mod keys;
 mod quickstart;
+mod requests;
 pub mod sample;
 mod simulator;
 mod team;
+mod usage;
 mod webhooks;
 
 use axum::Router;
@@ -31,8 +33,8 @@ const NAV: &[NavItem] = &[
     ("home", "Overview", Some("/portal")),
     ("api_keys", "API keys", Some("/portal/{env}/api_keys")),
     ("quickstart", "Quickstart", Some("/portal/{env}/quickstart")),
-    ("requests", "Request log", None),
-    ("usage", "Usage", None),
+    ("requests", "Request log", Some("/portal/{env}/requests")),
+    ("usage", "Usage", Some("/portal/{env}/usage")),
     ("webhooks", "Webhooks", Some("/portal/{env}/webhooks")),
     ("events", "Events", Some("/portal/{env}/events")),
     ("simulator", "Simulator", Some("/portal/sandbox/simulator")),
@@ -65,7 +67,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     site_router(state, &SITE, pages, public)
 }
 
-/// The developer's tools: webhooks, events, the sandbox simulator.
+/// The developer's tools: request log, usage, webhooks, events, the sandbox simulator.
 fn tools() -> Router<AppState> {
     let endpoint = "/portal/{environment}/webhooks/{endpoint_id}";
     Router::new()
@@ -84,6 +86,9 @@ fn tools() -> Router<AppState> {
             &format!("{endpoint}/events/{{event_id}}/redeliver"),
             post(webhooks::redeliver),
         )
+        .route("/portal/{environment}/requests", get(requests::list))
+        .route("/portal/{environment}/requests/{request_log_id}", get(requests::show))
+        .route("/portal/{environment}/usage", get(usage::show))
         .route("/portal/{environment}/events", get(events::list))
         .route("/portal/{environment}/events/{event_id}", get(events::show))
         .route("/portal/sandbox/simulator", get(simulator::show))

@@ -7,6 +7,7 @@
 //! the CSRF token travels as a hidden field.
 
 pub mod auth;
+pub mod chart;
 
 use axum::Router;
 use axum::body::Body;

@@ -32,6 +32,7 @@ mod ops;
 mod pagination;
 mod portal;
 mod portal_tools;
+mod portal_usage;
 mod request_log;
 mod rules;
 mod secrets_at_scale;

@@ -34,7 +34,7 @@ async fn spawn(b: cardplane_testkit::Backend) -> Option<TestApp> {
 }
 
 /// A user of `tenant` with `role`, signed in to the portal.
-async fn portal_user(app: &TestApp, tenant: &TestTenant, email: &str, role: TenantRole) -> Browser {
+pub(crate) async fn portal_user(app: &TestApp, tenant: &TestTenant, email: &str, role: TenantRole) -> Browser {
     let person = Person {
         id: UserId::generate(),
         email: email.to_owned(),
@@ -90,14 +90,14 @@ impl Receiver {
 }
 
 /// A tenant with a funded sandbox program and an active card; returns the card id.
-async fn sandbox_card(app: &TestApp, tenant: &TestTenant) -> String {
+pub(crate) async fn sandbox_card(app: &TestApp, tenant: &TestTenant) -> String {
     app.program(&tenant.sandbox, "prog_portal", "411111", 1_000_000).await;
     let card = app.card_with_balance(&tenant.sandbox, "prog_portal", 50_000).await;
     card["id"].as_str().unwrap().to_owned()
 }
 
 /// Polls `path` until `done` holds for its HTML (a bounded number of times).
-async fn poll_until(b: &mut Browser, path: &str, done: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn poll_until(b: &mut Browser, path: &str, done: impl Fn(&str) -> bool) -> String {
     for _ in 0..POLLS_MAX {
         let page = b.get(path).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.html);
@@ -109,7 +109,7 @@ async fn poll_until(b: &mut Browser, path: &str, done: impl Fn(&str) -> bool) ->
     panic!("{path} never showed what was awaited");
 }
 
-fn rows(html: &str, table: &str) -> usize {
+pub(crate) fn rows(html: &str, table: &str) -> usize {
     between(html, &format!("<table id=\"{table}\">"), "</table>")
         .unwrap_or_default()
         .matches("<tr>")

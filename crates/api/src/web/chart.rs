@@ -25,6 +25,8 @@ pub struct Tick {
 }
 
 pub struct LineChart {
+    /// The `<svg>` element's id (a page may draw several charts).
+    pub id: &'static str,
     pub title: String,
     pub series: Vec<Series>,
     pub y_ticks: Vec<Tick>,
@@ -53,6 +55,7 @@ fn nice_max(max: i64) -> i64 {
 impl LineChart {
     /// `values[i]` is one series' values, one per x position; `x_labels` labels some positions.
     pub fn new(
+        id: &'static str,
         title: String,
         values: Vec<(&'static str, &'static str, Vec<i64>)>,
         x_labels: Vec<(usize, String)>,
@@ -99,6 +102,7 @@ impl LineChart {
             .map(|(i, label)| Tick { pos: x(i), label })
             .collect();
         LineChart {
+            id,
             title,
             series,
             y_ticks,
@@ -109,6 +113,65 @@ impl LineChart {
             right_edge: WIDTH - RIGHT,
             baseline: TOP + plot_h,
         }
+    }
+}
+
+/// A horizontal bar chart: one labelled bar per row, scaled to the largest value.
+pub struct BarChart {
+    pub id: &'static str,
+    pub title: String,
+    pub bars: Vec<Bar>,
+    pub width: i64,
+    pub height: i64,
+    /// Where bars start (labels sit to the left).
+    pub left: i64,
+}
+
+pub struct Bar {
+    pub label: String,
+    /// The value as shown beside the bar.
+    pub shown: String,
+    pub value: i64,
+    pub y: i64,
+    pub length: i64,
+}
+
+const BAR_LABEL_WIDTH: i64 = 260;
+const BAR_ROW: i64 = 22;
+const BAR_THICKNESS: i64 = 14;
+/// Room at the right for the value.
+const BAR_VALUE_WIDTH: i64 = 80;
+
+impl BarChart {
+    /// `rows` are (label, value, value as shown), drawn in the given order.
+    pub fn new(id: &'static str, title: String, rows: Vec<(String, i64, String)>) -> Self {
+        let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
+        let span = WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH;
+        let bars: Vec<Bar> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, value, shown))| Bar {
+                label,
+                shown,
+                value,
+                y: TOP + i64::try_from(i).unwrap_or(0) * BAR_ROW,
+                length: value.max(0) * span / max,
+            })
+            .collect();
+        let height = TOP * 2 + i64::try_from(bars.len()).unwrap_or(0).max(1) * BAR_ROW;
+        BarChart {
+            id,
+            title,
+            bars,
+            width: WIDTH,
+            height,
+            left: BAR_LABEL_WIDTH,
+        }
+    }
+
+    /// The thickness of a bar (the template draws it).
+    pub fn thickness(&self) -> i64 {
+        BAR_THICKNESS
     }
 }
 
@@ -127,7 +190,7 @@ mod tests {
 
     #[test]
     fn points_span_the_plot_and_zero_sits_on_the_baseline() {
-        let c = LineChart::new("t".into(), vec![("a", "a", vec![0, 5, 10])], vec![]);
+        let c = LineChart::new("t", "t".into(), vec![("a", "a", vec![0, 5, 10])], vec![]);
         assert_eq!(
             c.series[0].points,
             format!(
@@ -139,5 +202,25 @@ mod tests {
             )
         );
         assert_eq!(c.series[0].total, 15);
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest_value() {
+        let c = BarChart::new(
+            "b",
+            "t".into(),
+            vec![
+                ("a".into(), 10, "10".into()),
+                ("b".into(), 5, "5".into()),
+                ("c".into(), 0, "0".into()),
+            ],
+        );
+        let span = WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH;
+        assert_eq!(
+            c.bars.iter().map(|b| b.length).collect::<Vec<_>>(),
+            vec![span, span / 2, 0]
+        );
+        assert_eq!(c.bars[1].y - c.bars[0].y, BAR_ROW);
+        assert_eq!(c.height, TOP * 2 + 3 * BAR_ROW);
     }
 }
