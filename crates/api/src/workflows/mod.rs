@@ -5,6 +5,7 @@
 //! (authorization, webhook delivery, the KYC and document-storage adapters).
 
 pub mod admin;
+pub mod alerts;
 pub mod api_keys;
 pub mod documents;
 pub mod invitations;
