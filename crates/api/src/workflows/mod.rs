@@ -15,6 +15,7 @@ pub mod people;
 pub mod programs;
 pub mod request_log;
 pub mod review;
+pub mod rules;
 pub mod secrets;
 pub mod simulator;
 pub mod webhooks;
