@@ -5,7 +5,8 @@
 //! refused, and a tenant's user sees only their own tenant's rules.
 
 use cardplane_api::workflows::admin::create_operator;
-use cardplane_domain::ids::TenantId;
+use cardplane_domain::alert::Alert;
+use cardplane_domain::ids::{AlertId, TenantId};
 use cardplane_domain::people::{OperatorRole, Role, TenantRole};
 use cardplane_store::audit::AuditFilter;
 use reqwest::StatusCode;
@@ -483,7 +484,45 @@ async fn roles_without_the_permission_are_refused_and_tenant_users_see_only_thei
     assert_eq!(api["authorization_rule"]["status"], "active", "{api}");
 }
 
+async fn the_alert_queue_pages_newest_first_by_keyset_and_keeps_its_filters(app: TestApp) {
+    let net = app.network(100_000).await;
+    review_rule(&app, &net).await;
+    let (first, _, _) = raised_alert(&app, &net).await;
+    let original = app
+        .state
+        .alerts
+        .get_alert(None, &AlertId::parse(&first).unwrap())
+        .await
+        .unwrap();
+    // 50 newer alerts: the first page is full without the first one.
+    for _ in 0..50 {
+        let copy = Alert {
+            id: AlertId::generate(),
+            ..original.clone()
+        };
+        app.state.alerts.insert_alert(&copy, &[]).await.unwrap();
+    }
+    let mut b = console_operator(&app, "ro@example.com", OperatorRole::ReadOnly).await;
+    let one = b
+        .get(&format!("/console/alerts?status=open&tenant={}", net.tenant.id))
+        .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.html);
+    let rows = between(&one.html, "<tbody>", "</tbody>").unwrap();
+    assert_eq!(rows.matches("<tr>").count(), 50);
+    assert!(!rows.contains(&first));
+    let next = between(&one.html, "id=\"next-page\" href=\"", "\"")
+        .unwrap()
+        .replace("&#38;", "&");
+    assert!(next.contains("status=open") && next.contains(&net.tenant.id), "{next}");
+    let two = b.get(&next).await;
+    let rows = between(&two.html, "<tbody>", "</tbody>").unwrap();
+    assert_eq!(rows.matches("<tr>").count(), 1, "{rows}");
+    assert!(rows.contains(&first));
+    assert!(!two.html.contains("id=\"next-page\""));
+}
+
 app_tests!(
+    the_alert_queue_pages_newest_first_by_keyset_and_keeps_its_filters,
     an_alert_is_listed_opened_assigned_and_resolved_as_fraud_with_a_note,
     a_rule_is_listed_its_draft_promoted_and_the_rule_disabled,
     roles_without_the_permission_are_refused_and_tenant_users_see_only_their_own,
