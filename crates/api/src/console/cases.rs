@@ -44,7 +44,10 @@ pub struct CaseRow {
 }
 
 /// Names for user ids, looked up once per page.
-async fn names(state: &AppState, ids: impl Iterator<Item = &UserId>) -> std::collections::BTreeMap<String, String> {
+pub(super) async fn names(
+    state: &AppState,
+    ids: impl Iterator<Item = &UserId>,
+) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     for id in ids {
         if out.contains_key(id.as_str()) {

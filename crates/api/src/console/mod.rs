@@ -2,6 +2,7 @@
 //! tenant's users, who see their own tenant), a [`Site`](crate::web::Site) over the `/ops`
 //! sessions. The shell every page shares (session check, chrome, errors) is in `crate::web`.
 
+mod alerts;
 mod audit;
 mod cardholders;
 mod cards;
@@ -11,6 +12,7 @@ mod health;
 mod people;
 mod program_form;
 mod programs;
+mod rules;
 mod transactions;
 mod webhooks;
 
@@ -31,8 +33,8 @@ const NAV: &[NavItem] = &[
     ("cards", "Cards", Some("/console/cards")),
     ("cases", "Compliance", Some("/console/cases")),
     ("disputes", "Disputes", Some("/console/disputes")),
-    ("alerts", "Alerts", None),
-    ("rules", "Rules", None),
+    ("alerts", "Alerts", Some("/console/alerts")),
+    ("rules", "Rules", Some("/console/rules")),
     ("webhooks", "Webhooks", Some("/console/webhooks")),
     ("programs", "Programs", Some("/console/programs")),
     ("audit", "Audit log", Some("/console/audit")),
@@ -73,6 +75,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/disputes", get(disputes::list))
         .route("/console/disputes/{dispute_id}", get(disputes::show))
         .route("/console/disputes/{dispute_id}/{action}", post(disputes::act))
+        .route("/console/alerts", get(alerts::queue))
+        .route("/console/alerts/{alert_id}", get(alerts::detail))
+        .route("/console/alerts/{alert_id}/{action}", post(alerts::act))
+        .route("/console/rules", get(rules::list))
+        .route("/console/rules/{rule_id}", get(rules::detail))
+        .route("/console/rules/{rule_id}/{action}", post(rules::act))
         .route("/console/webhooks", get(webhooks::health))
         .route("/console/programs", get(programs::list))
         .route("/console/programs/{program_id}", get(programs::detail))

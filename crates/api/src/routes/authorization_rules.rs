@@ -302,11 +302,8 @@ pub async fn list_versions(State(state): State<AppState>, ctx: Ctx, Path(rule_id
 
 async fn change(state: &AppState, ctx: &Ctx, raw: &str, change: Change) -> ApiResult<Reply> {
     let id = parse_rule_id(raw)?;
-    let committed = state
-        .rules
-        .change(&ctx.scope, &id, change, ctx.key.id.as_str(), &recorder(ctx), ctx.now())
-        .await
-        .map_err(rule_error)?;
+    let committed =
+        crate::workflows::rules::change(state, &ctx.scope, &id, change, ctx.key.id.as_str(), &recorder(ctx)).await?;
     Ok(Reply::committed(StatusCode::OK, committed.body))
 }
 

@@ -5,6 +5,7 @@
 //! (authorization, webhook delivery, the KYC and document-storage adapters).
 
 pub mod admin;
+pub mod alerts;
 pub mod api_keys;
 pub mod documents;
 pub mod invitations;
@@ -14,6 +15,7 @@ pub mod people;
 pub mod programs;
 pub mod request_log;
 pub mod review;
+pub mod rules;
 pub mod secrets;
 pub mod simulator;
 pub mod webhooks;

@@ -10,6 +10,7 @@ mod batch_model;
 mod cardholders;
 mod cards;
 mod console;
+mod console_alerts;
 mod console_people;
 mod console_programs;
 mod console_scale;

@@ -104,7 +104,7 @@ impl Staffer {
     }
 }
 
-async fn add_person(app: &TestApp, email: &str, role: Role, tenant: Option<&TenantId>) -> UserId {
+pub(crate) async fn add_person(app: &TestApp, email: &str, role: Role, tenant: Option<&TenantId>) -> UserId {
     let person = Person {
         id: UserId::generate(),
         email: email.to_owned(),

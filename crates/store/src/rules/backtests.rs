@@ -105,6 +105,13 @@ pub trait BacktestStore: Send + Sync {
         rule: &AuthorizationRuleId,
         id: &BacktestId,
     ) -> Result<BacktestRecord, StoreError>;
+    /// A rule's backtests, newest first.
+    async fn list_backtests(
+        &self,
+        scope: &Scope,
+        rule: &AuthorizationRuleId,
+        limit: u32,
+    ) -> Result<Vec<BacktestRecord>, StoreError>;
     /// Takes one queued backtest (or one whose runner's lease ran out) and leases it.
     async fn claim_backtest(
         &self,
@@ -243,6 +250,25 @@ impl BacktestStore for SqlStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         backtest_from_row(&row)
+    }
+
+    async fn list_backtests(
+        &self,
+        scope: &Scope,
+        rule: &AuthorizationRuleId,
+        limit: u32,
+    ) -> Result<Vec<BacktestRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rule_backtests WHERE rule_id = $1 AND tenant_id = $2 AND environment = $3 \
+             ORDER BY id DESC LIMIT {}",
+            i64::from(limit)
+        )))
+        .bind(rule.as_str())
+        .bind(scope.tenant_id.as_str())
+        .bind(scope.environment.as_str())
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter().map(backtest_from_row).collect()
     }
 
     async fn claim_backtest(

@@ -30,6 +30,8 @@ pub trait RuleStore: Send + Sync {
     /// Writes a rule change (see `RuleWrite`); `Conflict` when the rule moved since it was read.
     async fn write_rule(&self, scope: &Scope, write: RuleWrite<'_>, now: Timestamp) -> Result<(), StoreError>;
     async fn get_rule(&self, scope: &Scope, id: &AuthorizationRuleId) -> Result<RuleWithVersions, StoreError>;
+    /// A rule in any tenant (the operations console, which checks the tenant itself).
+    async fn find_rule(&self, id: &AuthorizationRuleId) -> Result<RuleWithVersions, StoreError>;
     /// Newest first, keyset pages.
     async fn list_rules(
         &self,
@@ -169,6 +171,19 @@ impl RuleStore for SqlStore {
         .bind(id.as_str())
         .bind(scope.tenant_id.as_str())
         .bind(scope.environment.as_str())
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let rule = rule_from_row(&row)?;
+        let mut with = versions_of(self.db.reader(), &[rule]).await?;
+        with.pop().ok_or(StoreError::NotFound)
+    }
+
+    async fn find_rule(&self, id: &AuthorizationRuleId) -> Result<RuleWithVersions, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RULE_COLUMNS} FROM authorization_rules WHERE id = $1"
+        )))
+        .bind(id.as_str())
         .fetch_optional(self.db.reader())
         .await?
         .ok_or(StoreError::NotFound)?;
