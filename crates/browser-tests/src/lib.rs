@@ -41,10 +41,13 @@ impl Server {
         Server::start_with(|_| {}).await
     }
 
-    /// A server with the portal open to sign-ups, mailing into `mail_dir()`.
+    /// A server with the portal open to sign-ups, mailing into `mail_dir()`. The request log's
+    /// writer and the webhook worker look often, so a test's polls are short.
     pub async fn start_portal() -> Server {
         Server::start_with(|c| {
             c.portal.self_signup = true;
+            c.request_log.flush_interval_ms = 20;
+            c.webhooks.poll_interval_ms = 50;
         })
         .await
     }
@@ -413,6 +416,75 @@ pub async fn signed_in(server: &Server, chromium: &Chromium, email: &str, role: 
     sign_in(&page, email, "").await;
     let secret = enrol(&page).await;
     (page, secret)
+}
+
+/// Whether the JavaScript expression `condition` holds on the page.
+pub async fn holds(page: &Page, condition: &str) -> bool {
+    page.evaluate(condition)
+        .await
+        .ok()
+        .and_then(|v| v.into_value::<bool>().ok())
+        .unwrap_or(false)
+}
+
+/// Loads `url` again (up to `LOOKS_MAX` times, a short pause between) until the JavaScript
+/// expression `condition` holds on it: for what a background worker writes a moment later.
+pub async fn reload_until(page: &Page, url: &str, condition: &str) {
+    for _ in 0..LOOKS_MAX {
+        visit(page, url).await;
+        if holds(page, condition).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{url} never came to show `{condition}`: {}",
+        page.content().await.unwrap_or_default()
+    );
+}
+
+/// How many elements match `selector`.
+pub async fn count(page: &Page, selector: &str) -> usize {
+    page.find_elements(selector).await.map(|v| v.len()).unwrap_or(0)
+}
+
+/// The attribute `name` of the first element matching `selector`.
+pub async fn attribute(page: &Page, selector: &str, name: &str) -> Option<String> {
+    page.find_element(selector)
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .attribute(name)
+        .await
+        .unwrap()
+}
+
+/// The cells' texts of the row of table `table` whose first cell reads `first` (empty when none).
+pub async fn row_cells(page: &Page, table: &str, first: &str) -> Vec<String> {
+    let script = format!(
+        "Array.from(document.querySelectorAll({} + ' tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText.trim())).find(c => c[0] === {}) || []",
+        json!(table),
+        json!(first)
+    );
+    page.evaluate(script).await.unwrap().into_value().unwrap()
+}
+
+/// Picks `value` in the select `selector`, as a click on its option would.
+pub async fn choose(page: &Page, selector: &str, value: &str) {
+    let script = format!(
+        "(function(){{var s=document.querySelector({});s.value={};s.dispatchEvent(new Event('change',{{bubbles:true}}));return s.value;}})()",
+        json!(selector),
+        json!(value)
+    );
+    let chosen: String = page.evaluate(script).await.unwrap().into_value().unwrap();
+    assert_eq!(chosen, value, "{selector} offers {value}");
+}
+
+/// Empties the field `selector`, then types `value` into it.
+pub async fn replace(page: &Page, selector: &str, value: &str) {
+    page.evaluate(format!("document.querySelector({}).value = ''", json!(selector)))
+        .await
+        .unwrap();
+    fill(page, selector, value).await;
 }
 
 /// Navigates and waits.
