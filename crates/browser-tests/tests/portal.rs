@@ -1,13 +1,25 @@
 //! The developer portal in headless Chromium against a real server: sign up with the emailed
 //! link, find the sample sandbox, create an API key (its secret shown once) and use it with curl,
-//! follow the quickstart, invite a viewer who cannot create keys.
+//! follow the quickstart, find those requests in the request log with the SSN masked and counted
+//! in the usage charts, invite a viewer who cannot create keys.
 
 use cardplane_browser_tests::{
-    Chromium, Server, click_and_wait, exists, fill, path_of, screenshot, text, visit, wait_for_path,
+    Chromium, Server, attribute, choose, click_and_wait, count, exists, fill, path_of, reload_until, row_cells,
+    screenshot, text, visit, wait_for_path,
 };
+use chromiumoxide::page::Page;
+
+/// A cardholder as a developer would send it, with a full SSN the log must never show.
+const HOLDER: &str = r#"{"first_name": "Ana", "last_name": "Lopez", "email": "ana@example.com",
+    "phone_number": "+16508881113", "date_of_birth": "1990-03-04",
+    "address": {"street_one": "5 Elm St", "locality": "Boston", "region": "MA", "postal_code": "02108", "country": "USA"},
+    "document": {"type": "ssn", "value": "123450000"}}"#;
+const SSN: &str = "123450000";
+/// The SSN as the request log stores it: stars, then the last four digits.
+const SSN_MASKED: &str = "*****0000";
 
 /// Signs up through the pages and accepts the mailed link; the page ends at the overview.
-async fn sign_up(server: &Server, page: &chromiumoxide::page::Page, email: &str, company: &str) {
+async fn sign_up(server: &Server, page: &Page, email: &str, company: &str) {
     visit(page, &server.url("/portal/signup")).await;
     fill(page, "#company_name", company).await;
     fill(page, "#email", email).await;
@@ -19,6 +31,18 @@ async fn sign_up(server: &Server, page: &chromiumoxide::page::Page, email: &str,
     fill(page, "#password", cardplane_browser_tests::PASSWORD).await;
     click_and_wait(page, "form[action='/portal/accept'] button").await;
     wait_for_path(page, "/portal").await;
+}
+
+/// Creates a sandbox key named `name` on the keys page; returns its id and secret (shown once).
+async fn create_key(server: &Server, page: &Page, name: &str) -> (String, String) {
+    visit(page, &server.url("/portal/sandbox/api_keys")).await;
+    fill(page, "#key-name", name).await;
+    click_and_wait(page, "form[action='/portal/sandbox/api_keys'] button").await;
+    assert!(
+        exists(page, "button[data-copy='new-key-secret']").await,
+        "a copy button"
+    );
+    (text(page, "#new-key-id").await, text(page, "#new-key-secret").await)
 }
 
 fn curl(server: &Server, key: &str, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
@@ -50,22 +74,10 @@ async fn a_developer_signs_up_makes_a_key_and_uses_it_with_curl() {
     assert!(text(&page, "#sandbox-cards").await.contains("ACTIVE"));
     screenshot(&page, "portal-02-overview").await;
 
-    visit(&page, &server.url("/portal/sandbox/api_keys")).await;
-    fill(&page, "#key-name", "Backend").await;
-    click_and_wait(&page, "form[action='/portal/sandbox/api_keys'] button").await;
-    let id = text(&page, "#new-key-id").await;
-    let secret = text(&page, "#new-key-secret").await;
-    assert!(
-        exists(&page, "button[data-copy='new-key-secret']").await,
-        "a copy button"
-    );
+    let (id, secret) = create_key(&server, &page, "Backend").await;
     screenshot(&page, "portal-03-key-created").await;
     let key = format!("{id}:{secret}");
-    let holder = r#"{"first_name": "Ana", "last_name": "Lopez", "email": "ana@example.com",
-        "phone_number": "+16508881113", "date_of_birth": "1990-03-04",
-        "address": {"street_one": "5 Elm St", "locality": "Boston", "region": "MA", "postal_code": "02108", "country": "USA"},
-        "document": {"type": "ssn", "value": "123450000"}}"#;
-    let (status, answer) = curl(&server, &key, "POST", "/cardholders", Some(holder));
+    let (status, answer) = curl(&server, &key, "POST", "/cardholders", Some(HOLDER));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["cardholder"]["kyc_status"], "PASSED", "{answer}");
 
@@ -108,4 +120,100 @@ async fn an_invited_viewer_reads_keys_but_cannot_make_one() {
     assert!(!exists(&viewer, "#key-name").await, "no form for a viewer");
     screenshot(&viewer, "portal-06-viewer-keys").await;
     chromium.close().await;
+}
+
+/// The rows of the request log as the page shows them.
+const LOGGED: &str = "#requests tbody tr[data-status]";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_requests_are_in_the_request_log_masked_and_counted_in_usage() {
+    let server = Server::start_portal().await;
+    let chromium = Chromium::launch().await;
+    let page = chromium.page(&server.url("/portal/login")).await;
+    sign_up(&server, &page, "lee@acme.test", "Acme Cards").await;
+    let (id, secret) = create_key(&server, &page, "Backend").await;
+    let key = format!("{id}:{secret}");
+
+    // Three requests with the key: a cardholder made, read back, and one that is not there.
+    let (status, made) = curl(&server, &key, "POST", "/cardholders", Some(HOLDER));
+    assert_eq!(status, 200, "{made}");
+    let holder = made["cardholder"]["id"].as_str().unwrap().to_owned();
+    let (status, read) = curl(&server, &key, "GET", &format!("/cardholders/{holder}"), None);
+    assert_eq!(status, 200, "{read}");
+    let (missing, answer) = curl(&server, &key, "GET", "/cardholders/ch_notthere", None);
+    assert!((400..500).contains(&missing), "{missing} {answer}");
+
+    // The log's writer flushes in the background: reload until all three are listed.
+    let log = server.url("/portal/sandbox/requests");
+    reload_until(
+        &page,
+        &log,
+        &format!("document.querySelectorAll('{LOGGED}').length === 3"),
+    )
+    .await;
+    assert!(!page.content().await.unwrap().contains(SSN));
+    screenshot(&page, "portal-07-request-log").await;
+    the_post_is_found_by_key_and_method_with_its_ssn_masked(&page, &id).await;
+    the_failure_is_found_by_status_class(&page, missing).await;
+    usage_counts_the_three(&server, &page).await;
+    chromium.close().await;
+}
+
+/// Filters the log by key and method from its form, opens the one row and reads its bodies.
+async fn the_post_is_found_by_key_and_method_with_its_ssn_masked(page: &Page, key_id: &str) {
+    choose(page, "#f-key", key_id).await;
+    choose(page, "#f-method", "POST").await;
+    click_and_wait(page, "#request-filter button[type='submit']").await;
+    assert_eq!(count(page, LOGGED).await, 1, "one POST with the key");
+    assert_eq!(attribute(page, LOGGED, "data-status").await.as_deref(), Some("200"));
+    assert!(text(page, LOGGED).await.contains("/cardholders"));
+    click_and_wait(page, &format!("{LOGGED} a")).await;
+    assert!(path_of(page).await.starts_with("/portal/sandbox/requests/"));
+    assert_eq!(text(page, "#request-status").await, "200");
+    let sent = text(page, "#request-body").await;
+    assert!(sent.contains(&format!("\"{SSN_MASKED}\"")), "masked: {sent}");
+    assert!(sent.contains("\"Lopez\""), "the rest is as sent: {sent}");
+    let answered = text(page, "#response-body").await;
+    assert!(answered.contains("PASSED"), "{answered}");
+    let html = page.content().await.unwrap();
+    assert!(!html.contains(SSN), "the full SSN is nowhere on the page");
+    screenshot(page, "portal-08-request-masked").await;
+}
+
+/// The status filter takes a class: only the failed read is a 4xx.
+async fn the_failure_is_found_by_status_class(page: &Page, status: u16) {
+    click_and_wait(page, "a[href='/portal/sandbox/requests']").await;
+    fill(page, "#f-status", "4xx").await;
+    click_and_wait(page, "#request-filter button[type='submit']").await;
+    assert_eq!(count(page, LOGGED).await, 1, "one 4xx");
+    assert_eq!(attribute(page, LOGGED, "data-status").await, Some(status.to_string()));
+    assert!(text(page, LOGGED).await.contains("/cardholders/ch_notthere"));
+}
+
+/// The usage page, reached from the menu, counts the key's three requests everywhere.
+async fn usage_counts_the_three(server: &Server, page: &Page) {
+    click_and_wait(page, "a[href='/portal/sandbox/usage']").await;
+    reload_until(
+        page,
+        &server.url("/portal/sandbox/usage"),
+        "document.getElementById('sum-requests').innerText.trim() === '3'",
+    )
+    .await;
+    assert_eq!(text(page, "#sum-errors").await, "1 / 0");
+    assert_eq!(
+        attribute(page, "#requests-chart polyline[data-series='requests']", "data-total")
+            .await
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(row_cells(page, "#keys", "Backend").await[1..4], ["3", "1", "0"]);
+    assert_eq!(count(page, "#keys-chart rect.bar").await, 1, "one key was used");
+    assert_eq!(
+        attribute(page, "#keys-chart rect.bar", "data-value").await.as_deref(),
+        Some("3")
+    );
+    assert_eq!(row_cells(page, "#endpoints", "POST /cardholders").await[1], "1");
+    let reads = row_cells(page, "#endpoints", "GET /cardholders/{cardholder_id}").await;
+    assert_eq!(reads[1], "2", "{reads:?}");
+    screenshot(page, "portal-09-usage").await;
 }
