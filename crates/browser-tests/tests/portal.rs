@@ -1,13 +1,17 @@
 //! The developer portal in headless Chromium against a real server: sign up with the emailed
 //! link, find the sample sandbox, create an API key (its secret shown once) and use it with curl,
 //! follow the quickstart, find those requests in the request log with the SSN masked and counted
-//! in the usage charts, invite a viewer who cannot create keys.
+//! in the usage charts, simulate an authorization and see its webhook reach a local receiver and
+//! the delivery log, invite a viewer who cannot create keys.
+
+use std::sync::{Arc, Mutex};
 
 use cardplane_browser_tests::{
-    Chromium, Server, attribute, choose, click_and_wait, count, exists, fill, path_of, reload_until, row_cells,
-    screenshot, text, visit, wait_for_path,
+    Chromium, Server, attribute, choose, click_and_wait, count, exists, fill, path_of, reload_until, replace,
+    row_cells, screenshot, text, visit, wait_for_path,
 };
 use chromiumoxide::page::Page;
+use tokio::sync::oneshot;
 
 /// A cardholder as a developer would send it, with a full SSN the log must never show.
 const HOLDER: &str = r#"{"first_name": "Ana", "last_name": "Lopez", "email": "ana@example.com",
@@ -216,4 +220,113 @@ async fn usage_counts_the_three(server: &Server, page: &Page) {
     let reads = row_cells(page, "#endpoints", "GET /cardholders/{cardholder_id}").await;
     assert_eq!(reads[1], "2", "{reads:?}");
     screenshot(page, "portal-09-usage").await;
+}
+
+/// A local webhook receiver on 127.0.0.1: keeps each body it is sent and answers 204.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        let router = axum::Router::new().fallback(axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Receiver {
+            url,
+            bodies,
+            _stop: stop,
+        }
+    }
+
+    fn received(&self, needle: &str) -> bool {
+        self.bodies.lock().unwrap().iter().any(|b| b.contains(needle))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_authorization_is_delivered_to_the_webhook_and_logged() {
+    let server = Server::start_portal().await;
+    let receiver = Receiver::start().await;
+    let chromium = Chromium::launch().await;
+    let page = chromium.page(&server.url("/portal/login")).await;
+    sign_up(&server, &page, "sam@acme.test", "Acme Hooks").await;
+
+    // An endpoint for transaction.created at the receiver, from the webhooks form.
+    click_and_wait(&page, "a[href='/portal/sandbox/webhooks']").await;
+    fill(&page, "#endpoint-url", &receiver.url).await;
+    fill(&page, "#endpoint-description", "local receiver").await;
+    page.find_element("#create-endpoint input[name='event'][value='transaction.created']")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click_and_wait(&page, "#create-endpoint button[type='submit']").await;
+    assert!(exists(&page, "#new-endpoint-secret").await, "the secret is shown once");
+    let endpoint = attribute(&page, "#webhook-endpoints tbody a.mono", "href")
+        .await
+        .expect("the endpoint is listed");
+    assert!(text(&page, "#webhook-endpoints").await.contains(&receiver.url));
+    screenshot(&page, "portal-10-webhook-endpoint").await;
+
+    // An authorization of 25.00 on the sample card, from the simulator's form.
+    click_and_wait(&page, "a[href='/portal/sandbox/simulator']").await;
+    assert!(
+        text(&page, "#auth-card").await.contains("ACTIVE"),
+        "the sample card is offered"
+    );
+    replace(&page, "#auth-amount", "2500").await;
+    fill(&page, "#auth-merchant-name", "Corner Grocery").await;
+    click_and_wait(&page, "#simulate-authorize button[type='submit']").await;
+    assert_eq!(text(&page, "#decision").await, "approved");
+    assert!(exists(&page, "#decision-trace tbody tr").await, "the trace is shown");
+    let txn = text(&page, "#transaction-id").await;
+    assert!(txn.starts_with("txn_"), "{txn}");
+    screenshot(&page, "portal-11-simulated").await;
+
+    the_delivery_is_logged(&server, &page, &endpoint, &receiver, &txn).await;
+    chromium.close().await;
+}
+
+/// The worker delivers transaction.created to the receiver; the endpoint's delivery log shows
+/// it delivered, and its attempt got the receiver's 204.
+async fn the_delivery_is_logged(server: &Server, page: &Page, endpoint: &str, receiver: &Receiver, txn: &str) {
+    click_and_wait(page, "#simulate-result a[href='/portal/sandbox/webhooks']").await;
+    click_and_wait(page, &format!("#webhook-endpoints a[href='{endpoint}']")).await;
+    reload_until(
+        page,
+        &server.url(endpoint),
+        "Array.from(document.querySelectorAll('#delivery-log tbody tr')).some(r => r.cells[3] && r.cells[3].innerText.trim() === 'delivered')",
+    )
+    .await;
+    assert_eq!(count(page, "#delivery-log tbody tr").await, 1, "one event subscribed");
+    assert_eq!(
+        text(page, "#delivery-log tbody tr td code").await,
+        "transaction.created"
+    );
+    assert!(receiver.received(txn), "the receiver got the transaction's event");
+    screenshot(page, "portal-12-delivery-log").await;
+    click_and_wait(page, "#delivery-log tbody tr a").await;
+    assert_eq!(count(page, "#attempts tbody tr").await, 1);
+    let attempt = text(page, "#attempts tbody tr").await;
+    assert!(attempt.contains("HTTP 204"), "{attempt}");
 }
