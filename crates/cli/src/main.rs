@@ -104,6 +104,11 @@ enum Command {
         /// The api workload: run with the request log on, off, or both (and compare).
         #[arg(long, value_enum, default_value = "both")]
         request_log: bench::api::RequestLogMode,
+        /// The api workload with `--request-log both`: pairs of runs, in alternating order (off
+        /// then on, on then off...) so a drift of the machine or the growing database weighs on
+        /// both; the ratio is of the medians.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -483,13 +488,22 @@ async fn main() -> anyhow::Result<()> {
             rules,
             history,
             request_log,
+            rounds,
             json,
         } => {
             let state = open_state(config).await?;
             if workload == bench::Workload::Api {
                 let duration = std::time::Duration::from_secs(duration_secs.max(1));
                 let warmup = std::time::Duration::from_secs(warmup_secs);
-                let runs = bench::api::run(state.clone(), request_log, connections.max(1), duration, warmup).await;
+                let runs = bench::api::run(
+                    state.clone(),
+                    request_log,
+                    rounds.max(1),
+                    connections.max(1),
+                    duration,
+                    warmup,
+                )
+                .await;
                 state.close_db().await;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&runs?)?);

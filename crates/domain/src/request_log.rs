@@ -78,23 +78,23 @@ fn normalized(name: &str) -> String {
         .collect()
 }
 
-fn field_rule(name: &str, in_document: bool, auth_body: bool) -> FieldRule {
-    let n = normalized(name);
-    if REDACTED_NAMES.contains(&n.as_str()) || REDACTED_SUFFIXES.iter().any(|s| n.ends_with(s)) {
+/// The rule for a field by its [`normalized`] name.
+fn field_rule(n: &str, in_document: bool, auth_body: bool) -> FieldRule {
+    if REDACTED_NAMES.contains(&n) || REDACTED_SUFFIXES.iter().any(|s| n.ends_with(s)) {
         return FieldRule::Redact;
     }
     if auth_body && n == "code" {
         return FieldRule::Redact;
     }
-    if LAST_FOUR_NAMES.contains(&n.as_str()) || (in_document && matches!(n.as_str(), "value" | "number")) {
+    if LAST_FOUR_NAMES.contains(&n) || (in_document && matches!(n, "value" | "number")) {
         return FieldRule::LastFour;
     }
     FieldRule::Shapes
 }
 
-/// Whether a field holds an identity document (its `value`/`number` keep only their last four).
-fn is_document_field(name: &str) -> bool {
-    let n = normalized(name);
+/// Whether a field (by its [`normalized`] name) holds an identity document (its `value`/`number`
+/// keep only their last four).
+fn is_document_field(n: &str) -> bool {
     n.contains("document") || n == "identity" || n == "identification"
 }
 
@@ -113,6 +113,9 @@ pub fn mask_json(value: &mut Value) {
     mask_value(value, false);
 }
 
+/// Numbers below this have at most eight digits: too short for a card number or an SSN.
+const SHORTEST_MASKED_NUMBER: u64 = 100_000_000;
+
 fn mask_value(value: &mut Value, in_document: bool) {
     match value {
         Value::Object(map) => mask_object(map, in_document),
@@ -123,7 +126,8 @@ fn mask_value(value: &mut Value, in_document: bool) {
             }
         }
         Value::Number(n) => {
-            if let Some(masked) = masked_shapes(&n.to_string(), false) {
+            let short = n.as_i64().is_some_and(|i| i.unsigned_abs() < SHORTEST_MASKED_NUMBER);
+            if let Some(masked) = (!short).then(|| masked_shapes(&n.to_string(), false)).flatten() {
                 *value = Value::String(masked);
             }
         }
@@ -132,17 +136,21 @@ fn mask_value(value: &mut Value, in_document: bool) {
 }
 
 fn mask_object(map: &mut Map<String, Value>, in_document: bool) {
-    let auth_body = map.keys().any(|k| AUTH_SIBLINGS.contains(&normalized(k).as_str()))
-        && map.keys().any(|k| normalized(k) == "code");
-    let entries = std::mem::take(map);
-    for (key, mut v) in entries {
-        match field_rule(&key, in_document, auth_body) {
-            FieldRule::Redact if !v.is_null() => v = Value::String(REDACTED.to_owned()),
-            FieldRule::LastFour => mask_last_four(&mut v),
-            FieldRule::Redact | FieldRule::Shapes => mask_value(&mut v, in_document || is_document_field(&key)),
+    let names: Vec<String> = map.keys().map(|k| normalized(k)).collect();
+    let auth_body = names.iter().any(|n| AUTH_SIBLINGS.contains(&n.as_str())) && names.iter().any(|n| n == "code");
+    for ((_, v), name) in map.iter_mut().zip(&names) {
+        match field_rule(name, in_document, auth_body) {
+            FieldRule::Redact if !v.is_null() => *v = Value::String(REDACTED.to_owned()),
+            FieldRule::LastFour => mask_last_four(v),
+            FieldRule::Redact | FieldRule::Shapes => mask_value(v, in_document || is_document_field(name)),
         }
-        let key = masked_shapes(&key, false).unwrap_or(key);
-        map.insert(key, v);
+    }
+    // Keys are rebuilt only when one holds a shape (rare: a card number used as a key).
+    if map.keys().any(|k| may_hold_shape(k)) {
+        let entries = std::mem::take(map);
+        for (key, v) in entries {
+            map.insert(masked_shapes(&key, false).unwrap_or(key), v);
+        }
     }
 }
 
@@ -241,8 +249,36 @@ fn starred_digits(run: &DigitRun, text: &str, in_document: bool) -> Vec<bool> {
     star
 }
 
+/// Whether `text` has a digit run (single spaces or dashes allowed between groups, as in
+/// [`digit_runs`]) of at least nine digits, the fewest a card number or an SSN shape has. Most
+/// strings (ids, names, amounts) have none, and this answers without allocating.
+fn may_hold_shape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut digits = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits >= 9 {
+                return true;
+            }
+        } else {
+            let joins = matches!(b, b' ' | b'-')
+                && i > 0
+                && bytes[i - 1].is_ascii_digit()
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !joins {
+                digits = 0;
+            }
+        }
+    }
+    false
+}
+
 /// `text` with card numbers and SSN shapes starred (separators kept), or `None` if it has none.
 fn masked_shapes(text: &str, in_document: bool) -> Option<String> {
+    if !may_hold_shape(text) {
+        return None;
+    }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     let mut changed = false;
@@ -279,7 +315,7 @@ pub fn mask_query(query: &str) -> String {
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let (name, value) = (percent_decoded(name), percent_decoded(value));
-            let value = match field_rule(&name, false, false) {
+            let value = match field_rule(&normalized(&name), false, false) {
                 FieldRule::Redact => REDACTED.to_owned(),
                 FieldRule::LastFour => keep_last_four(&value),
                 FieldRule::Shapes => mask_text(&value),
@@ -510,6 +546,22 @@ pub fn latency_quantile_us(buckets: &[i64; LATENCY_BUCKETS], per_mille: i64) -> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    proptest::proptest! {
+        #[test]
+        fn the_quick_check_never_misses_a_run_long_enough_to_mask(text in "[0-9a-z _-]{0,40}") {
+            let longest = digit_runs(&text).iter().map(|r| r.digits.len()).max().unwrap_or(0);
+            proptest::prop_assert_eq!(may_hold_shape(&text), longest >= 9);
+        }
+    }
+
+    #[test]
+    fn short_numbers_stay_numbers_and_long_ones_are_checked() {
+        let v = masked(json!({"amount": 12_345_678, "n": 4_111_111_111_111_111_u64, "ssn_like": 123_456_789}));
+        assert_eq!(v["amount"], 12_345_678);
+        assert_eq!(v["n"], "************1111");
+        assert_eq!(v["ssn_like"], "*****6789");
+    }
 
     fn masked(v: Value) -> Value {
         let mut v = v;

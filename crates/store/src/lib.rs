@@ -55,7 +55,7 @@ pub mod transactions;
 pub mod vault;
 pub mod webhooks;
 
-pub use db::{Backend, Db, DbOptions};
+pub use db::{Backend, Db, DbOptions, request_log_url};
 pub use error::StoreError;
 
 use cardplane_domain::Environment;

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::sql::{Bind, Filters, ts};
-use crate::{Scope, SqlStore, StoreError};
+use crate::{Backend, Scope, SqlStore, StoreError};
 
 const SUMMARY_COLUMNS: &str = "id, api_key_id, received_at, method, route, path, query, status, latency_us, \
     request_id, idempotency_key";
@@ -239,11 +239,18 @@ fn usage_deltas(entries: &[RequestLogEntry]) -> BTreeMap<UsageKey<'_>, UsageDelt
     deltas
 }
 
-/// `($1, $2, ...), ($n+1, ...)`: `rows` groups of `width` numbered placeholders.
-fn placeholders(rows: usize, width: usize) -> String {
+/// `($1, $2, ...), ($n+1, ...)`: `rows` groups of `width` numbered placeholders; on SQLite
+/// anonymous `?`s, bound in order (SQLite finds a numbered parameter by walking the statement's
+/// list of names: binding thousands of them is quadratic).
+fn placeholders(backend: Backend, rows: usize, width: usize) -> String {
     (0..rows)
         .map(|r| {
-            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            let cells: Vec<String> = (1..=width)
+                .map(|c| match backend {
+                    Backend::Sqlite => "?".to_owned(),
+                    Backend::Postgres => format!("${}", r * width + c),
+                })
+                .collect();
             format!("({})", cells.join(", "))
         })
         .collect::<Vec<_>>()
@@ -259,7 +266,7 @@ async fn insert_log_rows(conn: &mut AnyConnection, entries: &[RequestLogEntry]) 
         "INSERT INTO request_log (id, tenant_id, environment, api_key_id, received_at, method, route, path, query, \
          status, latency_us, request_id, idempotency_key, request_content_type, request_body, request_bytes, \
          response_content_type, response_body, response_bytes) VALUES {}",
-        placeholders(entries.len(), 19)
+        placeholders(Backend::of(conn), entries.len(), 19)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for e in entries {
@@ -307,7 +314,7 @@ async fn upsert_usage(conn: &mut AnyConnection, rows: &[(&UsageKey<'_>, &UsageDe
         "INSERT INTO request_usage_daily (tenant_id, environment, day, api_key_id, method, route, {}) VALUES {} \
          ON CONFLICT (tenant_id, environment, day, api_key_id, method, route) DO UPDATE SET {}",
         added.join(", "),
-        placeholders(rows.len(), 6 + added.len()),
+        placeholders(Backend::of(conn), rows.len(), 6 + added.len()),
         updates.join(", ")
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -463,7 +470,7 @@ impl SqlStore {
             .bind(scope.environment.as_str())
             .bind(first_day(now, days))
             .bind(day_of(now))
-            .fetch_all(self.db().reader())
+            .fetch_all(self.db().log_reader())
             .await?)
     }
 }
@@ -476,7 +483,7 @@ impl RequestLogStore for SqlStore {
         }
         let deltas = usage_deltas(entries);
         let deltas: Vec<_> = deltas.iter().collect();
-        let mut tx = self.db().writer().begin().await?;
+        let mut tx = self.db().log_writer().begin().await?;
         for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
             insert_log_rows(&mut tx, chunk).await?;
         }
@@ -501,7 +508,7 @@ impl RequestLogStore for SqlStore {
             filters.sql(),
             limit + 1
         );
-        let rows = filters.fetch_all(self.db().reader(), sql).await?;
+        let rows = filters.fetch_all(self.db().log_reader(), sql).await?;
         let mut entries = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
         let more = entries.len() > limit as usize;
         entries.truncate(limit as usize);
@@ -518,7 +525,7 @@ impl RequestLogStore for SqlStore {
             .bind(id.as_str())
             .bind(scope.tenant_id.as_str())
             .bind(scope.environment.as_str())
-            .fetch_optional(self.db().reader())
+            .fetch_optional(self.db().log_reader())
             .await?
             .ok_or(StoreError::NotFound)?;
         Ok(RequestLogDetail {
@@ -575,7 +582,7 @@ impl RequestLogStore for SqlStore {
             )
             .bind(cutoff.as_micros())
             .bind(chunk)
-            .execute(self.db().writer())
+            .execute(self.db().log_writer())
             .await?
             .rows_affected();
             run.log_rows += deleted;
@@ -586,7 +593,7 @@ impl RequestLogStore for SqlStore {
         // A day is dropped once all of it is older than the cutoff; a few hundred rows per day.
         run.usage_rows = sqlx::query("DELETE FROM request_usage_daily WHERE day < $1")
             .bind(day_of(cutoff))
-            .execute(self.db().writer())
+            .execute(self.db().log_writer())
             .await?
             .rows_affected();
         Ok(run)

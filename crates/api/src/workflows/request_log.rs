@@ -39,22 +39,40 @@ pub async fn write_until(state: AppState, mut queue: mpsc::Receiver<Captured>, s
 async fn drain(state: &AppState, queue: &mut mpsc::Receiver<Captured>) {
     let settings = &state.config.request_log;
     let batch_max = settings.batch_max.max(1);
+    let cap = settings.body_cap_bytes;
     loop {
-        let mut batch: Vec<RequestLogEntry> = Vec::with_capacity(batch_max);
-        while batch.len() < batch_max {
+        let mut captured: Vec<Captured> = Vec::with_capacity(batch_max);
+        while captured.len() < batch_max {
             match queue.try_recv() {
-                Ok(captured) => batch.push(captured.into_entry(settings.body_cap_bytes)),
+                Ok(c) => captured.push(c),
                 Err(_) => break,
             }
         }
-        if batch.is_empty() {
+        if captured.is_empty() {
             return;
         }
+        let full = captured.len() == batch_max;
+        // Masking parses and rewrites every body: a blocking thread does it, so a batch never
+        // holds one of the runtime's workers (and the requests queued on it) for milliseconds.
+        let batch = match tokio::task::spawn_blocking(move || {
+            captured
+                .into_iter()
+                .map(|c| c.into_entry(cap))
+                .collect::<Vec<RequestLogEntry>>()
+        })
+        .await
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "request log masking failed; batch dropped");
+                return;
+            }
+        };
         if let Err(e) = state.request_log.insert_batch(&batch).await {
             metrics::counter!("request_log_write_failures_total").increment(1);
             tracing::warn!(error = %e, entries = batch.len(), "request log batch not written");
         }
-        if batch.len() < batch_max {
+        if !full {
             return;
         }
     }

@@ -24,7 +24,7 @@ use super::load::{Latency, Server, machine, percentiles, start_server_with};
 pub enum RequestLogMode {
     On,
     Off,
-    /// Off, then on, and the ratio.
+    /// Off and on (in alternating order over the rounds), and the ratio.
     Both,
 }
 
@@ -235,22 +235,42 @@ async fn run_one(
     })
 }
 
+/// The settings of each round, in order: pairs alternate (off, on, on, off...).
+fn schedule(mode: RequestLogMode, rounds: usize) -> Vec<bool> {
+    match mode {
+        RequestLogMode::On => vec![true; rounds],
+        RequestLogMode::Off => vec![false; rounds],
+        RequestLogMode::Both => (0..rounds).flat_map(|r| [r % 2 == 1, r % 2 == 0]).collect(),
+    }
+}
+
+/// The median requests per second of the runs with the log `on`.
+fn median_rate(runs: &[ApiRun], on: bool) -> Option<f64> {
+    let mut rates: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.request_log == on)
+        .map(|r| r.requests_per_s)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    match rates.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(rates[n / 2]),
+        n => Some((rates[n / 2 - 1] + rates[n / 2]) / 2.0),
+    }
+}
+
 /// Runs the mix with the request log off and/or on and prints the figures (and the ratio).
 pub async fn run(
     state: AppState,
     mode: RequestLogMode,
+    rounds: usize,
     connections: usize,
     duration: Duration,
     warmup: Duration,
 ) -> anyhow::Result<Vec<ApiRun>> {
-    let modes: &[bool] = match mode {
-        RequestLogMode::On => &[true],
-        RequestLogMode::Off => &[false],
-        RequestLogMode::Both => &[false, true],
-    };
     let mut runs = Vec::new();
-    for on in modes {
-        runs.push(run_one(&state, *on, connections, duration, warmup).await?);
+    for on in schedule(mode, rounds) {
+        runs.push(run_one(&state, on, connections, duration, warmup).await?);
     }
     println!("machine: {}", machine());
     for r in &runs {
@@ -267,12 +287,26 @@ pub async fn run(
             r.latency.p99_ms
         );
     }
-    if let [off, on] = runs.as_slice() {
+    if let (Some(off), Some(on)) = (median_rate(&runs, false), median_rate(&runs, true)) {
         println!(
-            "request log on / off: {:.3} (cost {:.1}%)",
-            on.requests_per_s / off.requests_per_s,
-            (1.0 - on.requests_per_s / off.requests_per_s) * 100.0
+            "request log on / off (medians over {rounds} round(s)): {off:.0} -> {on:.0} requests/s = {:.3} (cost {:.1}%)",
+            on / off,
+            (1.0 - on / off) * 100.0
         );
     }
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_the_order_of_each_pair() {
+        assert_eq!(
+            schedule(RequestLogMode::Both, 3),
+            vec![false, true, true, false, false, true]
+        );
+        assert_eq!(schedule(RequestLogMode::On, 2), vec![true, true]);
+    }
 }

@@ -108,7 +108,7 @@ fn matches(rule: &CompiledRule, facts: &Facts<'_>, ids: &ScopeIds<'_>, counters:
         }
         RuleBody::MerchantLock(l) => {
             let m = facts.merchant;
-            !(l.merchant_ids.iter().any(|id| *id == m.id) || l.mccs.iter().any(|c| *c == m.mcc))
+            !(l.merchant_ids.contains(&m.id) || l.mccs.contains(&m.mcc))
         }
     }
 }

@@ -228,7 +228,7 @@ fn declines_win_and_approve_only_suppresses_later_reviews() {
     assert_eq!(v.steps.len(), 2);
     assert_eq!(v.steps[1].detail, format!("no match: {} v1", none.rule_id));
 
-    let v = evaluate(&[review.clone()], &f, &IDS, &VelocityBook::default(), false);
+    let v = evaluate(std::slice::from_ref(&review), &f, &IDS, &VelocityBook::default(), false);
     assert_eq!(v.reviews.len(), 1);
     assert!(v.decline.is_none());
 
@@ -372,7 +372,7 @@ fn velocity_rule_declines_past_its_limit() {
         count,
     };
     let f = facts(&m, 100, T0 + 10);
-    let v = evaluate(&[r.clone()], &f, &IDS, &VelocityBook::new([row(1)]), false);
+    let v = evaluate(std::slice::from_ref(&r), &f, &IDS, &VelocityBook::new([row(1)]), false);
     assert!(v.decline.is_none());
     let v = evaluate(&[r], &f, &IDS, &VelocityBook::new([row(2)]), false);
     assert_eq!(v.decline.unwrap().response_code, ResponseCode::CountLimit);
