@@ -61,6 +61,57 @@ pub struct EndpointRow {
     pub mean: String,
 }
 
+pub struct Charts {
+    pub requests: LineChart,
+    pub authorizations: LineChart,
+    pub keys: BarChart,
+    pub latency: BarChart,
+}
+
+impl Charts {
+    fn of(days: u32, rows: &[DayRow], keys: &[KeyRow], endpoints: &[EndpointLatency]) -> Self {
+        Charts {
+            requests: LineChart::new(
+                "requests-chart",
+                format!("API requests per day, last {days} days (UTC)"),
+                vec![
+                    ("Requests", "requests", rows.iter().map(|r| r.requests).collect()),
+                    ("Errors (4xx, 5xx)", "errors", rows.iter().map(|r| r.errors).collect()),
+                ],
+                day_labels(rows),
+            ),
+            authorizations: LineChart::new(
+                "authorizations-chart",
+                format!("Card authorizations per day, last {days} days (UTC)"),
+                vec![
+                    ("Approved", "approved", rows.iter().map(|r| r.approved).collect()),
+                    ("Declined", "declined", rows.iter().map(|r| r.declined).collect()),
+                ],
+                day_labels(rows),
+            ),
+            keys: BarChart::new(
+                "keys-chart",
+                "Requests per API key".to_owned(),
+                keys.iter()
+                    .map(|k| (k.key.clone(), k.requests, k.requests.to_string()))
+                    .collect(),
+            ),
+            latency: BarChart::new(
+                "latency-chart",
+                "p99 latency per endpoint (ms, busiest endpoints)".to_owned(),
+                endpoints
+                    .iter()
+                    .take(ENDPOINTS_CHARTED)
+                    .map(|e| {
+                        let row = endpoint_row(e);
+                        (row.endpoint, e.p99_us.unwrap_or(0), row.p99)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "portal/usage.html")]
 struct UsagePage {
@@ -71,10 +122,7 @@ struct UsagePage {
     retention_days: u32,
     totals: UsageCounts,
     total_error_rate: String,
-    requests_chart: LineChart,
-    authorizations_chart: LineChart,
-    key_chart: BarChart,
-    latency_chart: BarChart,
+    charts: Charts,
     day_rows: Vec<DayRow>,
     key_rows: Vec<KeyRow>,
     endpoint_rows: Vec<EndpointRow>,
@@ -194,44 +242,7 @@ pub async fn show(
         retention_days: state.config.request_log.retention_days,
         totals,
         total_error_rate: per_mille(totals.error_rate_per_mille()),
-        requests_chart: LineChart::new(
-            "requests-chart",
-            format!("API requests per day, last {days} days (UTC)"),
-            vec![
-                ("Requests", "requests", rows.iter().map(|r| r.requests).collect()),
-                ("Errors (4xx, 5xx)", "errors", rows.iter().map(|r| r.errors).collect()),
-            ],
-            day_labels(&rows),
-        ),
-        authorizations_chart: LineChart::new(
-            "authorizations-chart",
-            format!("Card authorizations per day, last {days} days (UTC)"),
-            vec![
-                ("Approved", "approved", rows.iter().map(|r| r.approved).collect()),
-                ("Declined", "declined", rows.iter().map(|r| r.declined).collect()),
-            ],
-            day_labels(&rows),
-        ),
-        key_chart: BarChart::new(
-            "keys-chart",
-            "Requests per API key".to_owned(),
-            key_rows
-                .iter()
-                .map(|k| (k.key.clone(), k.requests, k.requests.to_string()))
-                .collect(),
-        ),
-        latency_chart: BarChart::new(
-            "latency-chart",
-            "p99 latency per endpoint (ms, busiest endpoints)".to_owned(),
-            endpoints
-                .iter()
-                .take(ENDPOINTS_CHARTED)
-                .map(|e| {
-                    let row = endpoint_row(e);
-                    (row.endpoint, e.p99_us.unwrap_or(0), row.p99)
-                })
-                .collect(),
-        ),
+        charts: Charts::of(days, &rows, &key_rows, &endpoints),
         day_rows: rows,
         key_rows,
         endpoint_rows,
