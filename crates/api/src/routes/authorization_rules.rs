@@ -13,7 +13,7 @@ use cardplane_domain::ids::{AuthorizationRuleId, CardholderId};
 use cardplane_engine::rules::view::{
     BacktestEnvelope, BacktestView, RuleEnvelope, RuleList, RuleVersionList, RuleVersionView, RuleView,
 };
-use cardplane_engine::rules::{Change, Mode, NewRule, RuleError, RuleScope, Submitted};
+use cardplane_engine::rules::{Change, Mode, NewRule, RuleScope, Submitted};
 use cardplane_store::rules::RuleFilter;
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,19 +25,7 @@ use crate::http::lookup::{load_card, load_cardholder, load_program};
 use crate::http::reply::Reply;
 use crate::routes::disputes::recorder;
 use crate::state::AppState;
-
-/// The answer to every rule failure.
-pub fn rule_error(e: RuleError) -> ApiError {
-    match e {
-        RuleError::NotFound => ApiError::not_found("authorization_rule"),
-        RuleError::Invalid(f) => f.into(),
-        RuleError::NoDraft | RuleError::NotTheDraft(_) | RuleError::AlreadyDisabled | RuleError::Busy => {
-            ApiError::conflict(e.code(), e.to_string())
-        }
-        RuleError::BadWindow => ApiError::invalid(e.code(), e.to_string()).with_param("end"),
-        RuleError::Store(s) => s.into(),
-    }
-}
+use crate::workflows::rules::{parse_rule_id, rule_error};
 
 /// A JSON body the caller may leave out altogether (no body and no Content-Type): then
 /// `T::default()`. A body that is there is read like any other (`JsonBody`).
@@ -59,10 +47,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::Fr
         let JsonBody(body) = JsonBody::<T>::from_request(req, state).await?;
         Ok(OptionalJsonBody(body))
     }
-}
-
-pub fn parse_rule_id(raw: &str) -> ApiResult<AuthorizationRuleId> {
-    AuthorizationRuleId::parse(raw).map_err(|_| ApiError::not_found("authorization_rule"))
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]

@@ -4,14 +4,31 @@
 
 use cardplane_domain::ids::AuthorizationRuleId;
 use cardplane_domain::people::Action;
-use cardplane_engine::rules::{Change, Committed, Recorder};
+use cardplane_engine::rules::{Change, Committed, Recorder, RuleError};
 use cardplane_store::rules::RuleWithVersions;
 use cardplane_store::{EffectRecords, Scope};
 
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::people::Staff;
-use crate::routes::authorization_rules::{parse_rule_id, rule_error};
 use crate::state::AppState;
+
+/// The answer to every rule failure.
+pub fn rule_error(e: RuleError) -> ApiError {
+    match e {
+        RuleError::NotFound => ApiError::not_found("authorization_rule"),
+        RuleError::Invalid(f) => f.into(),
+        RuleError::NoDraft | RuleError::NotTheDraft(_) | RuleError::AlreadyDisabled | RuleError::Busy => {
+            ApiError::conflict(e.code(), e.to_string())
+        }
+        RuleError::BadWindow => ApiError::invalid(e.code(), e.to_string()).with_param("end"),
+        RuleError::Store(s) => s.into(),
+    }
+}
+
+/// A rule id from a path; anything else is a 404, like a rule that does not exist.
+pub fn parse_rule_id(raw: &str) -> ApiResult<AuthorizationRuleId> {
+    AuthorizationRuleId::parse(raw).map_err(|_| ApiError::not_found("authorization_rule"))
+}
 
 /// Promotes, disables or adds a version, through the rule desk (retrying a lost race).
 pub async fn change(
