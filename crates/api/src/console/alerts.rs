@@ -19,6 +19,7 @@ use super::{Chrome, ConsoleError, PageResult, page, when};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::DoneQuery;
 use crate::web::{TraceLine, refused, trace_lines};
 use crate::workflows::alerts::{self as workflow, QueueAsk, Resolve};
 
@@ -218,22 +219,15 @@ async fn alert_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
-}
-
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let notice = q.done.as_deref().map(|d| match d {
-        "assign" => "Assignment saved.".to_owned(),
-        "resolve" => "Alert resolved.".to_owned(),
-        _ => "Done.".to_owned(),
-    });
+    let notice = q
+        .notice(&[("assign", "Assignment saved."), ("resolve", "Alert resolved.")])
+        .map(str::to_owned);
     page(&alert_page(&state, &staff, &id, None, notice).await?)
 }
 

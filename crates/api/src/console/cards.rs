@@ -21,6 +21,7 @@ use super::{Chrome, ConsoleError, PageResult, RefusalCode, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::DoneQuery;
 use crate::workflows::issuing::change_card_state;
 
 const PAGE_SIZE: u32 = 50;
@@ -264,24 +265,20 @@ async fn detail_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DetailQuery {
-    done: Option<String>,
-}
-
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
-    Query(q): Query<DetailQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let card = load(&state, &staff, &id).await?;
-    let notice = q.done.as_deref().map(|d| match d {
-        "freeze" => "The card is frozen.".to_owned(),
-        "unfreeze" => "The card is active again.".to_owned(),
-        "close" => "The card is closed.".to_owned(),
-        _ => "Done.".to_owned(),
-    });
+    let notice = q
+        .notice(&[
+            ("freeze", "The card is frozen."),
+            ("unfreeze", "The card is active again."),
+            ("close", "The card is closed."),
+        ])
+        .map(str::to_owned);
     page(&detail_page(&state, &staff, card, None, notice).await?)
 }
 

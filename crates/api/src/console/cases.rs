@@ -20,6 +20,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::people::Staff;
 use crate::routes::ops_cases::{CaseQuery, add_case_note, assign, case_filter, decide};
 use crate::state::AppState;
+use crate::web::DoneQuery;
 
 const PAGE_SIZE: u32 = 50;
 
@@ -270,23 +271,19 @@ async fn case_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CaseQueryString {
-    done: Option<String>,
-}
-
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
-    Query(q): Query<CaseQueryString>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let notice = q.done.as_deref().map(|d| match d {
-        "assign" => "Assignment saved.".to_owned(),
-        "note" => "Note added.".to_owned(),
-        "decide" => "Decision recorded.".to_owned(),
-        _ => "Done.".to_owned(),
-    });
+    let notice = q
+        .notice(&[
+            ("assign", "Assignment saved."),
+            ("note", "Note added."),
+            ("decide", "Decision recorded."),
+        ])
+        .map(str::to_owned);
     page(&case_page(&state, &staff, &id, None, notice).await?)
 }
 

@@ -21,6 +21,7 @@ use crate::routes::ops_disputes::{
     queue as dispute_queue, take_action,
 };
 use crate::state::AppState;
+use crate::web::DoneQuery;
 
 /// The issuer's steps and network answers the page offers (`/ops` decides which the status allows).
 const ACTIONS: [&str; 10] = [
@@ -125,18 +126,19 @@ async fn dispute_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
-}
-
 pub async fn show(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let notice = q.done.map(|d| format!("Done: {d}."));
+    let notice = q
+        .notice(&[
+            ("assign", "Assignment saved."),
+            ("note", "Note added."),
+            ("action", "Dispute updated."),
+        ])
+        .map(str::to_owned);
     page(&dispute_page(&state, &staff, &id, None, notice).await?)
 }
 

@@ -18,6 +18,7 @@ use super::{Chrome, ConsoleError, PageResult, RefusalCode, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::{Staff, random_token};
 use crate::state::AppState;
+use crate::web::DoneQuery;
 use crate::workflows::people::{
     CreatePersonRequest, ResetRequest, UpdatePersonRequest, create_person, load_operator, load_tenant,
     load_tenant_user, reset_person, revoke_tenant_api_key, role_names, tenant_api_keys, update_person,
@@ -371,25 +372,19 @@ async fn tenant_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct TenantQuery {
-    done: Option<String>,
-}
-
 /// `GET /console/tenants/{tenant_id}`.
 pub async fn tenant(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let id = load_tenant(&state, &staff, Action::ViewTenants, &id).await?;
     let mut p = tenant_page(&state, &staff, &id, PeopleTable::default(), None).await?;
-    p.notice = match q.done.as_deref() {
-        Some("revoked") => Some("The API key is revoked."),
-        Some("updated") => Some("The user is updated."),
-        _ => None,
-    };
+    p.notice = q.notice(&[
+        ("revoked", "The API key is revoked."),
+        ("updated", "The user is updated."),
+    ]);
     page(&p)
 }
 

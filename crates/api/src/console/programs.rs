@@ -29,6 +29,7 @@ use super::{Chrome, ConsoleError, PageResult, RefusalCode, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::DoneQuery;
 use crate::workflows::programs::{FieldChange, apply_update, changes_for_audit, program_changes, save_update};
 
 const PAGE_SIZE: u32 = 50;
@@ -367,25 +368,19 @@ async fn detail_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DetailQuery {
-    done: Option<String>,
-}
-
 /// `GET /console/programs/{program_id}`.
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
-    Query(q): Query<DetailQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let listing = load(&state, &staff, &id).await?;
     let mut p = detail_page(&state, &staff, &listing, None, HashMap::new()).await?;
-    p.notice = match q.done.as_deref() {
-        Some("updated") => Some("The program is updated."),
-        Some("unchanged") => Some("Nothing was changed: the form matched the program."),
-        _ => None,
-    };
+    p.notice = q.notice(&[
+        ("updated", "The program is updated."),
+        ("unchanged", "Nothing was changed: the form matched the program."),
+    ]);
     page(&p)
 }
 

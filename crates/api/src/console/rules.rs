@@ -22,6 +22,7 @@ use super::{Chrome, ConsoleError, PageResult, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::DoneQuery;
 use crate::web::refused;
 use crate::workflows::rules::{change_by_staff, load_for, scope_of};
 
@@ -325,22 +326,18 @@ async fn rule_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
-}
-
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let notice = q.done.as_deref().map(|d| match d {
-        "promote" => "The draft is now the active version.".to_owned(),
-        "disable" => "The rule is disabled.".to_owned(),
-        _ => "Done.".to_owned(),
-    });
+    let notice = q
+        .notice(&[
+            ("promote", "The draft is now the active version."),
+            ("disable", "The rule is disabled."),
+        ])
+        .map(str::to_owned);
     page(&rule_page(&state, &staff, &id, None, notice).await?)
 }
 

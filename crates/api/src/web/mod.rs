@@ -420,6 +420,26 @@ pub fn when(t: cardplane_domain::Timestamp) -> String {
 }
 
 /// `https://host/path?token=x` without `?token=x`: a query string may carry a token.
+/// `?done=<action>` on the page a successful POST redirects to (post/redirect/get): which
+/// action just succeeded, for the notice at the top of the page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+impl DoneQuery {
+    /// The page's notice for the action done (`notices` maps actions to sentences); an action
+    /// the page does not name says "Done.".
+    pub fn notice(&self, notices: &[(&str, &'static str)]) -> Option<&'static str> {
+        self.done.as_deref().map(|done| {
+            notices
+                .iter()
+                .find(|(action, _)| *action == done)
+                .map_or("Done.", |(_, n)| *n)
+        })
+    }
+}
+
 pub fn without_query(url: &str) -> String {
     url.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
