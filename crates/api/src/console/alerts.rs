@@ -19,7 +19,7 @@ use super::{Chrome, ConsoleError, PageResult, page, when};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::people::Staff;
 use crate::state::AppState;
-use crate::web::DoneQuery;
+use crate::web::{DoneQuery, href};
 use crate::web::{TraceLine, refused, trace_lines};
 use crate::workflows::alerts::{self as workflow, QueueAsk, Resolve};
 
@@ -88,18 +88,14 @@ impl QueuePage {
 
     fn next_href(&self, before: &str) -> String {
         let q = &self.q;
-        let pairs: Vec<(&str, String)> = [
-            ("status", value(&q.status)),
-            ("assignee", value(&q.assignee)),
-            ("tenant", value(&q.tenant)),
-            ("before", Some(before.to_owned())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        format!(
-            "/console/alerts?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        href(
+            "/console/alerts",
+            &[
+                ("status", q.status.as_deref()),
+                ("assignee", q.assignee.as_deref()),
+                ("tenant", q.tenant.as_deref()),
+                ("before", Some(before)),
+            ],
         )
     }
 }

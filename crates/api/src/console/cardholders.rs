@@ -18,6 +18,7 @@ use super::{Chrome, PageResult, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
+use crate::web::href;
 
 const PAGE_SIZE: u32 = 50;
 const CARDS_SHOWN_MAX: usize = 20;
@@ -73,21 +74,17 @@ impl SearchPage {
 
     fn next_href(&self, before: &str) -> String {
         let q = &self.q;
-        let pairs: Vec<(&str, String)> = [
-            ("tenant", value(&q.tenant)),
-            ("cardholder", value(&q.cardholder)),
-            ("custodian_uid", value(&q.custodian_uid)),
-            ("email", value(&q.email)),
-            ("last_name", value(&q.last_name)),
-            ("kyc_status", value(&q.kyc_status)),
-            ("before", Some(before.to_owned())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        format!(
-            "/console/cardholders?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        href(
+            "/console/cardholders",
+            &[
+                ("tenant", q.tenant.as_deref()),
+                ("cardholder", q.cardholder.as_deref()),
+                ("custodian_uid", q.custodian_uid.as_deref()),
+                ("email", q.email.as_deref()),
+                ("last_name", q.last_name.as_deref()),
+                ("kyc_status", q.kyc_status.as_deref()),
+                ("before", Some(before)),
+            ],
         )
     }
 }

@@ -21,7 +21,7 @@ use super::{Chrome, ConsoleError, PageResult, RefusalCode, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
-use crate::web::DoneQuery;
+use crate::web::{DoneQuery, href};
 use crate::workflows::issuing::change_card_state;
 
 const PAGE_SIZE: u32 = 50;
@@ -86,20 +86,16 @@ impl SearchPage {
 
     fn next_href(&self, before: &str) -> String {
         let q = &self.q;
-        let pairs: Vec<(&str, String)> = [
-            ("tenant", value(&q.tenant)),
-            ("card", value(&q.card)),
-            ("cardholder", value(&q.cardholder)),
-            ("program", value(&q.program)),
-            ("state", value(&q.state)),
-            ("before", Some(before.to_owned())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        format!(
-            "/console/cards?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        href(
+            "/console/cards",
+            &[
+                ("tenant", q.tenant.as_deref()),
+                ("card", q.card.as_deref()),
+                ("cardholder", q.cardholder.as_deref()),
+                ("program", q.program.as_deref()),
+                ("state", q.state.as_deref()),
+                ("before", Some(before)),
+            ],
         )
     }
 }

@@ -20,7 +20,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::people::Staff;
 use crate::routes::ops_cases::{CaseQuery, add_case_note, assign, case_filter, decide};
 use crate::state::AppState;
-use crate::web::DoneQuery;
+use crate::web::{DoneQuery, href};
 
 const PAGE_SIZE: u32 = 50;
 
@@ -98,18 +98,14 @@ impl QueuePage {
 
     fn next_href(&self, before: &str) -> String {
         let q = &self.q;
-        let pairs: Vec<(&str, String)> = [
-            ("status", value(&q.status)),
-            ("assignee", value(&q.assignee)),
-            ("overdue", value(&q.overdue)),
-            ("before", Some(before.to_owned())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        format!(
-            "/console/cases?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        href(
+            "/console/cases",
+            &[
+                ("status", q.status.as_deref()),
+                ("assignee", q.assignee.as_deref()),
+                ("overdue", q.overdue.as_deref()),
+                ("before", Some(before)),
+            ],
         )
     }
 }

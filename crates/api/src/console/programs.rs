@@ -29,7 +29,7 @@ use super::{Chrome, ConsoleError, PageResult, RefusalCode, money, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
-use crate::web::DoneQuery;
+use crate::web::{DoneQuery, href};
 use crate::workflows::programs::{FieldChange, apply_update, changes_for_audit, program_changes, save_update};
 
 const PAGE_SIZE: u32 = 50;
@@ -94,15 +94,13 @@ struct ListPage {
 
 impl ListPage {
     fn next_href(&self, before: &str) -> String {
-        let pairs = [
-            ("tenant", self.tenant.as_str()),
-            ("environment", self.environment.as_str()),
-            ("before", before),
-        ];
-        let pairs: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-        format!(
-            "/console/programs?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        href(
+            "/console/programs",
+            &[
+                ("tenant", Some(self.tenant.as_str())),
+                ("environment", Some(self.environment.as_str())),
+                ("before", Some(before)),
+            ],
         )
     }
 }

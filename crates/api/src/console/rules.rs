@@ -22,8 +22,8 @@ use super::{Chrome, ConsoleError, PageResult, page, when};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
-use crate::web::DoneQuery;
 use crate::web::refused;
+use crate::web::{DoneQuery, href};
 use crate::workflows::rules::{change_by_staff, load_for, scope_of};
 
 const PAGE_SIZE: u32 = 50;
@@ -97,18 +97,14 @@ impl ListPage {
 
     fn next_href(&self, before: &str) -> String {
         let q = &self.q;
-        let pairs: Vec<(&str, String)> = [
-            ("tenant", value(&q.tenant)),
-            ("env", value(&q.env)),
-            ("program", value(&q.program)),
-            ("before", Some(before.to_owned())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        format!(
-            "/console/rules?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        href(
+            "/console/rules",
+            &[
+                ("tenant", q.tenant.as_deref()),
+                ("env", q.env.as_deref()),
+                ("program", q.program.as_deref()),
+                ("before", Some(before)),
+            ],
         )
     }
 }

@@ -15,7 +15,7 @@ use super::{Workspace, chrome};
 use crate::http::error::ApiError;
 use crate::http::people::Staff;
 use crate::state::AppState;
-use crate::web::{Chrome, PageResult, page, when};
+use crate::web::{Chrome, PageResult, href, page, when};
 
 const PAGE_SIZE: u32 = 50;
 const METHODS: [&str; 4] = ["GET", "POST", "PATCH", "DELETE"];
@@ -87,21 +87,20 @@ impl RequestsQuery {
         })
     }
 
-    /// The filters in use as a query string, for the next page's link.
-    fn encoded(&self) -> String {
-        let pairs: Vec<(&str, &str)> = [
-            ("key", &self.key),
-            ("method", &self.method),
-            ("status", &self.status),
-            ("path", &self.path),
-            ("request_id", &self.request_id),
-            ("idempotency_key", &self.idempotency_key),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name, value.trim()))
-        .filter(|(_, value)| !value.is_empty())
-        .collect();
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    /// The next (older) page's link: the filters in use and the cursor.
+    fn next_href(&self, env: &str, after: &LogCursor) -> String {
+        href(
+            &format!("/portal/{env}/requests"),
+            &[
+                ("key", Some(&self.key)),
+                ("method", Some(&self.method)),
+                ("status", Some(&self.status)),
+                ("path", Some(&self.path)),
+                ("request_id", Some(&self.request_id)),
+                ("idempotency_key", Some(&self.idempotency_key)),
+                ("after", Some(&after.encode())),
+            ],
+        )
     }
 }
 
@@ -153,7 +152,7 @@ struct RequestsPage {
     error: Option<String>,
     retention_days: u32,
     enabled: bool,
-    /// The query string of the next (older) page, when there is one.
+    /// The next (older) page's link, when there is one.
     next: Option<String>,
 }
 
@@ -173,15 +172,7 @@ pub async fn list(
                 .request_log
                 .list(&ws.scope(), &filter, after.as_ref(), PAGE_SIZE)
                 .await?;
-            let next = found.next.map(|c| {
-                let filters = q.encoded();
-                let after = format!("after={}", c.encode());
-                if filters.is_empty() {
-                    after
-                } else {
-                    format!("{filters}&{after}")
-                }
-            });
+            let next = found.next.map(|c| q.next_href(ws.env(), &c));
             let rows = found
                 .entries
                 .iter()

@@ -420,6 +420,16 @@ pub fn when(t: cardplane_domain::Timestamp) -> String {
 }
 
 /// `https://host/path?token=x` without `?token=x`: a query string may carry a token.
+/// `path?name=value&...` with the pairs that have a value (trimmed; empty ones left out): a
+/// list's next-page link that keeps the filters in use.
+pub fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+    let kept: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter_map(|(name, v)| v.map(str::trim).filter(|v| !v.is_empty()).map(|v| (*name, v)))
+        .collect();
+    format!("{path}?{}", serde_urlencoded::to_string(kept).unwrap_or_default())
+}
+
 /// `?done=<action>` on the page a successful POST redirects to (post/redirect/get): which
 /// action just succeeded, for the notice at the top of the page.
 #[derive(Debug, Default, serde::Deserialize)]
