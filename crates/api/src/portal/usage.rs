@@ -31,7 +31,8 @@ const ENDPOINTS_CHARTED: usize = 12;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct UsageQuery {
-    days: Option<u32>,
+    /// One of [`WINDOWS`]; anything else (or nothing) shows the default window.
+    days: Option<String>,
 }
 
 /// One day of the window: requests, errors, authorizations.
@@ -193,7 +194,11 @@ pub async fn show(
 ) -> PageResult {
     let ws = Workspace::of(&staff, &env)?;
     staff.require(Action::ViewIntegration)?;
-    let days = q.days.filter(|d| WINDOWS.contains(d)).unwrap_or(DEFAULT_WINDOW);
+    let days = q
+        .days
+        .and_then(|d| d.trim().parse().ok())
+        .filter(|d| WINDOWS.contains(d))
+        .unwrap_or(DEFAULT_WINDOW);
     let now = Timestamp::now();
     let first = day_of(now) - i64::from(days) + 1;
     let scope = ws.scope();

@@ -159,6 +159,9 @@ async fn usage_counts_requests_per_key_and_endpoint_and_the_tenants_authorizatio
     assert!(usage.contains("<rect class=\"bar\" data-value=\"6\""), "the key's bar");
     let day = dev.get("/portal/sandbox/usage?days=1").await;
     assert!(day.html.contains("aria-current=\"true\">1 day<"), "{}", day.html);
+    let odd = dev.get("/portal/sandbox/usage?days=abc").await;
+    assert_eq!(odd.status, StatusCode::OK, "an unknown window shows the default one");
+    assert!(odd.html.contains("aria-current=\"true\">7 days<"), "{}", odd.html);
     let live = dev.get("/portal/live/usage").await;
     assert!(!live.html.contains("Usage key"), "sandbox requests are not live usage");
 }
