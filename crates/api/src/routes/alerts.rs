@@ -3,12 +3,9 @@
 //! custodian sees them; operators work them in `/ops/alerts`.
 
 use axum::extract::{Path, State};
-use cardplane_domain::alert::{AlertKind, AlertStatus};
-use cardplane_domain::ids::{AlertId, CardId};
+use cardplane_domain::ids::AlertId;
 use cardplane_engine::views::AlertView;
-use cardplane_store::Scope;
 use cardplane_store::StoreError;
-use cardplane_store::alerts::AlertFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -17,38 +14,7 @@ use crate::http::extract::{Ctx, ListParams, StrictQuery};
 use crate::http::reply::Reply;
 use crate::state::AppState;
 use crate::views::{AlertEnvelope, AlertList};
-
-pub fn parse_alert_id(raw: &str) -> ApiResult<AlertId> {
-    AlertId::parse(raw).map_err(|_| ApiError::not_found("alert"))
-}
-
-fn bad_filter(field: &str) -> ApiError {
-    ApiError::invalid("parameter_invalid", format!("`{field}` is not valid here")).with_param(field)
-}
-
-/// The filters of a list, checked: a bad value is a 400 naming it.
-pub fn alert_filter(
-    scope: Option<Scope>,
-    status: Option<&str>,
-    kind: Option<&str>,
-    card: Option<&str>,
-) -> ApiResult<AlertFilter> {
-    Ok(AlertFilter {
-        scope,
-        statuses: status
-            .map(|s| AlertStatus::parse(s).ok_or_else(|| bad_filter("status")))
-            .transpose()?
-            .into_iter()
-            .collect(),
-        kind: kind
-            .map(|k| AlertKind::parse(k).ok_or_else(|| bad_filter("kind")))
-            .transpose()?,
-        card_id: card
-            .map(|c| CardId::parse(c).map_err(|_| bad_filter("card_id")))
-            .transpose()?,
-        ..AlertFilter::default()
-    })
-}
+use crate::workflows::alerts::{alert_filter, parse_alert_id};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -3,11 +3,11 @@
 //! events and the audit entry). `/ops/alerts` and the console's alert pages both call these.
 
 use cardplane_domain::Timestamp;
-use cardplane_domain::alert::{Alert, AlertResolution};
+use cardplane_domain::alert::{Alert, AlertKind, AlertResolution, AlertStatus};
 use cardplane_domain::audit::AuditRecord;
 use cardplane_domain::card::CardEvent;
 use cardplane_domain::event::{Event, EventType};
-use cardplane_domain::ids::{TenantId, UserId};
+use cardplane_domain::ids::{AlertId, CardId, TenantId, UserId};
 use cardplane_domain::people::Action;
 use cardplane_engine::views::AlertView;
 use cardplane_store::alerts::{AlertChange, AlertFilter};
@@ -17,11 +17,42 @@ use cardplane_store::{EffectRecords, Scope, StoreError};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::lookup::load_assignee;
 use crate::http::people::Staff;
-use crate::routes::alerts::{alert_filter, parse_alert_id};
 use crate::state::AppState;
 use crate::workflows::issuing::card_event_in;
 
 pub const NOTE_MAX_CHARS: usize = 2_000;
+
+pub fn parse_alert_id(raw: &str) -> ApiResult<AlertId> {
+    AlertId::parse(raw).map_err(|_| ApiError::not_found("alert"))
+}
+
+fn bad_filter(field: &str) -> ApiError {
+    ApiError::invalid("parameter_invalid", format!("`{field}` is not valid here")).with_param(field)
+}
+
+/// The filters of a list, checked: a bad value is a 400 naming it.
+pub fn alert_filter(
+    scope: Option<Scope>,
+    status: Option<&str>,
+    kind: Option<&str>,
+    card: Option<&str>,
+) -> ApiResult<AlertFilter> {
+    Ok(AlertFilter {
+        scope,
+        statuses: status
+            .map(|s| AlertStatus::parse(s).ok_or_else(|| bad_filter("status")))
+            .transpose()?
+            .into_iter()
+            .collect(),
+        kind: kind
+            .map(|k| AlertKind::parse(k).ok_or_else(|| bad_filter("kind")))
+            .transpose()?,
+        card_id: card
+            .map(|c| CardId::parse(c).map_err(|_| bad_filter("card_id")))
+            .transpose()?,
+        ..AlertFilter::default()
+    })
+}
 
 fn bad(field: &str, message: &str) -> ApiError {
     ApiError::invalid("parameter_invalid", message.to_owned()).with_param(field)

@@ -8,29 +8,15 @@ use cardplane_api::workflows::admin::create_operator;
 use cardplane_domain::alert::Alert;
 use cardplane_domain::ids::{AlertId, TenantId};
 use cardplane_domain::people::{OperatorRole, Role, TenantRole};
-use cardplane_store::audit::AuditFilter;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::console::{Browser, PASSWORD, between, console_operator};
+use crate::console_programs::audit_of;
 use crate::net::merchant;
 use crate::net::{NetMessage, Network};
 use crate::ops::add_person;
 use crate::support::TestApp;
-
-async fn audit_of(app: &TestApp, object: &str) -> Vec<cardplane_domain::audit::AuditEntry> {
-    app.state
-        .audit
-        .list_audit(
-            &AuditFilter {
-                object_id: Some(object.to_owned()),
-                ..AuditFilter::default()
-            },
-            50,
-        )
-        .await
-        .unwrap()
-}
 
 /// A `review` rule on the network's program (active v1) with a stricter draft (v2) in shadow.
 async fn review_rule(app: &TestApp, net: &Network) -> String {

@@ -70,7 +70,7 @@ async fn api_program(app: &TestApp, t: &TestTenant, program_id: &str) -> Value {
     body["program"].clone()
 }
 
-async fn audit_of(app: &TestApp, object: &str) -> Vec<cardplane_domain::audit::AuditEntry> {
+pub(crate) async fn audit_of(app: &TestApp, object: &str) -> Vec<cardplane_domain::audit::AuditEntry> {
     app.state
         .audit
         .list_audit(
@@ -78,7 +78,7 @@ async fn audit_of(app: &TestApp, object: &str) -> Vec<cardplane_domain::audit::A
                 object_id: Some(object.to_owned()),
                 ..AuditFilter::default()
             },
-            20,
+            50,
         )
         .await
         .unwrap()
